@@ -1,0 +1,161 @@
+//! AWS configuration, built the way the AWS CLI builds it, and SDK errors mapped to ours.
+//!
+//! Region: `--region`, else `AWS_REGION` / `AWS_DEFAULT_REGION`, else the profile's `region`.
+//! Unlike the SDK's default chain we never ask instance metadata for a region: off EC2 that
+//! probe only adds seconds before the same "no region" failure. Endpoints come from
+//! `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>`, which the SDK reads itself; that is
+//! the only difference between a local run and a real one.
+
+use std::fmt::{Debug, Display};
+use std::time::Duration;
+
+use aws_config::environment::region::EnvironmentVariableRegionProvider;
+use aws_config::meta::region::RegionProviderChain;
+use aws_config::profile::ProfileFileRegionProvider;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// The flags every AWS-calling tool takes, named as the AWS CLI names them.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct AwsArgs {
+    /// AWS region [default: AWS_REGION, AWS_DEFAULT_REGION, or the profile's region]
+    #[arg(long, global = true, value_name = "REGION")]
+    pub region: Option<String>,
+    /// Named profile from ~/.aws/config and ~/.aws/credentials [default: AWS_PROFILE]
+    #[arg(long, global = true, value_name = "NAME")]
+    pub profile: Option<String>,
+}
+
+/// Resolve the region without instance-metadata probes; `None` when nothing names one.
+pub async fn resolve_region(args: &AwsArgs) -> Option<Region> {
+    if let Some(region) = args.region.as_deref().filter(|r| !r.is_empty()) {
+        return Some(Region::new(region.to_owned()));
+    }
+    let profile = match &args.profile {
+        Some(name) => ProfileFileRegionProvider::builder()
+            .profile_name(name)
+            .build(),
+        None => ProfileFileRegionProvider::new(),
+    };
+    RegionProviderChain::first_try(EnvironmentVariableRegionProvider::new())
+        .or_else(profile)
+        .region()
+        .await
+}
+
+/// Load the SDK configuration; fails fast (exit 2) when no region is configured.
+pub async fn load(args: &AwsArgs) -> Result<SdkConfig> {
+    let region = resolve_region(args).await.ok_or_else(|| {
+        Error::usage("no AWS region is configured").with_hint(
+            "pass --region, set AWS_REGION, or set `region` in your AWS profile",
+        )
+    })?;
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(region)
+        // A dead endpoint must fail in seconds, not hang a pipeline.
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .operation_attempt_timeout(Duration::from_secs(60))
+                .build(),
+        );
+    if let Some(profile) = &args.profile {
+        loader = loader.profile_name(profile);
+    }
+    Ok(loader.load().await)
+}
+
+/// The region a loaded configuration uses (always set by [`load`]).
+pub fn region_of(config: &SdkConfig) -> String {
+    config
+        .region()
+        .map(|r| r.to_string())
+        .unwrap_or_default()
+}
+
+/// Service error codes that mean "it does not exist".
+const NOT_FOUND_CODES: &[&str] = &[
+    "ResourceNotFoundException",
+    "NoSuchEntity",
+    "NotFound",
+    "NotFoundException",
+];
+
+/// Service error codes caused by what the caller sent.
+const INPUT_CODES: &[&str] = &[
+    "ValidationException",
+    "ValidationError",
+    "InvalidParameterException",
+    "InvalidParameterValue",
+    "InvalidInput",
+    "MalformedPolicyDocument",
+];
+
+/// Map an SDK error to an ampkit error, prefixed with what was being done.
+pub fn sdk_error<E, R>(err: SdkError<E, R>, doing: impl Display) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: Debug,
+{
+    match &err {
+        SdkError::ServiceError(service) => {
+            let inner = service.err();
+            let code = inner.code().unwrap_or("Unknown");
+            let message = inner.message().unwrap_or("no message");
+            let kind = if NOT_FOUND_CODES.contains(&code) {
+                ErrorKind::NotFound
+            } else if INPUT_CODES.contains(&code) {
+                ErrorKind::Input
+            } else {
+                ErrorKind::Remote
+            };
+            let mut error = Error::new(kind, format!("{doing}: {code}: {message}"));
+            if code.contains("AccessDenied") || code.contains("Unrecognized") {
+                error = error.with_hint(
+                    "check the credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID) and their IAM permissions",
+                );
+            }
+            error
+        }
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => Error::remote(format!(
+            "{doing}: could not reach the service: {}",
+            DisplayErrorContext(&err)
+        ))
+        .with_hint("check the network and the endpoint (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_<SERVICE>)"),
+        SdkError::ConstructionFailure(_) => Error::usage(format!(
+            "{doing}: the request could not be built: {}",
+            DisplayErrorContext(&err)
+        ))
+        .with_hint("check the credentials are configured (AWS_PROFILE, AWS_ACCESS_KEY_ID)"),
+        _ => Error::remote(format!("{doing}: {}", DisplayErrorContext(&err))),
+    }
+}
+
+/// Whether an SDK error is the service saying "not found".
+pub fn is_not_found<E, R>(err: &SdkError<E, R>) -> bool
+where
+    E: ProvideErrorMetadata,
+{
+    err.as_service_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| NOT_FOUND_CODES.contains(&code))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_region_flag_wins() {
+        let args = AwsArgs {
+            region: Some("ap-south-2".into()),
+            profile: None,
+        };
+        assert_eq!(resolve_region(&args).await, Some(Region::new("ap-south-2")));
+    }
+}

@@ -1,0 +1,236 @@
+//! Helpers for the end-to-end tests: where the local stack is, and running the tools as
+//! processes the way a shell script would (args, stdin, exit code, stdout document, stderr).
+//!
+//! `make test` builds every binary, brings the local stack up and exports its addresses
+//! (`scripts/local-stack env`) before `cargo test` runs; the helpers read them from there.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `../shared` beside the checkout, where the fixtures live; `None` (and a note on stderr)
+/// where a user's checkout lacks it, so that the test can skip.
+pub fn shared_dir() -> Option<PathBuf> {
+    let dir = repo_root().join("..").join("shared");
+    if dir.join("fixtures").is_dir() {
+        Some(dir)
+    } else {
+        eprintln!("skipped: ../shared/fixtures is not beside this checkout");
+        None
+    }
+}
+
+/// The directory holding the built tools (`AMPKIT_BIN_DIR`, else the cargo target dir).
+pub fn bin_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("AMPKIT_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join("target"));
+    target.join("debug")
+}
+
+/// The path of a built tool; fails the test with the fix when it was not built.
+pub fn bin(tool: &str) -> PathBuf {
+    let path = bin_dir().join(tool);
+    assert!(
+        path.exists(),
+        "{} is not built: run `make build` (or `make test`, which builds every tool first)",
+        path.display()
+    );
+    path
+}
+
+/// The local stack's addresses, as `scripts/local-stack env` exports them.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub moto_url: String,
+    pub envoy_url: String,
+    pub envoy_admin_urls: Vec<String>,
+    pub prometheus_url: String,
+    pub alertmanager_url: String,
+    pub agent_url: String,
+    /// amp-local, once it is part of the stack.
+    pub amp_url: Option<String>,
+    pub stack_dir: PathBuf,
+}
+
+fn required_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: these tests need the local stack; run `make test`, or \
+             `scripts/local-stack up && eval \"$(scripts/local-stack env)\"` first"
+        )
+    })
+}
+
+/// The running local stack (from the environment `make test` sets up).
+pub fn stack() -> Stack {
+    Stack {
+        region: required_env("AWS_REGION"),
+        access_key_id: required_env("AWS_ACCESS_KEY_ID"),
+        secret_access_key: required_env("AWS_SECRET_ACCESS_KEY"),
+        moto_url: required_env("AMPKIT_MOTO_URL"),
+        envoy_url: required_env("AMPKIT_ENVOY_URL"),
+        envoy_admin_urls: required_env("AMPKIT_ENVOY_ADMIN_URLS")
+            .split(',')
+            .map(str::to_owned)
+            .collect(),
+        prometheus_url: required_env("AMPKIT_PROMETHEUS_URL"),
+        alertmanager_url: required_env("AMPKIT_ALERTMANAGER_URL"),
+        agent_url: required_env("AMPKIT_AGENT_URL"),
+        amp_url: std::env::var("AWS_ENDPOINT_URL_AMP").ok(),
+        stack_dir: PathBuf::from(required_env("AMPKIT_STACK_DIR")),
+    }
+}
+
+/// What a tool run gave back.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// stdout parsed as the state document (fails the test if it is not JSON).
+    pub fn doc(&self) -> Value {
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not a JSON document ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+
+    /// The first line of stderr parsed as the JSON error line.
+    pub fn error(&self) -> Value {
+        let line = self.stderr.lines().find(|l| l.starts_with("{\"error\"")).unwrap_or_else(|| {
+            panic!("stderr has no JSON error line:\n{}", self.stderr)
+        });
+        serde_json::from_str(line).expect("the error line is JSON")
+    }
+
+    /// Assert the exit code, showing stderr when it differs.
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code, code,
+            "exit code {} (expected {code})\nstdout:\n{}\nstderr:\n{}",
+            self.code, self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// A tool invocation being set up: `tool("promql").args([...]).stdin(doc).run()`.
+pub struct Invocation {
+    command: Command,
+    stdin: Vec<u8>,
+}
+
+pub fn tool(name: &str) -> Invocation {
+    let mut command = Command::new(bin(name));
+    command.current_dir(repo_root());
+    Invocation {
+        command,
+        stdin: Vec::new(),
+    }
+}
+
+impl Invocation {
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        self.command.args(args);
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.command.env(key, value);
+        self
+    }
+
+    pub fn env_remove(mut self, key: &str) -> Self {
+        self.command.env_remove(key);
+        self
+    }
+
+    pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.command.current_dir(dir);
+        self
+    }
+
+    pub fn stdin(mut self, input: impl Into<Vec<u8>>) -> Self {
+        self.stdin = input.into();
+        self
+    }
+
+    /// Feed a JSON document on stdin.
+    pub fn stdin_doc(self, doc: &Value) -> Self {
+        self.stdin(doc.to_string())
+    }
+
+    pub fn run(mut self) -> Run {
+        let mut child = self
+            .command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the tool starts");
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        let input = std::mem::take(&mut self.stdin);
+        // A tool may exit before reading stdin (e.g. on --help); that is not a test failure.
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+        let output = child.wait_with_output().expect("the tool runs to completion");
+        let _ = writer.join();
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+/// Run `scripts/local-stack` with extra environment (for tests that start their own stack).
+pub fn local_stack(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut command = Command::new(repo_root().join("scripts").join("local-stack"));
+    command.args(args).current_dir(repo_root());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .expect("scripts/local-stack runs");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// A name no other test run uses, for cloud objects that outlive a test (moto keeps state).
+pub fn unique_name(prefix: &str) -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{prefix}-{}-{}", std::process::id(), nanos % 1_000_000_000)
+}
