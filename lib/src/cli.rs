@@ -92,6 +92,17 @@ fn init_logging(args: &LogArgs) {
         .try_init();
 }
 
+fn build_runtime(runtime: Runtime) -> std::io::Result<tokio::runtime::Runtime> {
+    match runtime {
+        Runtime::CurrentThread => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Runtime::MultiThread => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+    }
+}
+
 /// Parse flags the clap way, but report errors the ampkit way (JSON line, exit 2).
 fn parse_args<C: clap::Parser>(tool: &str) -> std::result::Result<C, ExitCode> {
     match C::try_parse() {
@@ -159,15 +170,7 @@ where
     };
 
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-        let rt = match runtime {
-            Runtime::CurrentThread => tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build(),
-            Runtime::MultiThread => tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build(),
-        };
-        match rt {
+        match build_runtime(runtime) {
             Ok(rt) => rt.block_on(body(args, &mut doc)),
             Err(e) => Err(Error::internal(format!("could not start the async runtime: {e}"))),
         }
@@ -192,6 +195,48 @@ where
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             if !panicked {
+                error::report(tool, &err);
+            }
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+/// Run a program that is not a pipeline stage (a server such as amp-local): the same flags,
+/// logging, panic and error conventions, but no state document on stdin or stdout.
+pub fn run_without_doc<C, F>(tool: &'static str, runtime: Runtime, body: F) -> ExitCode
+where
+    C: ToolArgs,
+    F: AsyncFnOnce(C) -> Result<()>,
+{
+    let _ = TOOL_NAME.set(tool);
+    let args = match C::try_parse() {
+        Ok(args) => args,
+        Err(err) => {
+            use clap::error::ErrorKind as ClapKind;
+            if matches!(err.kind(), ClapKind::DisplayHelp | ClapKind::DisplayVersion) {
+                let _ = err.print();
+                return ExitCode::SUCCESS;
+            }
+            let rendered = err.render().to_string();
+            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            let err = Error::usage(first.trim_start_matches("error: "))
+                .with_hint(format!("run `{tool} --help` for all flags"));
+            error::report(tool, &err);
+            return ExitCode::from(err.exit_code());
+        }
+    };
+    install_panic_hook();
+    init_logging(args.log_args());
+    let result = match build_runtime(runtime) {
+        Ok(rt) => panic::catch_unwind(AssertUnwindSafe(|| rt.block_on(body(args))))
+            .unwrap_or_else(|_| Err(Error::internal("panic"))),
+        Err(e) => Err(Error::internal(format!("could not start the async runtime: {e}"))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            if err.message != "panic" {
                 error::report(tool, &err);
             }
             ExitCode::from(err.exit_code())
