@@ -9,6 +9,7 @@ use std::io::{ErrorKind as IoErrorKind, IsTerminal};
 use std::panic::{self, AssertUnwindSafe};
 use std::process::ExitCode;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing::level_filters::LevelFilter;
 
@@ -60,6 +61,15 @@ pub enum Runtime {
 
 static TOOL_NAME: OnceLock<&'static str> = OnceLock::new();
 
+static STDOUT_WRITTEN: AtomicBool = AtomicBool::new(false);
+
+/// Tell the frame that the tool wrote stdout itself, so it must not write the document: for
+/// output that is on purpose not the document (`promql --raw`, `--format table`) and for a
+/// document the tool streams out itself (a million-sample result is never copied into a tree).
+pub fn stdout_written() {
+    STDOUT_WRITTEN.store(true, Ordering::SeqCst);
+}
+
 fn tool_name() -> &'static str {
     TOOL_NAME.get().copied().unwrap_or("ampkit")
 }
@@ -103,6 +113,23 @@ fn build_runtime(runtime: Runtime) -> std::io::Result<tokio::runtime::Runtime> {
     }
 }
 
+/// clap's error paragraph as one line: "the following required arguments were not provided:
+/// --out <DIR>" spans several lines there, and the JSON error line must name the flag.
+fn clap_message(rendered: &str) -> String {
+    let message = rendered
+        .lines()
+        .take_while(|line| !line.trim().is_empty() && !line.starts_with("Usage:"))
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let message = message.trim_start_matches("error: ");
+    if message.is_empty() {
+        "invalid arguments".to_owned()
+    } else {
+        message.to_owned()
+    }
+}
+
 /// Parse flags the clap way, but report errors the ampkit way (JSON line, exit 2).
 fn parse_args<C: clap::Parser>(tool: &str) -> std::result::Result<C, ExitCode> {
     match C::try_parse() {
@@ -124,12 +151,7 @@ fn parse_args<C: clap::Parser>(tool: &str) -> std::result::Result<C, ExitCode> {
                 return Err(ExitCode::from(code));
             }
             let rendered = err.render().to_string();
-            let first = rendered
-                .lines()
-                .next()
-                .unwrap_or("invalid arguments")
-                .trim_start_matches("error: ")
-                .to_owned();
+            let first = clap_message(&rendered);
             let usage = rendered
                 .lines()
                 .find(|l| l.starts_with("Usage:"))
@@ -183,7 +205,8 @@ where
     };
 
     // The document goes out in every case: it carries the ledger of what was created.
-    if let Err(e) = doc.write_stdout()
+    if !STDOUT_WRITTEN.load(Ordering::SeqCst)
+        && let Err(e) = doc.write_stdout()
         && e.kind() != IoErrorKind::BrokenPipe
     {
         let err = Error::internal(format!("could not write the state document to stdout: {e}"));
@@ -218,9 +241,7 @@ where
                 let _ = err.print();
                 return ExitCode::SUCCESS;
             }
-            let rendered = err.render().to_string();
-            let first = rendered.lines().next().unwrap_or("invalid arguments");
-            let err = Error::usage(first.trim_start_matches("error: "))
+            let err = Error::usage(clap_message(&err.render().to_string()))
                 .with_hint(format!("run `{tool} --help` for all flags"));
             error::report(tool, &err);
             return ExitCode::from(err.exit_code());

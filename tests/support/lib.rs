@@ -158,6 +158,12 @@ impl Invocation {
         self
     }
 
+    /// Add a flag no tool has, to check usage errors.
+    pub fn arg_unknown(mut self) -> Self {
+        self.command.arg("--no-such-flag");
+        self
+    }
+
     pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Self {
         self.command.env(key, value);
         self
@@ -234,3 +240,6 @@ pub fn unique_name(prefix: &str) -> String {
         .unwrap_or(0);
     format!("{prefix}-{}-{}", std::process::id(), nanos % 1_000_000_000)
 }
+
+/// amp-local test helpers: raw SigV4 signing and remote-write bodies.
+pub mod amp_local;

@@ -1,0 +1,34 @@
+//! The `managed-scraper` flavor: the scrape configuration blob of an AMP managed collector
+//! (CreateScraper's `scrapeConfiguration.configurationBlob`).
+//!
+//! The collector writes to the workspace named at creation, so the blob has no
+//! `remote_write`; the scrape part is the same Prometheus config the other flavors use.
+
+use base64::Engine as _;
+use serde::Serialize;
+
+use super::model::AgentModel;
+use super::prometheus::{self, PrometheusConfig};
+use crate::error::Result;
+
+pub fn config(model: &AgentModel) -> PrometheusConfig {
+    PrometheusConfig {
+        global: prometheus::global(model),
+        scrape_configs: vec![prometheus::envoy_scrape_config(model)],
+        remote_write: Vec::new(),
+    }
+}
+
+/// AMP's `ScrapeConfiguration` shape, for `aws amp create-scraper --scrape-configuration file://`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScrapeConfiguration {
+    pub configuration_blob: String,
+}
+
+pub fn scrape_configuration(model: &AgentModel) -> Result<ScrapeConfiguration> {
+    let yaml = super::to_yaml(&config(model))?;
+    Ok(ScrapeConfiguration {
+        configuration_blob: base64::engine::general_purpose::STANDARD.encode(yaml),
+    })
+}

@@ -1,0 +1,400 @@
+//! render-agent-config: the collector's configuration, in four flavors from one model.
+//!
+//! The collector scrapes Envoy's admin `/stats/prometheus` and remote-writes to the
+//! workspace with SigV4. What to scrape and where to send it is decided once, in
+//! [`model::AgentModel`]; each flavor module only translates it (typed serde models for
+//! Prometheus-style YAML, k8s-openapi types for manifests, a small writer for Alloy). No
+//! network: everything comes from flags and the document's `workspace` (and `irsa`) sections.
+
+pub mod alloy;
+pub mod grafana_agent;
+pub mod k8s;
+pub mod managed_scraper;
+pub mod model;
+pub mod prometheus;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::doc::StateDoc;
+use crate::error::{Error, Result};
+use model::{AgentModel, RemoteWrite, Targets};
+
+/// Which collector the configuration is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Flavor {
+    /// Kubernetes manifests for Grafana Agent static mode (the recipe's collector)
+    GrafanaAgent,
+    /// Kubernetes manifests and config for Grafana Alloy (the Agent's successor)
+    Alloy,
+    /// prometheus.yml for Prometheus in agent mode
+    PrometheusAgent,
+    /// The scrape configuration blob of an AMP managed collector
+    ManagedScraper,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    #[default]
+    Yaml,
+    Json,
+}
+
+/// Everything the tool's flags say; `None` means "from the document, else the default".
+#[derive(Debug, Clone)]
+pub struct RenderOptions {
+    pub flavor: Flavor,
+    pub format: Format,
+    pub out: Option<PathBuf>,
+    pub targets: Vec<String>,
+    pub remote_write_url: Option<String>,
+    pub region: Option<String>,
+    pub no_sigv4: bool,
+    pub scrape_interval: String,
+    pub batch_send_deadline: Option<String>,
+    pub external_labels: Vec<String>,
+    pub job_name: String,
+    pub container: String,
+    pub admin_port: u16,
+    pub namespace: Option<String>,
+    pub service_account: Option<String>,
+    pub image: Option<String>,
+}
+
+/// The fields of the `workspace` section this tool reads (written by amp-workspace).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WorkspaceRef {
+    region: Option<String>,
+    prometheus_endpoint: Option<String>,
+    remote_write_url: Option<String>,
+}
+
+/// The fields of the `irsa` section this tool reads (written by irsa-role).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IrsaRef {
+    namespace: Option<String>,
+    service_account: Option<String>,
+}
+
+/// The `agent` section.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentSection {
+    pub flavor: Flavor,
+    pub format: Format,
+    pub files: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_write_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sigv4_region: Option<String>,
+}
+
+/// One rendered file: its name in the output directory and its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedFile {
+    pub name: String,
+    pub content: String,
+}
+
+pub(crate) fn to_yaml(value: &impl Serialize) -> Result<String> {
+    serde_norway::to_string(value)
+        .map_err(|e| Error::internal(format!("could not render YAML: {e}")))
+}
+
+pub(crate) fn to_json(value: &impl Serialize) -> Result<String> {
+    serde_json::to_string_pretty(value)
+        .map(|mut s| {
+            s.push('\n');
+            s
+        })
+        .map_err(|e| Error::internal(format!("could not render JSON: {e}")))
+}
+
+/// The objects of a manifest file: a YAML stream, or a JSON `List` / single object.
+pub fn read_objects(text: &str) -> Result<Vec<Value>> {
+    if text.trim_start().starts_with('{') {
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| Error::input(format!("not valid JSON: {e}")))?;
+        return Ok(match value.get("items").and_then(Value::as_array) {
+            Some(items) if value["kind"] == "List" => items.clone(),
+            _ => vec![value],
+        });
+    }
+    let mut objects = Vec::new();
+    for document in serde_norway::Deserializer::from_str(text) {
+        let value = Value::deserialize(document)
+            .map_err(|e| Error::input(format!("not valid YAML: {e}")))?;
+        if !value.is_null() {
+            objects.push(value);
+        }
+    }
+    Ok(objects)
+}
+
+fn remote_write(opts: &RenderOptions, workspace: &WorkspaceRef) -> Result<RemoteWrite> {
+    let url = opts
+        .remote_write_url
+        .clone()
+        .or_else(|| workspace.remote_write_url.clone())
+        .or_else(|| {
+            workspace
+                .prometheus_endpoint
+                .as_ref()
+                .map(|endpoint| format!("{}/api/v1/remote_write", endpoint.trim_end_matches('/')))
+        })
+        .ok_or_else(|| {
+            Error::usage("no remote-write URL: neither --remote-write-url nor a `workspace` section in the document gives one")
+                .with_hint("pipe in the output of `amp-workspace ensure --alias NAME`, or pass --remote-write-url URL")
+        })?;
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err(Error::usage(format!("invalid remote-write URL `{url}`: not an http(s) URL"))
+            .with_hint("pass the workspace's remote-write URL, e.g. https://aps-workspaces.REGION.amazonaws.com/workspaces/ID/api/v1/remote_write"));
+    }
+    let sigv4_region = if opts.no_sigv4 {
+        None
+    } else {
+        Some(
+            opts.region
+                .clone()
+                .or_else(|| workspace.region.clone())
+                .filter(|r| !r.is_empty())
+                .ok_or_else(|| {
+                    Error::usage("no SigV4 region: neither --region nor the document's `workspace.region` gives one")
+                        .with_hint("pass --region REGION (or --no-sigv4 for a receiver that takes unsigned writes)")
+                })?,
+        )
+    };
+    Ok(RemoteWrite {
+        url,
+        sigv4_region,
+        batch_send_deadline: opts.batch_send_deadline.clone(),
+    })
+}
+
+/// Build the model from flags and document; every validation error is exit 2.
+pub fn build_model(opts: &RenderOptions, doc: &StateDoc) -> Result<AgentModel> {
+    let workspace: WorkspaceRef = doc.section_as("workspace")?.unwrap_or_default();
+    model::validate_duration(&opts.scrape_interval, "--scrape-interval")?;
+    if let Some(deadline) = &opts.batch_send_deadline {
+        model::validate_duration(deadline, "--batch-send-deadline")?;
+    }
+    if opts.job_name.trim().is_empty() {
+        return Err(Error::usage("--job-name is empty").with_hint("pass a job name such as envoy"));
+    }
+    if !opts
+        .container
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        || opts.container.is_empty()
+    {
+        return Err(Error::usage(format!(
+            "invalid --container `{}`: not a Kubernetes container name",
+            opts.container
+        ))
+        .with_hint("container names are lowercase letters, digits and '-', e.g. envoy"));
+    }
+    let mut external_labels = BTreeMap::new();
+    for spec in &opts.external_labels {
+        let (name, value) = model::parse_label(spec, "--external-label")?;
+        external_labels.insert(name, value);
+    }
+    let (targets, relabel) = if opts.targets.is_empty() {
+        (
+            Targets::Kubernetes {
+                container: opts.container.clone(),
+                admin_port: opts.admin_port,
+            },
+            model::envoy_pod_rules(&opts.container, opts.admin_port),
+        )
+    } else {
+        let targets = opts
+            .targets
+            .iter()
+            .map(|spec| model::parse_target(spec))
+            .collect::<Result<Vec<_>>>()?;
+        (Targets::Static(targets), Vec::new())
+    };
+    let remote_write = match opts.flavor {
+        Flavor::ManagedScraper => None,
+        _ => Some(remote_write(opts, &workspace)?),
+    };
+    Ok(AgentModel {
+        job_name: opts.job_name.clone(),
+        scrape_interval: opts.scrape_interval.clone(),
+        metrics_path: model::ENVOY_METRICS_PATH.to_owned(),
+        targets,
+        relabel,
+        remote_write,
+        external_labels,
+    })
+}
+
+fn placement(opts: &RenderOptions, doc: &StateDoc, default_image: &str) -> Result<k8s::Placement> {
+    let irsa: IrsaRef = doc.section_as("irsa")?.unwrap_or_default();
+    let name_ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 63
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    };
+    let namespace = opts
+        .namespace
+        .clone()
+        .or(irsa.namespace)
+        .unwrap_or_else(|| "grafana-agent".into());
+    let service_account = opts
+        .service_account
+        .clone()
+        .or(irsa.service_account)
+        .unwrap_or_else(|| "grafana-agent".into());
+    for (flag, value) in [
+        ("--namespace", &namespace),
+        ("--service-account", &service_account),
+    ] {
+        if !name_ok(value) {
+            return Err(
+                Error::usage(format!("invalid {flag} `{value}`: not a Kubernetes name"))
+                    .with_hint("use lowercase letters, digits and '-' (at most 63)"),
+            );
+        }
+    }
+    Ok(k8s::Placement {
+        namespace,
+        service_account,
+        image: opts
+            .image
+            .clone()
+            .unwrap_or_else(|| default_image.to_owned()),
+    })
+}
+
+fn manifest_file(stem: &str, objects: &[Value], format: Format) -> Result<RenderedFile> {
+    Ok(match format {
+        Format::Yaml => RenderedFile {
+            name: format!("{stem}.yaml"),
+            content: k8s::to_yaml_stream(objects)?,
+        },
+        Format::Json => RenderedFile {
+            name: format!("{stem}.json"),
+            content: k8s::to_json_list(objects)?,
+        },
+    })
+}
+
+fn config_file(stem: &str, value: &impl Serialize, format: Format) -> Result<RenderedFile> {
+    Ok(match format {
+        Format::Yaml => RenderedFile {
+            name: format!("{stem}.yml"),
+            content: to_yaml(value)?,
+        },
+        Format::Json => RenderedFile {
+            name: format!("{stem}.json"),
+            content: to_json(value)?,
+        },
+    })
+}
+
+/// Render the files of a flavor; the first one is the main file (what `--stdout` prints).
+pub fn render_files(
+    opts: &RenderOptions,
+    doc: &StateDoc,
+) -> Result<(AgentModel, Vec<RenderedFile>)> {
+    let model = build_model(opts, doc)?;
+    let files = match opts.flavor {
+        Flavor::PrometheusAgent => vec![config_file(
+            "prometheus-agent",
+            &prometheus::config(&model),
+            opts.format,
+        )?],
+        Flavor::ManagedScraper => match opts.format {
+            Format::Yaml => vec![config_file(
+                "managed-scraper",
+                &managed_scraper::config(&model),
+                Format::Yaml,
+            )?],
+            Format::Json => vec![config_file(
+                "managed-scraper",
+                &managed_scraper::scrape_configuration(&model)?,
+                Format::Json,
+            )?],
+        },
+        Flavor::GrafanaAgent => {
+            let placement = placement(opts, doc, grafana_agent::DEFAULT_IMAGE)?;
+            vec![manifest_file(
+                "grafana-agent",
+                &grafana_agent::manifests(&model, &placement)?,
+                opts.format,
+            )?]
+        }
+        Flavor::Alloy => {
+            let placement = placement(opts, doc, alloy::DEFAULT_IMAGE)?;
+            vec![
+                manifest_file("alloy", &alloy::manifests(&model, &placement)?, opts.format)?,
+                RenderedFile {
+                    name: "config.alloy".into(),
+                    content: alloy::config(&model),
+                },
+            ]
+        }
+    };
+    Ok((model, files))
+}
+
+fn write_files(dir: &Path, files: &[RenderedFile]) -> Result<Vec<String>> {
+    let io_error = |path: &Path, e: std::io::Error| {
+        Error::input(format!("could not write {}: {e}", path.display()))
+            .with_hint("pass an --out directory you can write to")
+    };
+    std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+    let mut written = Vec::new();
+    for file in files {
+        let path = dir.join(&file.name);
+        std::fs::write(&path, &file.content).map_err(|e| io_error(&path, e))?;
+        written.push(path.display().to_string());
+    }
+    Ok(written)
+}
+
+/// The tool: render, write the files to `--out`, set the `agent` section.
+pub fn render(opts: &RenderOptions, doc: &mut StateDoc) -> Result<()> {
+    let dir = opts.out.clone().ok_or_else(|| {
+        Error::usage(
+            "no output: give --out DIR to write the files, or --stdout to print the main one",
+        )
+        .with_hint("e.g. render-agent-config --flavor prometheus-agent --out out/")
+    })?;
+    let (model, files) = render_files(opts, doc)?;
+    let written = write_files(&dir, &files)?;
+    let remote_write = model.remote_write.as_ref();
+    doc.set_section(
+        "agent",
+        AgentSection {
+            flavor: opts.flavor,
+            format: opts.format,
+            files: written,
+            remote_write_url: remote_write.map(|rw| rw.url.clone()),
+            sigv4_region: remote_write.and_then(|rw| rw.sigv4_region.clone()),
+        },
+    )
+}
+
+/// `--stdout`: the main file's text alone (for `kubectl apply -f -`); the document stops here.
+pub fn render_stdout(opts: &RenderOptions, doc: &StateDoc) -> Result<String> {
+    let (_, files) = render_files(opts, doc)?;
+    files
+        .into_iter()
+        .next()
+        .map(|f| f.content)
+        .ok_or_else(|| Error::internal("the flavor rendered no file"))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;

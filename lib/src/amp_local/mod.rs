@@ -1,0 +1,674 @@
+//! amp-local: an endpoint with AMP's API in front of a real Prometheus and Alertmanager.
+//!
+//! Every AMP call the tools make goes to the same API shape locally as on AWS, with
+//! signatures checked as AMP checks them, so no tool needs a "local mode" and signing bugs
+//! are caught on a laptop rather than in a user's account. Three parts:
+//! - the control plane (workspaces, rule groups namespaces, alert manager definitions, tags),
+//!   REST-JSON as the AWS SDK for Rust sends it ([`control`]);
+//! - the data plane under `/workspaces/<id>/api/v1/`, forwarded to the Prometheus ([`data`]);
+//! - SigV4 verification of every request except `GET /healthz` ([`sigv4_verify`]).
+//!
+//! State lives in a JSON file in the data directory ([`store`]); rule files and the
+//! Alertmanager configuration are derived from it ([`alerting`]) and written where the
+//! Prometheus and the Alertmanager read them, which are then reloaded. A change that they
+//! refuse is rolled back, so what the API accepted is what they run.
+//!
+//! All workspaces share the one Prometheus: a query in one workspace sees every workspace's
+//! series. Alerts are kept apart (see [`alerting`]). amp-local is for one machine, never
+//! production: fidelity to AMP's API and signatures is its job, not scale or isolation.
+
+pub mod alerting;
+pub mod control;
+pub mod data;
+pub mod sigv4_verify;
+pub mod store;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use axum::body::Body;
+use axum::extract::{Request, State as AxumState};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::error::{Error, Result};
+use alerting::SnsAccess;
+use sigv4_verify::{Received, Verifier};
+use store::{State, StateFile, write_atomically};
+
+/// Largest control-plane or query body accepted.
+pub const MAX_BODY: usize = 8 * 1024 * 1024;
+/// Largest remote-write body accepted (snappy-compressed protobuf).
+pub const MAX_WRITE_BODY: usize = 64 * 1024 * 1024;
+/// How much of an oversized body is read and dropped before answering 413.
+const DRAIN_LIMIT: usize = 256 * 1024 * 1024;
+/// File-name prefix of the rule files amp-local owns in the rules directory.
+const RULE_FILE_PREFIX: &str = "amp-local--";
+
+/// Everything amp-local needs to run, from its flags.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub listen: SocketAddr,
+    /// The base URL clients use (prometheusEndpoint is built from it); default `http://<listen>`.
+    pub public_url: Option<String>,
+    pub prometheus_url: String,
+    pub alertmanager_url: Option<String>,
+    pub rules_dir: PathBuf,
+    pub alertmanager_config: Option<PathBuf>,
+    pub data_dir: PathBuf,
+    pub region: String,
+    pub account_id: String,
+    /// Access key id -> secret access key.
+    pub credentials: BTreeMap<String, String>,
+    pub activation_delay: Duration,
+    pub sns_endpoint: Option<String>,
+}
+
+/// Read access keys from a file: one `ACCESS_KEY_ID SECRET` pair per line (`#` comments), or
+/// a JSON object `{"ACCESS_KEY_ID": "SECRET", ...}`.
+pub fn read_credentials_file(path: &Path) -> Result<BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::usage(format!("cannot read --credentials {}: {e}", path.display())))?;
+    if text.trim_start().starts_with('{') {
+        return serde_json::from_str(&text).map_err(|e| {
+            Error::input(format!(
+                "--credentials {}: not a JSON object of strings: {e}",
+                path.display()
+            ))
+            .with_hint(
+                "write {\"ACCESS_KEY_ID\": \"SECRET\"} or one `ACCESS_KEY_ID SECRET` per line",
+            )
+        });
+    }
+    let mut out = BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next(), words.next()) {
+            (Some(key), Some(secret), None) => {
+                out.insert(key.to_owned(), secret.to_owned());
+            }
+            _ => {
+                return Err(Error::input(format!(
+                    "--credentials {} line {}: expected `ACCESS_KEY_ID SECRET`",
+                    path.display(),
+                    n + 1
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// An AWS-shaped error answer: status, `x-amzn-errortype`, and `{"message": ...}`.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub message: String,
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            kind,
+            message: message.into(),
+            extra: serde_json::Map::new(),
+        }
+    }
+
+    pub fn validation(message: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::BAD_REQUEST, "ValidationException", message);
+        e.extra.insert("reason".into(), json!("OTHER"));
+        e
+    }
+
+    pub fn not_found(message: impl Into<String>, id: &str, resource_type: &str) -> Self {
+        let mut e = Self::new(StatusCode::NOT_FOUND, "ResourceNotFoundException", message);
+        e.extra.insert("resourceId".into(), json!(id));
+        e.extra.insert("resourceType".into(), json!(resource_type));
+        e
+    }
+
+    pub fn conflict(message: impl Into<String>, id: &str, resource_type: &str) -> Self {
+        let mut e = Self::new(StatusCode::CONFLICT, "ConflictException", message);
+        e.extra.insert("resourceId".into(), json!(id));
+        e.extra.insert("resourceType".into(), json!(resource_type));
+        e
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerException",
+            message,
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = self.extra;
+        body.insert("message".into(), json!(self.message));
+        let mut response = (self.status, axum::Json(body)).into_response();
+        response
+            .headers_mut()
+            .insert("x-amzn-errortype", HeaderValue::from_static(self.kind));
+        response
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        ApiError::internal(e.to_string())
+    }
+}
+
+/// How a reload went.
+enum Reload {
+    Done,
+    /// The program answered and refused the new files: its message.
+    Refused(String),
+    /// Nobody answered; the files take effect at its next start.
+    Unreachable(String),
+}
+
+/// The running server's shared parts.
+pub struct App {
+    pub opts: Options,
+    pub verifier: Verifier,
+    pub http: reqwest::Client,
+    pub base_url: String,
+    state_file: StateFile,
+    state: Mutex<State>,
+    /// Serializes changes: each one writes files and reloads before the next begins.
+    writer: tokio::sync::Mutex<()>,
+}
+
+impl App {
+    pub fn new(opts: Options) -> Result<Self> {
+        if opts.credentials.is_empty() {
+            return Err(
+                Error::usage("amp-local has no credentials to verify signatures with").with_hint(
+                    "pass --credentials FILE or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+                ),
+            );
+        }
+        std::fs::create_dir_all(&opts.rules_dir).map_err(|e| {
+            Error::usage(format!(
+                "cannot create --rules-dir {}: {e}",
+                opts.rules_dir.display()
+            ))
+        })?;
+        let state_file = StateFile::new(&opts.data_dir)?;
+        let state = state_file.load()?;
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(Duration::from_secs(3))
+            .build()
+            .map_err(|e| Error::internal(format!("building the HTTP client: {e}")))?;
+        let base_url = opts
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", opts.listen))
+            .trim_end_matches('/')
+            .to_owned();
+        Ok(App {
+            verifier: Verifier::new(opts.credentials.clone(), opts.region.clone()),
+            opts,
+            http,
+            base_url,
+            state_file,
+            state: Mutex::new(state),
+            writer: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The current state (a short lock; never held across an await).
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn sns_access(&self) -> SnsAccess {
+        // The keys amp-local itself verifies with are the ones it publishes with; locally the
+        // SNS is moto, which accepts any.
+        let (access_key, secret_key) = self
+            .opts
+            .credentials
+            .iter()
+            .next()
+            .map(|(k, s)| (k.clone(), s.clone()))
+            .unwrap_or_default();
+        SnsAccess {
+            endpoint: self.opts.sns_endpoint.clone(),
+            access_key,
+            secret_key,
+        }
+    }
+
+    fn rule_file_name(ws: &str, ns: &str) -> String {
+        format!("{RULE_FILE_PREFIX}{ws}--{ns}.yml")
+    }
+
+    fn desired_rule_files(state: &State) -> std::result::Result<BTreeMap<String, String>, String> {
+        let mut out = BTreeMap::new();
+        for ws in state.workspaces.values() {
+            if ws.deleting_since.is_some() {
+                continue;
+            }
+            for ns in ws.rule_groups_namespaces.values() {
+                let doc = alerting::validate_rules(&ns.data)?;
+                out.insert(
+                    Self::rule_file_name(&ws.id, &ns.name),
+                    alerting::render_rule_file(doc, &ws.id)?,
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Make the rules directory hold exactly `state`'s rule files; true if anything changed.
+    fn sync_rule_files(&self, state: &State) -> std::result::Result<bool, ApiError> {
+        let desired = Self::desired_rule_files(state).map_err(ApiError::validation)?;
+        let dir = &self.opts.rules_dir;
+        let mut changed = false;
+        let mut present = BTreeSet::new();
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| ApiError::internal(format!("reading {}: {e}", dir.display())))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.starts_with(RULE_FILE_PREFIX) || !name.ends_with(".yml") {
+                continue;
+            }
+            if desired.contains_key(&name) {
+                present.insert(name);
+            } else {
+                std::fs::remove_file(entry.path())
+                    .map_err(|e| ApiError::internal(format!("removing {name}: {e}")))?;
+                changed = true;
+            }
+        }
+        for (name, content) in &desired {
+            let path = dir.join(name);
+            if present.contains(name)
+                && std::fs::read_to_string(&path).is_ok_and(|old| &old == content)
+            {
+                continue;
+            }
+            write_atomically(&path, content.as_bytes())?;
+            changed = true;
+        }
+        Ok(changed)
+    }
+
+    fn templates_dir(&self) -> PathBuf {
+        self.opts.data_dir.join("templates")
+    }
+
+    /// Write the Alertmanager configuration (and templates) for `state`; true if changed.
+    fn sync_alertmanager(&self, state: &State) -> std::result::Result<bool, ApiError> {
+        let Some(path) = &self.opts.alertmanager_config else {
+            return Ok(false);
+        };
+        let mut definitions = Vec::new();
+        let mut templates = BTreeMap::new();
+        for ws in state.workspaces.values() {
+            if ws.deleting_since.is_some() {
+                continue;
+            }
+            if let Some(def) = &ws.alert_manager {
+                let parsed =
+                    alerting::validate_definition(&def.data).map_err(ApiError::validation)?;
+                for (name, text) in &parsed.templates {
+                    templates.insert(format!("{}/{name}", ws.id), text.clone());
+                }
+                definitions.push((ws.id.clone(), parsed));
+            }
+        }
+        let tdir = self.templates_dir();
+        let glob = tdir.join("*").join("*");
+        let config = alerting::render_alertmanager_config(
+            &definitions,
+            &self.sns_access(),
+            Some(&glob.to_string_lossy()),
+        )
+        .map_err(ApiError::internal)?;
+
+        let mut changed = false;
+        // Templates: rewrite the set (small) when it differs from what is on disk.
+        let mut on_disk = BTreeMap::new();
+        if let Ok(wss) = std::fs::read_dir(&tdir) {
+            for ws in wss.flatten() {
+                if let Ok(files) = std::fs::read_dir(ws.path()) {
+                    for f in files.flatten() {
+                        let rel = format!(
+                            "{}/{}",
+                            ws.file_name().to_string_lossy(),
+                            f.file_name().to_string_lossy()
+                        );
+                        on_disk.insert(rel, std::fs::read_to_string(f.path()).unwrap_or_default());
+                    }
+                }
+            }
+        }
+        if on_disk != templates {
+            let _ = std::fs::remove_dir_all(&tdir);
+            for (rel, text) in &templates {
+                let p = tdir.join(rel);
+                if let Some(parent) = p.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        ApiError::internal(format!("creating {}: {e}", parent.display()))
+                    })?;
+                }
+                write_atomically(&p, text.as_bytes())?;
+            }
+            changed = true;
+        }
+        if std::fs::read_to_string(path).ok().as_deref() != Some(config.as_str()) {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                let _ = std::fs::create_dir_all(parent);
+            }
+            write_atomically(path, config.as_bytes())?;
+            changed = true;
+        }
+        Ok(changed)
+    }
+
+    async fn reload(&self, base: &str) -> Reload {
+        let url = format!("{}/-/reload", base.trim_end_matches('/'));
+        match self
+            .http
+            .post(&url)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+        {
+            Ok(r) if r.status().is_success() => Reload::Done,
+            Ok(r) => {
+                let status = r.status();
+                let text = r.text().await.unwrap_or_default();
+                Reload::Refused(format!("{} ({status})", text.trim()))
+            }
+            Err(e) => Reload::Unreachable(e.to_string()),
+        }
+    }
+
+    async fn reload_prometheus(&self) -> std::result::Result<(), String> {
+        match self.reload(&self.opts.prometheus_url).await {
+            Reload::Done => Ok(()),
+            Reload::Refused(msg) => Err(msg),
+            Reload::Unreachable(e) => {
+                tracing::warn!(
+                    "Prometheus did not answer the reload ({e}); rules apply at its next start"
+                );
+                Ok(())
+            }
+        }
+    }
+
+    async fn reload_alertmanager(&self) -> std::result::Result<(), String> {
+        let Some(url) = &self.opts.alertmanager_url else {
+            return Ok(());
+        };
+        match self.reload(url).await {
+            Reload::Done => Ok(()),
+            Reload::Refused(msg) => Err(msg),
+            Reload::Unreachable(e) => {
+                tracing::warn!(
+                    "Alertmanager did not answer the reload ({e}); its config applies at its next start"
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Bring the files on disk and the running programs to `new`, then persist it. On a
+    /// refusal everything goes back to `old` and the refusal is the caller's error.
+    async fn apply(&self, old: &State, new: State) -> std::result::Result<(), ApiError> {
+        let rules_changed = self.sync_rule_files(&new)?;
+        if rules_changed && let Err(msg) = self.reload_prometheus().await {
+            let _ = self.sync_rule_files(old);
+            let _ = self.reload_prometheus().await;
+            return Err(ApiError::validation(format!(
+                "Prometheus refused the rules: {msg}"
+            )));
+        }
+        let am_changed = match self.sync_alertmanager(&new) {
+            Ok(c) => c,
+            Err(e) => {
+                if rules_changed {
+                    let _ = self.sync_rule_files(old);
+                    let _ = self.reload_prometheus().await;
+                }
+                return Err(e);
+            }
+        };
+        if am_changed && let Err(msg) = self.reload_alertmanager().await {
+            let _ = self.sync_alertmanager(old);
+            let _ = self.reload_alertmanager().await;
+            if rules_changed {
+                let _ = self.sync_rule_files(old);
+                let _ = self.reload_prometheus().await;
+            }
+            return Err(ApiError::validation(format!(
+                "Alertmanager refused the configuration: {msg}"
+            )));
+        }
+        if let Err(e) = self.state_file.save(&new) {
+            let _ = self.sync_rule_files(old);
+            let _ = self.sync_alertmanager(old);
+            let _ = self.reload_prometheus().await;
+            let _ = self.reload_alertmanager().await;
+            return Err(e.into());
+        }
+        *self.state() = new;
+        Ok(())
+    }
+
+    /// Run one change: `f` edits a copy of the state (returning the answer); the copy is
+    /// applied and persisted, or nothing changes at all.
+    pub async fn change<T>(
+        &self,
+        f: impl FnOnce(&mut State, f64) -> std::result::Result<T, ApiError>,
+    ) -> std::result::Result<T, ApiError> {
+        let _guard = self.writer.lock().await;
+        let now = store::now_secs();
+        let old = self.state().clone();
+        let mut new = old.clone();
+        new.purge_deleted(self.opts.activation_delay, now);
+        let answer = f(&mut new, now)?;
+        if new != old {
+            self.apply(&old, new).await?;
+        }
+        Ok(answer)
+    }
+
+    /// At start: make the files match the saved state. The reloads are retried in the
+    /// background: under `local-stack up` the Prometheus and the Alertmanager may still be
+    /// starting, and one that starts after the files were written needs no reload at all.
+    pub fn resync(self: &Arc<Self>) -> Result<()> {
+        let state = self.state().clone();
+        let api = |e: ApiError| Error::input(format!("restoring the saved state: {}", e.message));
+        self.sync_rule_files(&state).map_err(api)?;
+        self.sync_alertmanager(&state).map_err(api)?;
+        let app = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut targets = vec![("Prometheus", app.opts.prometheus_url.clone())];
+            if let Some(am) = &app.opts.alertmanager_url {
+                targets.push(("Alertmanager", am.clone()));
+            }
+            for (what, url) in targets {
+                for attempt in 0..120 {
+                    match app.reload(&url).await {
+                        Reload::Done => break,
+                        Reload::Refused(msg) => {
+                            tracing::warn!("{what} refused the saved state: {msg}");
+                            break;
+                        }
+                        Reload::Unreachable(e) if attempt == 119 => {
+                            tracing::warn!("{what} at {url} never answered a reload: {e}");
+                        }
+                        Reload::Unreachable(_) => {
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+fn too_large(limit: usize) -> Response {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "ValidationException",
+        format!("Request body is larger than the {limit} bytes allowed"),
+    )
+    .into_response()
+}
+
+/// Read the whole body, up to `limit` bytes. A larger one is read on (and dropped, up to
+/// [`DRAIN_LIMIT`]) before the 413 goes out: a client still sending when the answer comes
+/// sees a broken pipe instead of the answer.
+async fn read_body(body: Body, limit: usize) -> std::result::Result<bytes::Bytes, ()> {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| ())?;
+        seen = seen.saturating_add(chunk.len());
+        if seen > DRAIN_LIMIT {
+            return Err(());
+        }
+        if seen <= limit {
+            buf.extend_from_slice(&chunk);
+        }
+    }
+    if seen > limit {
+        Err(())
+    } else {
+        Ok(buf.freeze())
+    }
+}
+
+/// Split a raw path into percent-decoded segments (an ARN in `/tags/{arn}` arrives encoded).
+fn segments(path: &str) -> Vec<String> {
+    path.trim_start_matches('/')
+        .split('/')
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect()
+}
+
+async fn handle(AxumState(app): AxumState<Arc<App>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_owned();
+    if path == "/healthz" {
+        return (StatusCode::OK, "ok\n").into_response();
+    }
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| path.clone());
+    let limit = if path.ends_with("/api/v1/remote_write") {
+        MAX_WRITE_BODY
+    } else {
+        MAX_BODY
+    };
+    let body = match read_body(body, limit).await {
+        Ok(body) => body,
+        Err(()) => return too_large(limit),
+    };
+    let received = Received {
+        method: parts.method.as_str(),
+        path_and_query: &path_and_query,
+        headers: &parts.headers,
+        body: &body,
+    };
+    if let Err(rejection) = app.verifier.verify(&received, SystemTime::now()) {
+        tracing::info!("{} {}: 403 {}", parts.method, path, rejection.error_type());
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            rejection.error_type(),
+            rejection.message(),
+        )
+        .into_response();
+    }
+    let segs = segments(&path);
+    let query = parts.uri.query().unwrap_or_default().to_owned();
+    if segs.len() >= 4 && segs[0] == "workspaces" && segs[2] == "api" && segs[3] == "v1" {
+        return data::handle(
+            &app,
+            &parts.method,
+            &segs[1],
+            &segs[4..],
+            &query,
+            &parts.headers,
+            body,
+        )
+        .await;
+    }
+    control::handle(&app, &parts.method, &segs, &query, &body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Serve until SIGINT or SIGTERM.
+pub async fn serve(opts: Options) -> Result<()> {
+    let listen = opts.listen;
+    let app = Arc::new(App::new(opts)?);
+    app.resync()?;
+    let router = axum::Router::new()
+        .fallback(handle)
+        .with_state(Arc::clone(&app));
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+        Error::usage(format!("cannot listen on {listen}: {e}"))
+            .with_hint("pick a free port with --listen 127.0.0.1:PORT")
+    })?;
+    tracing::info!("amp-local listening on {}", app.base_url);
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| Error::remote(format!("serving on {listen}: {e}")))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// A response body that is passed through as it streams in.
+pub(crate) fn stream_body(response: reqwest::Response) -> Body {
+    Body::from_stream(response.bytes_stream())
+}

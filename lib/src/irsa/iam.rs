@@ -1,0 +1,391 @@
+//! The IAM side of the collector's identity: the cluster's OIDC provider, the role and its
+//! trust, and the least-privilege policy on the workspace.
+//!
+//! Everything converges: a provider or role that exists is found and updated, not
+//! duplicated, and only what this run created is returned for the ledger. The recipe's
+//! script appended a new trust statement on every run and granted `aps:RemoteWrite` on `*`;
+//! here our statement replaces its own earlier versions, and the policy names one workspace.
+
+use aws_sdk_iam::Client;
+use aws_sdk_iam::types::Tag;
+use serde_json::{Value, json};
+
+use crate::aws::{is_not_found, sdk_error};
+use crate::error::{Error, Result};
+
+pub const STS_AUDIENCE: &str = "sts.amazonaws.com";
+pub const POD_IDENTITY_SERVICE: &str = "pods.eks.amazonaws.com";
+pub const POLICY_NAME: &str = "ampkit-amp-access";
+/// Actions a collector needs to write; the query actions are added with `--query`.
+pub const WRITE_ACTIONS: &[&str] = &["aps:RemoteWrite"];
+pub const QUERY_ACTIONS: &[&str] = &[
+    "aps:QueryMetrics",
+    "aps:GetSeries",
+    "aps:GetLabels",
+    "aps:GetMetricMetadata",
+];
+
+pub fn managed_by_tag() -> Result<Tag> {
+    Tag::builder()
+        .key("managed-by")
+        .value("ampkit")
+        .build()
+        .map_err(|e| Error::internal(format!("could not build an IAM tag: {e}")))
+}
+
+/// `https://oidc.eks.R.amazonaws.com/id/X` -> `oidc.eks.R.amazonaws.com/id/X`, the form IAM
+/// uses in provider ARNs and condition keys.
+pub fn issuer_host_path(issuer: &str) -> &str {
+    issuer.trim_start_matches("https://").trim_end_matches('/')
+}
+
+/// Who may assume the role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trust {
+    /// IRSA: tokens of one service account, from the cluster's OIDC provider.
+    ServiceAccount {
+        provider_arn: String,
+        issuer: String,
+        namespace: String,
+        service_account: String,
+    },
+    /// EKS Pod Identity: the pod identity agent assumes the role on the pod's behalf.
+    PodIdentity,
+}
+
+impl Trust {
+    pub fn statement(&self) -> Value {
+        match self {
+            Trust::ServiceAccount {
+                provider_arn,
+                issuer,
+                namespace,
+                service_account,
+            } => {
+                let host = issuer_host_path(issuer);
+                json!({
+                    "Effect": "Allow",
+                    "Principal": {"Federated": provider_arn},
+                    "Action": "sts:AssumeRoleWithWebIdentity",
+                    "Condition": {"StringEquals": {
+                        format!("{host}:sub"): format!("system:serviceaccount:{namespace}:{service_account}"),
+                        format!("{host}:aud"): STS_AUDIENCE,
+                    }}
+                })
+            }
+            Trust::PodIdentity => json!({
+                "Effect": "Allow",
+                "Principal": {"Service": POD_IDENTITY_SERVICE},
+                "Action": ["sts:AssumeRole", "sts:TagSession"],
+            }),
+        }
+    }
+
+    /// Whether an existing statement is an earlier version of ours (same principal and, for
+    /// IRSA, the same service account), which ours replaces.
+    fn supersedes(&self, existing: &Value) -> bool {
+        match self {
+            Trust::ServiceAccount {
+                provider_arn,
+                issuer,
+                namespace,
+                service_account,
+            } => {
+                let sub_key = format!("{}:sub", issuer_host_path(issuer));
+                let sub = format!("system:serviceaccount:{namespace}:{service_account}");
+                existing["Principal"]["Federated"] == provider_arn.as_str()
+                    && existing["Condition"]
+                        .as_object()
+                        .into_iter()
+                        .flat_map(|ops| ops.values())
+                        .any(|keys| keys[&sub_key] == sub.as_str())
+            }
+            Trust::PodIdentity => existing["Principal"]["Service"] == POD_IDENTITY_SERVICE,
+        }
+    }
+}
+
+fn policy_document(statements: Vec<Value>) -> Value {
+    json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+fn statements_of(document: &Value) -> Vec<Value> {
+    match &document["Statement"] {
+        Value::Array(items) => items.clone(),
+        Value::Null => Vec::new(),
+        single => vec![single.clone()],
+    }
+}
+
+/// The trust document: the existing statements that are not ours, then ours.
+pub fn merged_trust(existing: Option<&Value>, trust: &Trust) -> Value {
+    let mut statements: Vec<Value> = existing
+        .map(statements_of)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|s| !trust.supersedes(s))
+        .collect();
+    statements.push(trust.statement());
+    policy_document(statements)
+}
+
+/// The permission policy: only the named actions, only on the workspace.
+pub fn access_policy(workspace_arn: &str, query: bool) -> Value {
+    let mut actions: Vec<&str> = WRITE_ACTIONS.to_vec();
+    if query {
+        actions.extend_from_slice(QUERY_ACTIONS);
+    }
+    policy_document(vec![json!({
+        "Sid": "AmpWorkspaceAccess",
+        "Effect": "Allow",
+        "Action": actions,
+        "Resource": workspace_arn,
+    })])
+}
+
+/// IAM returns policy documents URL-encoded (RFC 3986); some emulators return them plain.
+pub fn decode_document(text: &str) -> Result<Value> {
+    if let Ok(value) = serde_json::from_str(text) {
+        return Ok(value);
+    }
+    let decoded = percent_encoding::percent_decode_str(text).decode_utf8_lossy();
+    serde_json::from_str(&decoded).map_err(|e| {
+        Error::remote(format!(
+            "IAM returned a policy document that is not JSON: {e}"
+        ))
+    })
+}
+
+async fn listed_arn_for(iam: &Client, suffix: &str) -> Result<Option<String>> {
+    let listed = iam
+        .list_open_id_connect_providers()
+        .send()
+        .await
+        .map_err(|e| sdk_error(e, "listing IAM OIDC providers"))?;
+    Ok(listed
+        .open_id_connect_provider_list()
+        .iter()
+        .filter_map(|p| p.arn())
+        .find(|arn| arn.ends_with(suffix))
+        .map(str::to_owned))
+}
+
+/// Find the account's OIDC provider for an issuer; create it if missing. Returns
+/// (provider ARN, created?).
+pub async fn ensure_oidc_provider(
+    iam: &Client,
+    issuer: &str,
+    thumbprints: &[String],
+) -> Result<(String, bool)> {
+    let host_path = issuer_host_path(issuer);
+    let suffix = format!(":oidc-provider/{host_path}");
+    if let Some(arn) = listed_arn_for(iam, &suffix).await? {
+        let provider = iam
+            .get_open_id_connect_provider()
+            .open_id_connect_provider_arn(&arn)
+            .send()
+            .await
+            .map_err(|e| sdk_error(e, format!("reading OIDC provider {arn}")))?;
+        if !provider.client_id_list().iter().any(|c| c == STS_AUDIENCE) {
+            iam.add_client_id_to_open_id_connect_provider()
+                .open_id_connect_provider_arn(&arn)
+                .client_id(STS_AUDIENCE)
+                .send()
+                .await
+                .map_err(|e| sdk_error(e, format!("adding client id {STS_AUDIENCE} to {arn}")))?;
+        }
+        return Ok((arn, false));
+    }
+    // Without a thumbprint IAM derives it from the issuer's certificate chain (and for EKS
+    // issuers trusts its own root CA library); one given by --thumbprint is passed through.
+    let mut request = iam
+        .create_open_id_connect_provider()
+        .url(format!("https://{host_path}"))
+        .client_id_list(STS_AUDIENCE)
+        .tags(managed_by_tag()?);
+    for thumbprint in thumbprints {
+        request = request.thumbprint_list(thumbprint);
+    }
+    let created = match request.send().await {
+        Ok(created) => created,
+        // Another run created it between our list and our create: it is found, not ours.
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(|e| e.is_entity_already_exists_exception()) =>
+        {
+            let arn = listed_arn_for(iam, &suffix).await?.ok_or_else(|| {
+                Error::remote(format!(
+                    "IAM says the OIDC provider for {issuer} exists but does not list it"
+                ))
+            })?;
+            return Ok((arn, false));
+        }
+        Err(err) => {
+            return Err(sdk_error(
+                err,
+                format!("creating the IAM OIDC provider for {issuer}"),
+            ));
+        }
+    };
+    let arn = created
+        .open_id_connect_provider_arn()
+        .ok_or_else(|| Error::remote("IAM created the OIDC provider but returned no ARN"))?
+        .to_owned();
+    Ok((arn, true))
+}
+
+/// The role's ARN and whether this call created it.
+pub struct RoleOutcome {
+    pub arn: String,
+    pub created: bool,
+}
+
+/// Create the role with `trust`, or merge `trust` into the existing role's trust.
+pub async fn ensure_role(
+    iam: &Client,
+    name: &str,
+    trust: &Trust,
+    description: &str,
+) -> Result<RoleOutcome> {
+    match iam.get_role().role_name(name).send().await {
+        Ok(found) => {
+            let role = found
+                .role()
+                .ok_or_else(|| Error::remote(format!("IAM returned no role for {name}")))?;
+            let existing = role
+                .assume_role_policy_document()
+                .map(decode_document)
+                .transpose()?;
+            let desired = merged_trust(existing.as_ref(), trust);
+            if existing.as_ref() != Some(&desired) {
+                iam.update_assume_role_policy()
+                    .role_name(name)
+                    .policy_document(desired.to_string())
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        sdk_error(e, format!("updating the trust policy of role {name}"))
+                    })?;
+            }
+            Ok(RoleOutcome {
+                arn: role.arn().to_owned(),
+                created: false,
+            })
+        }
+        Err(err) if is_not_found(&err) => {
+            let created = iam
+                .create_role()
+                .role_name(name)
+                .assume_role_policy_document(merged_trust(None, trust).to_string())
+                .description(description)
+                .tags(managed_by_tag()?)
+                .send()
+                .await
+                .map_err(|e| sdk_error(e, format!("creating role {name}")))?;
+            let arn = created.role().map(|r| r.arn().to_owned()).ok_or_else(|| {
+                Error::remote(format!("IAM created role {name} but returned no ARN"))
+            })?;
+            Ok(RoleOutcome { arn, created: true })
+        }
+        Err(err) => Err(sdk_error(err, format!("reading role {name}"))),
+    }
+}
+
+/// Put the inline access policy unless it is already exactly that; returns whether the
+/// role had no such policy before.
+pub async fn ensure_inline_policy(iam: &Client, role: &str, document: &Value) -> Result<bool> {
+    let existing = match iam
+        .get_role_policy()
+        .role_name(role)
+        .policy_name(POLICY_NAME)
+        .send()
+        .await
+    {
+        Ok(found) => Some(decode_document(found.policy_document())?),
+        Err(err) if is_not_found(&err) => None,
+        Err(err) => {
+            return Err(sdk_error(
+                err,
+                format!("reading policy {POLICY_NAME} of role {role}"),
+            ));
+        }
+    };
+    if existing.as_ref() != Some(document) {
+        iam.put_role_policy()
+            .role_name(role)
+            .policy_name(POLICY_NAME)
+            .policy_document(document.to_string())
+            .send()
+            .await
+            .map_err(|e| sdk_error(e, format!("putting policy {POLICY_NAME} on role {role}")))?;
+    }
+    Ok(existing.is_none())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn irsa() -> Trust {
+        Trust::ServiceAccount {
+            provider_arn:
+                "arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/ABC"
+                    .into(),
+            issuer: "https://oidc.eks.eu-west-1.amazonaws.com/id/ABC".into(),
+            namespace: "grafana-agent".into(),
+            service_account: "grafana-agent".into(),
+        }
+    }
+
+    #[test]
+    fn the_trust_has_sub_and_aud() {
+        let s = irsa().statement();
+        let cond = &s["Condition"]["StringEquals"];
+        assert_eq!(
+            cond["oidc.eks.eu-west-1.amazonaws.com/id/ABC:sub"],
+            "system:serviceaccount:grafana-agent:grafana-agent"
+        );
+        assert_eq!(
+            cond["oidc.eks.eu-west-1.amazonaws.com/id/ABC:aud"],
+            "sts.amazonaws.com"
+        );
+        assert_eq!(s["Action"], "sts:AssumeRoleWithWebIdentity");
+    }
+
+    #[test]
+    fn merging_replaces_our_old_statement_and_keeps_others() {
+        // The recipe's statement (no `aud`) for the same service account, and someone else's.
+        let recipe = json!({
+            "Effect": "Allow",
+            "Principal": {"Federated": "arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/ABC"},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {"StringEquals": {"oidc.eks.eu-west-1.amazonaws.com/id/ABC:sub": "system:serviceaccount:grafana-agent:grafana-agent"}}
+        });
+        let other = json!({"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"});
+        let existing = json!({"Version": "2012-10-17", "Statement": [recipe, other.clone()]});
+        let merged = merged_trust(Some(&existing), &irsa());
+        assert_eq!(merged["Statement"], json!([other, irsa().statement()]));
+        // Converged: merging again changes nothing.
+        assert_eq!(merged_trust(Some(&merged), &irsa()), merged);
+    }
+
+    #[test]
+    fn the_policy_names_the_workspace_and_never_a_wildcard() {
+        let arn = "arn:aws:aps:eu-west-1:123456789012:workspace/ws-1";
+        let p = access_policy(arn, false);
+        assert_eq!(p["Statement"][0]["Action"], json!(["aps:RemoteWrite"]));
+        assert_eq!(p["Statement"][0]["Resource"], arn);
+        let q = access_policy(arn, true);
+        assert_eq!(q["Statement"][0]["Action"].as_array().unwrap().len(), 5);
+        assert!(!q.to_string().contains('*'));
+    }
+
+    #[test]
+    fn url_encoded_documents_decode() {
+        let v = decode_document("%7B%22Version%22%3A%222012-10-17%22%7D").unwrap();
+        assert_eq!(v, json!({"Version": "2012-10-17"}));
+        assert_eq!(decode_document(r#"{"a":1}"#).unwrap(), json!({"a": 1}));
+    }
+}

@@ -1,0 +1,700 @@
+//! `promql`: SigV4-signed PromQL against an AMP workspace (or any Prometheus), from scripts.
+//!
+//! This is the role awscurl plays in the recipe, without its failure modes: queries travel as
+//! POST form bodies (any PromQL survives), relative times resolve against one clock, errors
+//! carry Prometheus's message and position with an exit code a script can branch on, and a
+//! run costs milliseconds (one thread, environment credentials first, no SDK config), so it
+//! can sit in a shell loop. `wait` turns "metrics are flowing" into a pipeline step.
+//!
+//! The answer goes into the document's `query` section (`{expr, kind, time|start/end/step,
+//! resultType, result}` with `result` exactly as Prometheus returned it); `--raw` prints only
+//! the API's `data`, `--format table` a table.
+
+pub mod client;
+pub mod format;
+pub mod timespec;
+
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use serde_json::value::RawValue;
+use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+
+use crate::aws::{AwsArgs, resolve_region};
+use crate::cli;
+use crate::doc::StateDoc;
+use crate::error::{Error, ErrorKind, Result};
+use crate::sigv4_http::SignedClient;
+use client::{PromClient, parse_response, query_data};
+
+/// The SigV4 signing name of AMP.
+pub const SIGNING_NAME: &str = "aps";
+
+/// How the answer is printed.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// The state document with the `query` section
+    #[default]
+    Json,
+    /// Aligned columns for people (stdout is then not the document)
+    Table,
+}
+
+/// Where to send queries and how to print answers (shared by all subcommands).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct Options {
+    /// Prometheus API root to query instead of the document's workspace, e.g. http://127.0.0.1:9090
+    #[arg(long, global = true, value_name = "URL")]
+    pub url: Option<String>,
+    /// AMP workspace to query [default: workspace.prometheusEndpoint of the document]
+    #[arg(long, global = true, value_name = "ID")]
+    pub workspace_id: Option<String>,
+    /// Do not sign requests (a self-hosted Prometheus without SigV4)
+    #[arg(long, global = true)]
+    pub no_sign: bool,
+    /// Print only the API's `data` JSON (for jq); stdout is then not the document
+    #[arg(long, global = true)]
+    pub raw: bool,
+    /// Output format
+    #[arg(long, global = true, value_enum, default_value_t = Format::Json)]
+    pub format: Format,
+    /// Give up after this long, e.g. 30s [default: 2m for wait, 1m otherwise]
+    #[arg(long, global = true, value_name = "DURATION", value_parser = duration_arg)]
+    pub timeout: Option<Duration>,
+}
+
+/// Time range flags of series/labels/label-values.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct Span {
+    /// Start of the time range (now, -5m, now-1h, RFC 3339, Unix seconds)
+    #[arg(long, allow_hyphen_values = true, value_name = "TIME")]
+    pub start: Option<String>,
+    /// End of the time range
+    #[arg(long, allow_hyphen_values = true, value_name = "TIME")]
+    pub end: Option<String>,
+}
+
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Evaluate EXPR at one instant
+    Query {
+        /// PromQL expression
+        expr: String,
+        /// Evaluation time (now, -5m, now-1h, RFC 3339, Unix seconds) [default: now]
+        #[arg(long, allow_hyphen_values = true, value_name = "TIME")]
+        time: Option<String>,
+    },
+    /// Evaluate EXPR over a time range
+    Range {
+        /// PromQL expression
+        expr: String,
+        /// Start of the range
+        #[arg(
+            long,
+            allow_hyphen_values = true,
+            value_name = "TIME",
+            default_value = "-1h"
+        )]
+        start: String,
+        /// End of the range
+        #[arg(
+            long,
+            allow_hyphen_values = true,
+            value_name = "TIME",
+            default_value = "now"
+        )]
+        end: String,
+        /// Resolution, e.g. 15s [default: the range / 250, at least 1s]
+        #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+        step: Option<Duration>,
+    },
+    /// List the series that match selectors
+    Series {
+        /// Series selector, e.g. 'envoy_http_downstream_rq_total{envoy_response_code_class="5"}'
+        #[arg(required = true, value_name = "MATCH")]
+        matchers: Vec<String>,
+        #[command(flatten)]
+        span: Span,
+    },
+    /// List label names
+    Labels {
+        /// Only labels of series matching this selector (repeatable)
+        #[arg(long = "match", value_name = "MATCH")]
+        matchers: Vec<String>,
+        #[command(flatten)]
+        span: Span,
+    },
+    /// List the values of one label
+    LabelValues {
+        /// Label name
+        name: String,
+        /// Only values in series matching this selector (repeatable)
+        #[arg(long = "match", value_name = "MATCH")]
+        matchers: Vec<String>,
+        #[command(flatten)]
+        span: Span,
+    },
+    /// Re-run EXPR until it returns data (or, with --compare, until every value passes)
+    Wait {
+        /// PromQL expression
+        expr: String,
+        /// Time between attempts
+        #[arg(long, default_value = "2s", value_name = "DURATION", value_parser = duration_arg)]
+        interval: Duration,
+        /// Hold only when every returned value compares so, e.g. --compare '>' 0
+        #[arg(long, num_args = 2, value_names = ["OP", "N"], allow_hyphen_values = true)]
+        compare: Vec<String>,
+    },
+}
+
+fn duration_arg(text: &str) -> std::result::Result<Duration, String> {
+    timespec::parse_duration(text)
+}
+
+/// Run one `promql` subcommand and write its answer.
+pub async fn run(
+    command: Command,
+    options: Options,
+    aws: AwsArgs,
+    progress: bool,
+    doc: &mut StateDoc,
+) -> Result<()> {
+    if options.raw && options.format == Format::Table {
+        return Err(
+            Error::usage("--raw and --format table both choose the output")
+                .with_hint("pick one of them"),
+        );
+    }
+    let started = Instant::now();
+    let default_timeout = match command {
+        Command::Wait { .. } => Duration::from_secs(120),
+        _ => Duration::from_secs(60),
+    };
+    let timeout = options.timeout.unwrap_or(default_timeout);
+    let deadline = started + timeout;
+    let prom = connect(&options, aws, doc).await?;
+    let now = OffsetDateTime::now_utc();
+    let time = |flag: &str, text: &str| {
+        timespec::parse_time(text, now).map_err(|e| {
+            Error::usage(format!("--{flag}: {e}"))
+                .with_hint("e.g. now, -5m, now-1h, 2026-01-02T15:04:05Z")
+        })
+    };
+    let mut section = Map::new();
+    match command {
+        Command::Query { expr, time: at } => {
+            let at = time("time", at.as_deref().unwrap_or("now"))?;
+            let form = [("query", expr.clone()), ("time", timespec::api_time(at))];
+            let body = prom
+                .post_form(&["api", "v1", "query"], &form, deadline)
+                .await?;
+            section.insert("expr".into(), expr.clone().into());
+            section.insert("kind".into(), "instant".into());
+            section.insert("time".into(), timespec::rfc3339(at).into());
+            emit(doc, &options, "instant", section, &body, Some(&expr))
+        }
+        Command::Range {
+            expr,
+            start,
+            end,
+            step,
+        } => {
+            let (start, end) = (time("start", &start)?, time("end", &end)?);
+            if end < start {
+                return Err(Error::usage("--end is before --start")
+                    .with_hint("give a start earlier than the end, e.g. --start -1h --end now"));
+            }
+            let step = match step {
+                Some(step) if step.is_zero() => {
+                    return Err(
+                        Error::usage("--step must be more than 0").with_hint("e.g. --step 15s")
+                    );
+                }
+                Some(step) => step,
+                None => default_step(end - start),
+            };
+            let form = [
+                ("query", expr.clone()),
+                ("start", timespec::api_time(start)),
+                ("end", timespec::api_time(end)),
+                ("step", format!("{}", step.as_secs_f64())),
+            ];
+            let body = prom
+                .post_form(&["api", "v1", "query_range"], &form, deadline)
+                .await?;
+            section.insert("expr".into(), expr.clone().into());
+            section.insert("kind".into(), "range".into());
+            section.insert("start".into(), timespec::rfc3339(start).into());
+            section.insert("end".into(), timespec::rfc3339(end).into());
+            section.insert("step".into(), timespec::format_duration(step).into());
+            emit(doc, &options, "range", section, &body, Some(&expr))
+        }
+        Command::Series { matchers, span } => {
+            let mut form = matcher_form(&matchers);
+            span_form(&span, &time, &mut form, &mut section)?;
+            let body = prom
+                .post_form(&["api", "v1", "series"], &form, deadline)
+                .await?;
+            section.insert("kind".into(), "series".into());
+            section.insert("match".into(), json!(matchers));
+            emit(
+                doc,
+                &options,
+                "series",
+                section,
+                &body,
+                matchers.first().map(String::as_str),
+            )
+        }
+        Command::Labels { matchers, span } => {
+            let mut form = matcher_form(&matchers);
+            span_form(&span, &time, &mut form, &mut section)?;
+            let body = prom
+                .post_form(&["api", "v1", "labels"], &form, deadline)
+                .await?;
+            section.insert("kind".into(), "labels".into());
+            if !matchers.is_empty() {
+                section.insert("match".into(), json!(matchers));
+            }
+            emit(
+                doc,
+                &options,
+                "labels",
+                section,
+                &body,
+                matchers.first().map(String::as_str),
+            )
+        }
+        Command::LabelValues {
+            name,
+            matchers,
+            span,
+        } => {
+            let mut query = matcher_form(&matchers);
+            span_form(&span, &time, &mut query, &mut section)?;
+            // This endpoint is GET-only in the Prometheus API.
+            let body = prom
+                .get(&["api", "v1", "label", &name, "values"], &query, deadline)
+                .await?;
+            section.insert("kind".into(), "label-values".into());
+            section.insert("name".into(), name.into());
+            if !matchers.is_empty() {
+                section.insert("match".into(), json!(matchers));
+            }
+            emit(
+                doc,
+                &options,
+                "label-values",
+                section,
+                &body,
+                matchers.first().map(String::as_str),
+            )
+        }
+        Command::Wait {
+            expr,
+            interval,
+            compare,
+        } => {
+            let compare = Compare::parse(&compare)?;
+            let (body, attempts) = wait(
+                &prom,
+                &expr,
+                compare,
+                interval,
+                (deadline, timeout),
+                progress,
+            )
+            .await?;
+            section.insert("expr".into(), expr.clone().into());
+            section.insert("kind".into(), "wait".into());
+            section.insert(
+                "time".into(),
+                timespec::rfc3339(OffsetDateTime::now_utc()).into(),
+            );
+            if let Some(c) = compare {
+                section.insert(
+                    "compare".into(),
+                    json!({"op": c.op.as_str(), "value": c.value}),
+                );
+            }
+            section.insert("attempts".into(), attempts.into());
+            section.insert(
+                "waitedSeconds".into(),
+                json!((started.elapsed().as_secs_f64() * 10.0).round() / 10.0),
+            );
+            emit(doc, &options, "instant", section, &body, Some(&expr))
+        }
+    }
+}
+
+/// The client for the endpoint the flags or the document name.
+async fn connect(options: &Options, mut aws: AwsArgs, doc: &StateDoc) -> Result<PromClient> {
+    // The workspace's own region signs its requests unless --region says otherwise.
+    if aws.region.is_none()
+        && options.url.is_none()
+        && let Some(region) = doc.str_field("workspace", "region")
+    {
+        aws.region = Some(region.to_owned());
+    }
+    let base = if let Some(url) = &options.url {
+        url.clone()
+    } else if let Some(id) = &options.workspace_id {
+        let region = resolve_region(&aws).await.ok_or_else(|| {
+            Error::usage("no AWS region is configured (needed for --workspace-id)")
+                .with_hint("pass --region or set AWS_REGION")
+        })?;
+        workspace_endpoint(id, region.as_ref())
+    } else if let Some(endpoint) = doc.str_field("workspace", "prometheusEndpoint") {
+        endpoint.to_owned()
+    } else {
+        return Err(Error::usage("no endpoint to query").with_hint(
+            "pipe in the document of `amp-workspace ensure`, or pass --workspace-id ID or --url URL",
+        ));
+    };
+    let client = if options.no_sign {
+        SignedClient::unsigned()?
+    } else {
+        SignedClient::new(&aws, SIGNING_NAME).await?
+    };
+    PromClient::new(client, &base)
+}
+
+/// A workspace's query endpoint, honouring the endpoint overrides the SDK itself reads.
+pub fn workspace_endpoint(id: &str, region: &str) -> String {
+    let custom = ["AWS_ENDPOINT_URL_AMP", "AWS_ENDPOINT_URL"]
+        .iter()
+        .filter_map(|name| std::env::var(name).ok())
+        .find(|v| !v.trim().is_empty());
+    let base = custom.unwrap_or_else(|| format!("https://aps-workspaces.{region}.amazonaws.com"));
+    format!("{}/workspaces/{id}/", base.trim().trim_end_matches('/'))
+}
+
+/// About 250 points per series, never below 1s: readable and cheap.
+fn default_step(range: time::Duration) -> Duration {
+    let secs = (range.as_seconds_f64() / 250.0).ceil().max(1.0);
+    Duration::from_secs_f64(secs)
+}
+
+fn matcher_form(matchers: &[String]) -> Vec<(&'static str, String)> {
+    matchers.iter().map(|m| ("match[]", m.clone())).collect()
+}
+
+fn span_form(
+    span: &Span,
+    time: &impl Fn(&str, &str) -> Result<OffsetDateTime>,
+    form: &mut Vec<(&'static str, String)>,
+    section: &mut Map<String, Value>,
+) -> Result<()> {
+    for (flag, value) in [("start", &span.start), ("end", &span.end)] {
+        if let Some(text) = value {
+            let t = time(flag, text)?;
+            form.push((flag, timespec::api_time(t)));
+            section.insert(flag.into(), timespec::rfc3339(t).into());
+        }
+    }
+    Ok(())
+}
+
+/// The token standing in for the result while the document is rendered (see [`emit`]).
+const RESULT_PLACEHOLDER: &str = "\u{1}ampkit-promql-result\u{1}";
+
+/// Print the answer: the document with the raw result spliced in, only `data`, or a table.
+///
+/// The result is never turned into a `serde_json::Value`: the document is rendered with a
+/// placeholder and the result's bytes are written in its place, so a large range answer costs
+/// one copy of the response in memory, not a tree many times its size.
+fn emit(
+    doc: &mut StateDoc,
+    options: &Options,
+    kind: &str,
+    mut section: Map<String, Value>,
+    body: &[u8],
+    expr: Option<&str>,
+) -> Result<()> {
+    let answer = parse_response(body, expr)?;
+    for warning in &answer.warnings {
+        tracing::warn!("Prometheus: {warning}");
+    }
+    if options.raw {
+        return write_stdout(&[answer.data.get().as_bytes(), b"\n"]);
+    }
+    if options.format == Format::Table {
+        let text = format::table(kind, answer.data.get())?;
+        return write_stdout(&[text.as_bytes()]);
+    }
+    let result: &RawValue = if matches!(kind, "instant" | "range") {
+        let data = query_data(answer.data)?;
+        section.insert("resultType".into(), data.result_type.into());
+        data.result
+    } else {
+        answer.data
+    };
+    if !answer.warnings.is_empty() {
+        section.insert("warnings".into(), json!(answer.warnings));
+    }
+    section.insert("result".into(), RESULT_PLACEHOLDER.into());
+    doc.set_section("query", Value::Object(section))?;
+    let text = doc.render(std::io::stdout().is_terminal());
+    let token = serde_json::to_string(RESULT_PLACEHOLDER)
+        .map_err(|e| Error::internal(format!("could not encode the placeholder: {e}")))?;
+    let (before, after) = text
+        .rsplit_once(&token)
+        .ok_or_else(|| Error::internal("the result placeholder is missing from the document"))?;
+    write_stdout(&[
+        before.as_bytes(),
+        result.get().as_bytes(),
+        after.as_bytes(),
+        b"\n",
+    ])
+}
+
+/// Write pieces to stdout instead of the frame's document; a closed pipe is not an error.
+fn write_stdout(pieces: &[&[u8]]) -> Result<()> {
+    cli::stdout_written();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let written = pieces
+        .iter()
+        .try_for_each(|piece| out.write_all(piece))
+        .and_then(|()| out.flush());
+    match written {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Error::internal(format!("could not write to stdout: {e}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Op {
+    Gt,
+    Ge,
+    Lt,
+    Le,
+    Eq,
+    Ne,
+}
+
+impl Op {
+    fn as_str(self) -> &'static str {
+        match self {
+            Op::Gt => ">",
+            Op::Ge => ">=",
+            Op::Lt => "<",
+            Op::Le => "<=",
+            Op::Eq => "==",
+            Op::Ne => "!=",
+        }
+    }
+
+    fn holds(self, a: f64, b: f64) -> bool {
+        match self {
+            Op::Gt => a > b,
+            Op::Ge => a >= b,
+            Op::Lt => a < b,
+            Op::Le => a <= b,
+            Op::Eq => a == b,
+            Op::Ne => a != b,
+        }
+    }
+}
+
+/// `--compare OP N`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Compare {
+    op: Op,
+    value: f64,
+}
+
+impl Compare {
+    fn parse(args: &[String]) -> Result<Option<Compare>> {
+        let [op, value] = args else {
+            return Ok(None);
+        };
+        let op = match op.as_str() {
+            ">" => Op::Gt,
+            ">=" => Op::Ge,
+            "<" => Op::Lt,
+            "<=" => Op::Le,
+            "==" | "=" => Op::Eq,
+            "!=" => Op::Ne,
+            other => {
+                return Err(
+                    Error::usage(format!("--compare: `{other}` is not a comparison"))
+                        .with_hint("use one of > >= < <= == !=, e.g. --compare '>' 0"),
+                );
+            }
+        };
+        let value = value.parse::<f64>().map_err(|_| {
+            Error::usage(format!("--compare: `{value}` is not a number"))
+                .with_hint("e.g. --compare '>' 0.5")
+        })?;
+        Ok(Some(Compare { op, value }))
+    }
+}
+
+/// Whether a query answer satisfies the wait, and a short description of it for progress.
+fn check(result_type: &str, result: &Value, compare: Option<Compare>) -> (bool, String) {
+    let values: Vec<f64> = match result_type {
+        "scalar" => vec![sample_value(&result[1])],
+        "vector" => result
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| sample_value(&s["value"][1]))
+            .collect(),
+        "matrix" => result
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["values"].as_array()?.last().map(|p| sample_value(&p[1])))
+            .collect(),
+        // A string result has no number to compare; it is data.
+        _ => return (compare.is_none(), "a string".into()),
+    };
+    if values.is_empty() {
+        return (false, "no data".into());
+    }
+    let shown: Vec<String> = values.iter().take(5).map(|v| v.to_string()).collect();
+    let more = if values.len() > 5 { ", ..." } else { "" };
+    let summary = format!("{} value(s): {}{more}", values.len(), shown.join(", "));
+    let ok = match compare {
+        None => true,
+        Some(c) => values.iter().all(|v| c.op.holds(*v, c.value)),
+    };
+    (ok, summary)
+}
+
+fn sample_value(v: &Value) -> f64 {
+    v.as_str()
+        .and_then(|s| match s {
+            "+Inf" => Some(f64::INFINITY),
+            "-Inf" => Some(f64::NEG_INFINITY),
+            _ => s.parse().ok(),
+        })
+        .unwrap_or(f64::NAN)
+}
+
+/// The least time left for one more attempt of `wait`.
+const LAST_ATTEMPT: Duration = Duration::from_millis(250);
+
+/// Poll `expr` until it holds or the deadline passes. Bad PromQL fails at once; an endpoint
+/// that is down or failing is retried until the deadline, then reported.
+async fn wait(
+    prom: &PromClient,
+    expr: &str,
+    compare: Option<Compare>,
+    interval: Duration,
+    (deadline, timeout): (Instant, Duration),
+    progress: bool,
+) -> Result<(Vec<u8>, u64)> {
+    let started = Instant::now();
+    let mut attempts = 0u64;
+    let mut last: String;
+    let outcome = loop {
+        attempts += 1;
+        let form = [
+            ("query", expr.to_owned()),
+            ("time", timespec::api_time(OffsetDateTime::now_utc())),
+        ];
+        match prom
+            .post_form(&["api", "v1", "query"], &form, deadline)
+            .await
+        {
+            Ok(body) => {
+                let answer = parse_response(&body, Some(expr))?;
+                let data = query_data(answer.data)?;
+                let result: Value = serde_json::from_str(data.result.get())
+                    .map_err(|e| Error::remote(format!("the query answer is not JSON: {e}")))?;
+                let (ok, summary) = check(&data.result_type, &result, compare);
+                if ok {
+                    break Ok(body);
+                }
+                last = summary;
+            }
+            // The endpoint may come up (or recover) while we wait.
+            Err(err) if matches!(err.kind, ErrorKind::Remote) => last = err.message.clone(),
+            Err(err) => break Err(err),
+        }
+        let elapsed = started.elapsed().as_secs();
+        if progress {
+            eprint!(
+                "\rpromql: waiting for `{expr}`: {elapsed}s, attempt {attempts}, last: {last}\x1b[K"
+            );
+        } else {
+            tracing::info!("waiting for `{expr}`: {elapsed}s, attempt {attempts}, last: {last}");
+        }
+        // Keep a little time for the last attempt's request itself.
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left <= LAST_ATTEMPT {
+            break Err(Error::remote(format!(
+                "`{expr}` did not hold within {} ({attempts} attempts; last: {last})",
+                timespec::format_duration(timeout)
+            ))
+            .with_hint(
+                "raise --timeout, or check that metrics reach the workspace (promql series ...)",
+            ));
+        }
+        tokio::time::sleep(interval.min(left - LAST_ATTEMPT)).await;
+    };
+    if progress {
+        eprintln!();
+    }
+    outcome.map(|body| (body, attempts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmp(op: &str, n: &str) -> Option<Compare> {
+        Compare::parse(&[op.to_owned(), n.to_owned()]).unwrap()
+    }
+
+    #[test]
+    fn waits_hold_on_data_or_on_every_value_passing() {
+        let vector = json!([{"metric":{},"value":[1,"3"]},{"metric":{},"value":[1,"5"]}]);
+        assert!(check("vector", &vector, None).0);
+        assert!(check("vector", &vector, cmp(">", "2")).0);
+        assert!(!check("vector", &vector, cmp(">", "4")).0);
+        assert!(!check("vector", &json!([]), None).0);
+        assert!(check("scalar", &json!([1, "+Inf"]), cmp(">=", "1e300")).0);
+        assert!(!check("scalar", &json!([1, "NaN"]), cmp("==", "0")).0);
+        let matrix = json!([{"metric":{},"values":[[1,"0"],[2,"7"]]}]);
+        assert!(check("matrix", &matrix, cmp("==", "7")).0);
+    }
+
+    #[test]
+    fn bad_comparisons_are_usage_errors() {
+        let err = Compare::parse(&["=>".into(), "1".into()]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let err = Compare::parse(&[">".into(), "many".into()]).unwrap_err();
+        assert!(err.message.contains("`many`"));
+    }
+
+    #[test]
+    fn default_step_is_about_250_points() {
+        assert_eq!(
+            default_step(time::Duration::hours(1)),
+            Duration::from_secs(15)
+        );
+        assert_eq!(
+            default_step(time::Duration::seconds(10)),
+            Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn workspace_endpoints_follow_the_region() {
+        // Only meaningful without an endpoint override in the environment.
+        if std::env::var_os("AWS_ENDPOINT_URL_AMP").is_none()
+            && std::env::var_os("AWS_ENDPOINT_URL").is_none()
+        {
+            assert_eq!(
+                workspace_endpoint("ws-1", "eu-west-1"),
+                "https://aps-workspaces.eu-west-1.amazonaws.com/workspaces/ws-1/"
+            );
+        }
+    }
+}

@@ -1,0 +1,661 @@
+//! envoy-traffic: drive HTTP traffic through the mesh and check the numbers against Envoy.
+//!
+//! The recipe makes traffic with a few hundred `kubectl exec ... curl` calls and measures
+//! nothing. This module sends it at a fixed rate (open model, coordinated omission corrected)
+//! or concurrency (closed model), for a duration or a count, reports what came back from an
+//! HDR histogram of every request, and reads Envoy's admin counters before and after so that
+//! every listener and cluster on the way can be held against our own counts.
+//!
+//! Layout: [`load`] is the engine, [`report`] the `traffic` section, [`envoy_stats`] the
+//! cross-check, [`kube_forward`] the `--kube-service` target.
+
+pub mod envoy_stats;
+pub mod kube_forward;
+pub mod load;
+pub mod report;
+
+use std::io::Write;
+use std::net::ToSocketAddrs;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::HOST;
+use http::{HeaderMap, Uri};
+/// The request types the flags parse into, for the binary (which has no `http` dependency).
+pub use http::{HeaderName, HeaderValue, Method};
+use tokio::time::Instant;
+
+use crate::doc::StateDoc;
+use crate::error::{Error, Result};
+use envoy_stats::{AdminClient, AdminRead};
+use kube_forward::KubeService;
+use load::{Load, Model, Plan, Template};
+
+/// The section this tool owns.
+pub const SECTION: &str = "traffic";
+
+/// How long requests in flight may finish after Ctrl-C or SIGTERM before they are abandoned
+/// (and counted as cancelled); a second signal abandons them at once.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// Everything the flags say, validated by the parsers below.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub url: Option<String>,
+    pub kube_service: Option<KubeService>,
+    pub rate: Option<f64>,
+    pub concurrency: Option<usize>,
+    pub duration: Option<Duration>,
+    pub requests: Option<u64>,
+    pub warmup: Option<Duration>,
+    pub method: Option<Method>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Option<String>,
+    pub timeout: Option<Duration>,
+    pub http2: bool,
+    pub paths: Option<Vec<String>>,
+    pub envoy_admin: Option<Vec<String>>,
+    /// Draw the live progress line on stderr.
+    pub progress: bool,
+}
+
+// ---- flag parsers (clap `value_parser`s: their errors name the flag) ------------------------
+
+/// `--rate`: requests per second, a positive number.
+pub fn parse_rate(s: &str) -> std::result::Result<f64, String> {
+    let rate: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of requests per second (e.g. 50 or 12.5)"))?;
+    if !rate.is_finite() || rate <= 0.0 {
+        return Err(format!(
+            "the rate must be above 0 requests per second, got `{s}`"
+        ));
+    }
+    if rate > 10_000_000.0 {
+        return Err(format!(
+            "the rate `{s}` is beyond what one machine can send"
+        ));
+    }
+    Ok(rate)
+}
+
+/// A duration such as `10s`, `1m30s`, `500ms`, or a bare number of seconds; above zero.
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let d = parse_duration_or_zero(s)?;
+    if d.is_zero() {
+        return Err(format!("the duration must be above zero, got `{s}`"));
+    }
+    Ok(d)
+}
+
+/// Like [`parse_duration`], but zero is allowed (`--warmup 0`).
+pub fn parse_duration_or_zero(s: &str) -> std::result::Result<Duration, String> {
+    let t = s.trim();
+    if let Ok(secs) = t.parse::<f64>() {
+        if !secs.is_finite() || secs < 0.0 {
+            return Err(format!("`{s}` is not a duration (e.g. 10s, 1m30s, 500ms)"));
+        }
+        return Duration::try_from_secs_f64(secs)
+            .map_err(|_| format!("`{s}` is not a duration (e.g. 10s, 1m30s, 500ms)"));
+    }
+    humantime::parse_duration(t)
+        .map_err(|e| format!("`{s}` is not a duration (e.g. 10s, 1m30s, 500ms): {e}"))
+}
+
+/// `--header 'Name: value'`.
+pub fn parse_header(s: &str) -> std::result::Result<(HeaderName, HeaderValue), String> {
+    let (name, value) = s
+        .split_once(':')
+        .ok_or_else(|| format!("`{s}` is not `Name: value` (the colon is missing)"))?;
+    let name = HeaderName::from_bytes(name.trim().as_bytes())
+        .map_err(|_| format!("`{}` is not a valid header name", name.trim()))?;
+    let value = HeaderValue::from_str(value.trim()).map_err(|_| {
+        format!("the value of header `{name}` has characters a header may not hold")
+    })?;
+    Ok((name, value))
+}
+
+/// `--paths /jazz,/metal`.
+pub fn parse_paths(s: &str) -> std::result::Result<Vec<String>, String> {
+    let paths: Vec<String> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if paths.is_empty() {
+        return Err("give at least one path, e.g. /jazz,/metal".to_owned());
+    }
+    for p in &paths {
+        if !p.starts_with('/') {
+            return Err(format!("path `{p}` must start with /"));
+        }
+        if p.parse::<http::uri::PathAndQuery>().is_err() {
+            return Err(format!("path `{p}` has characters a URL path may not hold"));
+        }
+    }
+    Ok(paths)
+}
+
+/// `--envoy-admin URL[,URL...]`.
+pub fn parse_admin_urls(s: &str) -> std::result::Result<Vec<String>, String> {
+    let urls: Vec<String> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| u.trim_end_matches('/').to_owned())
+        .collect();
+    if urls.is_empty() {
+        return Err("give at least one admin URL, e.g. http://127.0.0.1:9901".to_owned());
+    }
+    for u in &urls {
+        let uri: Uri = u.parse().map_err(|_| format!("`{u}` is not a URL"))?;
+        if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+            return Err(format!("`{u}` must be an http:// URL with a host and port"));
+        }
+    }
+    Ok(urls)
+}
+
+// ---- the target -------------------------------------------------------------------------------
+
+/// The URL traffic goes to, split into what a connection and a request need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub url: String,
+    pub host: String,
+    pub port: u16,
+    pub authority: String,
+    /// Path and query of the URL (`/` when it has none).
+    pub path: String,
+}
+
+impl Target {
+    /// Parse a target URL; `flag` names where it came from, for the error.
+    pub fn parse(url: &str, flag: &str) -> Result<Target> {
+        let uri: Uri = url.parse().map_err(|e| {
+            Error::usage(format!("{flag}: `{url}` is not a URL: {e}"))
+                .with_hint("give an http:// URL, e.g. http://127.0.0.1:8080")
+        })?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some(other) => {
+                return Err(Error::usage(format!(
+                    "{flag}: scheme `{other}` is not supported, only http://"
+                ))
+                .with_hint("the mesh's listeners speak plain HTTP (h2c with --http2)"));
+            }
+            None => {
+                return Err(Error::usage(format!("{flag}: `{url}` has no scheme"))
+                    .with_hint(format!("write it as http://{url}")));
+            }
+        }
+        let authority = uri
+            .authority()
+            .ok_or_else(|| Error::usage(format!("{flag}: `{url}` has no host")))?;
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        Ok(Target {
+            url: url.to_owned(),
+            host: host.to_owned(),
+            port: authority.port_u16().unwrap_or(80),
+            authority: authority.as_str().to_owned(),
+            path: uri
+                .path_and_query()
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_else(|| "/".to_owned()),
+        })
+    }
+}
+
+/// Where the traffic goes: `--url`, else the document (`traffic.url` of an earlier run,
+/// `mesh.url`), else `AMPKIT_ENVOY_URL`.
+pub fn resolve_url(flag: Option<&str>, doc: &StateDoc) -> Result<(String, &'static str)> {
+    if let Some(url) = flag {
+        return Ok((url.to_owned(), "--url"));
+    }
+    if let Some(url) = doc.str_field(SECTION, "url") {
+        return Ok((url.to_owned(), "document field traffic.url"));
+    }
+    if let Some(url) = doc.str_field("mesh", "url") {
+        return Ok((url.to_owned(), "document field mesh.url"));
+    }
+    if let Ok(url) = std::env::var("AMPKIT_ENVOY_URL")
+        && !url.trim().is_empty()
+    {
+        return Ok((url.trim().to_owned(), "AMPKIT_ENVOY_URL"));
+    }
+    Err(Error::usage("no target: give --url (or --kube-service)").with_hint(
+        "e.g. --url http://127.0.0.1:8080, or set AMPKIT_ENVOY_URL (`eval \"$(scripts/local-stack env)\"`)",
+    ))
+}
+
+/// Admin endpoints: `--envoy-admin`, else `AMPKIT_ENVOY_ADMIN_URLS`; none means no cross-check.
+pub fn resolve_admins(flag: Option<&[String]>) -> Result<Vec<String>> {
+    if let Some(urls) = flag {
+        return Ok(urls.to_vec());
+    }
+    match std::env::var("AMPKIT_ENVOY_ADMIN_URLS") {
+        Ok(v) if !v.trim().is_empty() => parse_admin_urls(&v).map_err(|e| {
+            Error::usage(format!("AMPKIT_ENVOY_ADMIN_URLS: {e}"))
+                .with_hint("a comma-separated list of Envoy admin URLs, or unset it")
+        }),
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// The resolved plan and request template.
+fn plan(opts: &Options) -> Plan {
+    let (model, workers) = match opts.rate {
+        Some(rate) => {
+            // Enough connections for the asked rate at ~20 ms per request, and a floor so that
+            // a slow answer does not hold the schedule back.
+            let default = (rate / 50.0).ceil().clamp(8.0, 512.0) as usize;
+            (Model::Open { rate }, opts.concurrency.unwrap_or(default))
+        }
+        None => (Model::Closed, opts.concurrency.unwrap_or(10)),
+    };
+    let duration = match (opts.duration, opts.requests) {
+        (None, None) => Some(Duration::from_secs(10)),
+        (d, _) => d,
+    };
+    Plan {
+        model,
+        workers: workers.max(1),
+        requests: opts.requests,
+        duration,
+        warmup: opts.warmup.unwrap_or_default(),
+        timeout: opts.timeout.unwrap_or(Duration::from_secs(10)),
+        http2: opts.http2,
+    }
+}
+
+fn template(target: &Target, paths: &[String], opts: &Options) -> Result<Template> {
+    let resolved = (target.host.as_str(), target.port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next());
+    let mut uris = Vec::with_capacity(paths.len());
+    for p in paths {
+        let text = if opts.http2 {
+            format!("http://{}{p}", target.authority)
+        } else {
+            p.clone()
+        };
+        let uri: Uri = text
+            .parse()
+            .map_err(|e| Error::usage(format!("--paths: `{p}` is not a URL path: {e}")))?;
+        uris.push(uri);
+    }
+    let mut headers = HeaderMap::new();
+    if !opts.http2 {
+        let host = HeaderValue::from_str(&target.authority).map_err(|_| {
+            Error::usage(format!("--url: host `{}` is not valid", target.authority))
+        })?;
+        headers.insert(HOST, host);
+    }
+    for (name, value) in &opts.headers {
+        if name == HOST {
+            headers.insert(HOST, value.clone());
+        } else {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    Ok(Template {
+        connect: format!("{}:{}", target.host, target.port),
+        resolved,
+        method: opts.method.clone().unwrap_or(Method::GET),
+        uris,
+        headers,
+        body: Bytes::from(opts.body.clone().unwrap_or_default()),
+    })
+}
+
+fn settings(opts: &Options, plan: &Plan) -> report::Settings {
+    report::Settings {
+        model: match plan.model {
+            Model::Open { .. } => "open",
+            Model::Closed => "closed",
+        },
+        rate: opts.rate,
+        concurrency: plan.workers,
+        duration_s: plan.duration.map(|d| d.as_secs_f64()),
+        requests: plan.requests,
+        warmup_s: plan.warmup.as_secs_f64(),
+        method: opts.method.clone().unwrap_or(Method::GET).to_string(),
+        headers: opts
+            .headers
+            .iter()
+            .map(|(n, v)| report::redact_header(n.as_str(), v.to_str().unwrap_or("<binary>")))
+            .collect(),
+        body_bytes: opts.body.as_ref().map_or(0, String::len),
+        timeout_s: plan.timeout.as_secs_f64(),
+        http2: plan.http2,
+        kube_service: opts.kube_service.as_ref().map(|k| k.to_string()),
+    }
+}
+
+// ---- the run ----------------------------------------------------------------------------------
+
+/// The whole tool: resolve the target, read Envoy, run the load, read Envoy again, write the
+/// `traffic` section. Exit 1 when no request was answered at all.
+pub async fn run(opts: Options, doc: &mut StateDoc) -> Result<()> {
+    // Kept alive for the whole run: dropping it closes the port-forward.
+    let mut _forward = None;
+    let (url, source) = match &opts.kube_service {
+        Some(svc) => {
+            let forward = kube_forward::open(svc).await?;
+            let url = forward.url();
+            _forward = Some(forward);
+            (url, "--kube-service")
+        }
+        None => resolve_url(opts.url.as_deref(), doc)?,
+    };
+    let target = Target::parse(&url, source)?;
+    let paths = opts
+        .paths
+        .clone()
+        .unwrap_or_else(|| vec![target.path.clone()]);
+    let admins = resolve_admins(opts.envoy_admin.as_deref())?;
+    let plan = plan(&opts);
+    let template = template(&target, &paths, &opts)?;
+    let settings = settings(&opts, &plan);
+
+    // Read Envoy first, so that a wrong admin URL fails before any traffic is sent.
+    let admin = AdminClient::new();
+    let mut reads = Vec::with_capacity(admins.len());
+    for a in &admins {
+        let before = admin.counters(a).await?;
+        let topology = admin.topology(a).await.ok();
+        reads.push(AdminRead {
+            url: a.clone(),
+            before: Some(before),
+            after: None,
+            topology,
+        });
+    }
+
+    let mut load = Load::start(plan.clone(), template)?;
+    let progress = opts.progress.then(|| spawn_progress(&load));
+    let signalled = supervise(&mut load).await;
+    let tally = load.snapshot();
+    if let Some((done, handle)) = progress {
+        done.store(true, Ordering::Relaxed);
+        let _ = handle.await;
+    }
+
+    let end = tally.last_done.unwrap_or_else(Instant::now);
+    let measured_secs = end
+        .saturating_duration_since(load.shared.measure_start)
+        .as_secs_f64();
+    let stopped_by = if signalled {
+        "signal"
+    } else if plan.requests.is_some_and(|n| tally.sent >= n) {
+        "requests"
+    } else {
+        "duration"
+    };
+    let mut report = report::build(report::ReportInput {
+        url: target.url.clone(),
+        paths: &paths,
+        tally: &tally,
+        asked_rate: opts.rate,
+        measured_secs,
+        stopped_by,
+        settings,
+    });
+
+    if let Some(rate) = opts.rate
+        && !signalled
+        && tally.completed > 0
+        && report.rate.achieved < rate * 0.95
+    {
+        tracing::warn!(
+            "achieved {:.1} req/s of the {rate} asked: the target or {} connections cannot keep up \
+             (latency counts from the intended send times, so the percentiles show the backlog); \
+             raise --concurrency to add connections",
+            report.rate.achieved,
+            plan.workers
+        );
+    }
+
+    let mut admin_failure = None;
+    if !reads.is_empty() {
+        let (afters, settle) = admin.settled(&admins).await;
+        let mut errors = Vec::new();
+        for (read, after) in reads.iter_mut().zip(afters) {
+            match after {
+                Ok(snap) => read.after = Some(snap),
+                Err(e) => {
+                    errors.push(e.message.clone());
+                    admin_failure.get_or_insert(e);
+                }
+            }
+        }
+        let flows: Vec<(String, load::PathCounts)> = paths
+            .iter()
+            .cloned()
+            .zip(tally.paths.iter().copied())
+            .collect();
+        let check = envoy_stats::compare(
+            &reads,
+            target.port,
+            &flows,
+            u64::try_from(settle.as_millis()).unwrap_or(u64::MAX),
+            errors,
+        );
+        for row in check.mismatches() {
+            let name = row
+                .prefix
+                .as_deref()
+                .or(row.cluster.as_deref())
+                .unwrap_or("?");
+            tracing::warn!(
+                "Envoy {} counted {} for {name}, we expected {}: mismatch",
+                row.admin,
+                serde_json::to_string(&row.envoy).unwrap_or_default(),
+                row.ours
+                    .map(|o| serde_json::to_string(&o).unwrap_or_default())
+                    .unwrap_or_default()
+            );
+        }
+        report.envoy = Some(check);
+    }
+
+    doc.set_section(SECTION, &report)?;
+
+    if tally.completed == 0 && tally.errors.total() > 0 {
+        let e = &tally.errors;
+        return Err(Error::remote(format!(
+            "no request to {} was answered: {} connect errors, {} timeouts, {} resets, {} other",
+            target.url, e.connect, e.timeout, e.reset, e.other
+        ))
+        .with_hint("is the target up and listening? check --url (the report is in the document)"));
+    }
+    if let Some(e) = admin_failure {
+        return Err(e.context("reading Envoy's counters after the run"));
+    }
+    Ok(())
+}
+
+/// Wait for the load to end, or for Ctrl-C / SIGTERM (then stop, give requests in flight a
+/// grace period, and abandon them). True when a signal stopped it.
+async fn supervise(load: &mut Load) -> bool {
+    let mut signals = match Signals::new() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(
+                "cannot watch for Ctrl-C/SIGTERM ({e}); the run cannot be stopped early"
+            );
+            load.join().await;
+            return false;
+        }
+    };
+    let signalled = tokio::select! {
+        _ = load.join() => false,
+        _ = signals.recv() => true,
+    };
+    if signalled {
+        load.stop();
+        tokio::select! {
+            _ = load.join() => {}
+            _ = signals.recv() => load.abort(),
+            _ = tokio::time::sleep(STOP_GRACE) => load.abort(),
+        }
+    }
+    signalled
+}
+
+struct Signals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        Ok(Signals {
+            #[cfg(unix)]
+            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = self.term.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The live line on stderr (only when it is a terminal): elapsed, sent, answered, errors,
+/// the rate over the last second and the p99 so far.
+fn spawn_progress(load: &Load) -> (Arc<AtomicBool>, tokio::task::JoinHandle<()>) {
+    let done = Arc::new(AtomicBool::new(false));
+    let tallies = load.tallies.clone();
+    let start = load.shared.start;
+    let histogram = load.shared.histogram.clone();
+    let flag = done.clone();
+    let handle = tokio::spawn(async move {
+        let mut last_completed = 0u64;
+        let mut tick = tokio::time::interval(Duration::from_millis(1000));
+        tick.tick().await;
+        while !flag.load(Ordering::Relaxed) {
+            tick.tick().await;
+            let mut total = load::Tally::new(0, &histogram);
+            for t in &tallies {
+                total.merge(&t.lock().unwrap_or_else(PoisonError::into_inner));
+            }
+            let answered = total.completed + total.warmup.completed;
+            let rate = answered.saturating_sub(last_completed);
+            last_completed = answered;
+            let p99 = if total.latency_us.is_empty() {
+                "-".to_owned()
+            } else {
+                format!(
+                    "{:.2}",
+                    total.latency_us.value_at_quantile(0.99) as f64 / 1000.0
+                )
+            };
+            let mut err = std::io::stderr().lock();
+            let _ = write!(
+                err,
+                "\r\x1b[K{:>5.1}s  sent {}  answered {}  errors {}  {} req/s  p99 {} ms",
+                start.elapsed().as_secs_f64(),
+                total.sent + total.warmup.sent,
+                answered,
+                total.errors.total() + total.warmup.errors,
+                rate,
+                p99
+            );
+            let _ = err.flush();
+        }
+        let _ = write!(std::io::stderr(), "\r\x1b[K");
+    });
+    (done, handle)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_must_be_positive_numbers() {
+        assert_eq!(parse_rate("12.5"), Ok(12.5));
+        assert!(parse_rate("0").is_err());
+        assert!(parse_rate("-3").is_err());
+        assert!(parse_rate("fast").is_err());
+        assert!(parse_rate("NaN").is_err());
+    }
+
+    #[test]
+    fn durations_take_units_or_seconds() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2.5"), Ok(Duration::from_millis(2500)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5x").is_err());
+        assert_eq!(parse_duration_or_zero("0"), Ok(Duration::ZERO));
+    }
+
+    #[test]
+    fn headers_need_a_name_and_a_colon() {
+        let (n, v) = parse_header("x-envoy-fault-delay-request: 20").unwrap();
+        assert_eq!(
+            (n.as_str(), v.to_str().unwrap()),
+            ("x-envoy-fault-delay-request", "20")
+        );
+        assert!(parse_header("novalue").is_err());
+        assert!(parse_header("bad name: 1").is_err());
+        assert!(parse_header(": 1").is_err());
+    }
+
+    #[test]
+    fn paths_start_with_a_slash() {
+        assert_eq!(
+            parse_paths("/jazz, /metal").unwrap(),
+            vec!["/jazz", "/metal"]
+        );
+        assert!(parse_paths("jazz").is_err());
+        assert!(parse_paths(" , ").is_err());
+    }
+
+    #[test]
+    fn targets_are_plain_http() {
+        let t = Target::parse("http://127.0.0.1:19110/jazz?x=1", "--url").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.path.as_str()),
+            ("127.0.0.1", 19110, "/jazz?x=1")
+        );
+        assert_eq!(Target::parse("http://mesh", "--url").unwrap().port, 80);
+        assert_eq!(
+            Target::parse("https://x", "--url").unwrap_err().exit_code(),
+            2
+        );
+        assert_eq!(
+            Target::parse("127.0.0.1:80", "--url")
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+    }
+
+    #[test]
+    fn a_flag_wins_over_the_document() {
+        let doc = StateDoc::parse(r#"{"traffic":{"url":"http://from-doc:1"}}"#).unwrap();
+        assert_eq!(
+            resolve_url(Some("http://flag:2"), &doc).unwrap().0,
+            "http://flag:2"
+        );
+        assert_eq!(resolve_url(None, &doc).unwrap().0, "http://from-doc:1");
+    }
+}

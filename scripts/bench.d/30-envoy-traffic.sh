@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# envoy-traffic vs wrk vs oha: the same Envoy route, closed model, same connections, 10 s each,
+# alternating (ROUNDS rounds), so that drift in the machine's load hits all three alike.
+#
+# Reports per tool: requests/s, client CPU seconds per 10k requests (user+sys from bash's
+# `times`), Envoy's (the dj proxy's) CPU seconds per 10k requests from /proc, and latency
+# percentiles. Targets (issue 5): >= 0.9x wrk's requests/s, >= oha's, percentiles within 10%
+# of wrk's at the same load.
+#
+# Environment (set by scripts/bench): AMPKIT_BIN_DIR, AMPKIT_ENVOY_URL, AMPKIT_STACK_DIR.
+# Knobs: BENCH_TRAFFIC_SECONDS (10), BENCH_TRAFFIC_CONNECTIONS (32), BENCH_TRAFFIC_ROUNDS (2),
+# BENCH_TRAFFIC_PATH (/, answered by dj itself).
+set -euo pipefail
+
+secs=${BENCH_TRAFFIC_SECONDS:-10}
+conns=${BENCH_TRAFFIC_CONNECTIONS:-32}
+rounds=${BENCH_TRAFFIC_ROUNDS:-2}
+path=${BENCH_TRAFFIC_PATH:-/}
+url="${AMPKIT_ENVOY_URL:?run under scripts/bench (or eval \"\$(scripts/local-stack env)\")}$path"
+ours="${AMPKIT_BIN_DIR:-target/release}/envoy-traffic"
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+missing=()
+[ -x "$ours" ] || missing+=("$ours (cargo build --release -p envoy-traffic)")
+command -v wrk >/dev/null || missing+=("wrk (scripts/bench-peers)")
+command -v oha >/dev/null || missing+=("oha (scripts/bench-peers)")
+if [ ${#missing[@]} -gt 0 ]; then
+  printf 'envoy-traffic bench skipped; missing: %s\n' "${missing[*]}"
+  exit 0
+fi
+
+envoy_pid=${BENCH_TRAFFIC_ENVOY_PID:-$(head -n1 "$AMPKIT_STACK_DIR/envoy-dj.pid" 2>/dev/null || true)}
+clk=$(getconf CLK_TCK)
+# CPU ticks (user+sys) of the dj Envoy so far.
+envoy_ticks() {
+  if [ -n "$envoy_pid" ] && [ -r "/proc/$envoy_pid/stat" ]; then
+    sed 's/^.*) //' "/proc/$envoy_pid/stat" | awk '{print $12 + $13}'
+  else
+    echo 0
+  fi
+}
+
+# run NAME ROUND CMD...: runs CMD with stdout to $out/NAME.ROUND.out and records
+# "client_cpu_seconds envoy_cpu_seconds" in $out/NAME.ROUND.cpu.
+run() {
+  local name=$1 round=$2; shift 2
+  local before after
+  before=$(envoy_ticks)
+  (
+    "$@" >"$out/$name.$round.out" 2>"$out/$name.$round.err" </dev/null || true
+    times >"$out/$name.$round.times"
+  )
+  after=$(envoy_ticks)
+  # The second line of `times` is the children's user and system time, e.g. "0m1.23s 0m0.45s".
+  local client
+  client=$(sed -n 2p "$out/$name.$round.times" | awk '{
+      n = 0; for (i = 1; i <= 2; i++) { split($i, p, "m"); sub("s", "", p[2]); n += p[1] * 60 + p[2] }
+      print n }')
+  echo "$client $(awk -v a="$after" -v b="$before" -v c="$clk" 'BEGIN { print (a - b) / c }')" \
+    >"$out/$name.$round.cpu"
+}
+
+echo "route $url, closed model, $conns connections, ${secs}s per run, $rounds round(s), $(nproc) cores"
+# One short warm run so that the first measured tool does not pay for cold caches.
+"$ours" --quiet --url "$url" --concurrency "$conns" --duration 2s </dev/null >/dev/null 2>&1 || true
+
+for r in $(seq 1 "$rounds"); do
+  run envoy-traffic "$r" env -u AMPKIT_ENVOY_ADMIN_URLS "$ours" --quiet --url "$url" \
+    --concurrency "$conns" --duration "${secs}s"
+  run wrk "$r" wrk -t2 -c"$conns" -d"${secs}s" --latency "$url"
+  run oha "$r" oha --no-tui --output-format json -c "$conns" -z "${secs}s" "$url"
+done
+
+python3 - "$out" "$rounds" <<'EOF'
+import json, re, sys
+out, rounds = sys.argv[1], int(sys.argv[2])
+
+def wrk_ms(text):
+    m = re.match(r"([\d.]+)(us|ms|s)$", text)
+    v, unit = float(m.group(1)), m.group(2)
+    return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
+
+def parse(name, text):
+    if name == "envoy-traffic":
+        t = json.loads(text)["traffic"]
+        lat = t["latency_ms"] or {}
+        return t["completed"], t["rate"]["achieved"], lat.get("p50"), lat.get("p90"), lat.get("p99"), t["errors"]["total"]
+    if name == "wrk":
+        rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+        n = int(re.search(r"(\d+) requests in", text).group(1))
+        pct = {p: wrk_ms(v) for p, v in re.findall(r"^\s+(50|90|99)%\s+(\S+)", text, re.M)}
+        errs = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", text))
+        non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+        return n, rps, pct.get("50"), pct.get("90"), pct.get("99"), errs + (int(non2xx.group(1)) if non2xx else 0)
+    if name == "oha":
+        j = json.loads(text)
+        s, lp = j["summary"], j["latencyPercentiles"]
+        n = sum(j.get("statusCodeDistribution", {}).values())
+        errs = sum(j.get("errorDistribution", {}).values())
+        return n, s["requestsPerSec"], lp["p50"] * 1000, lp["p90"] * 1000, lp["p99"] * 1000, errs
+
+rows = {}
+for name in ["envoy-traffic", "wrk", "oha"]:
+    acc = []
+    for r in range(1, rounds + 1):
+        text = open(f"{out}/{name}.{r}.out").read()
+        try:
+            n, rps, p50, p90, p99, errs = parse(name, text)
+        except Exception as e:
+            err = open(f"{out}/{name}.{r}.err").read().strip().splitlines()[-1:]
+            print(f"{name} round {r}: could not read its output ({e}); stderr: {err}")
+            continue
+        cpu, envoy = map(float, open(f"{out}/{name}.{r}.cpu").read().split())
+        acc.append((n, rps, p50, p90, p99, errs, cpu, envoy))
+    if acc:
+        k = len(acc)
+        n = sum(a[0] for a in acc)
+        rows[name] = dict(
+            rps=sum(a[1] for a in acc) / k,
+            p50=sum(a[2] for a in acc) / k, p90=sum(a[3] for a in acc) / k, p99=sum(a[4] for a in acc) / k,
+            errs=sum(a[5] for a in acc),
+            cpu10k=sum(a[6] for a in acc) / n * 10000 if n else float("nan"),
+            envoy10k=sum(a[7] for a in acc) / n * 10000 if n else float("nan"),
+        )
+
+print()
+print(f"{'tool':<14}{'req/s':>10}{'cpu s/10k':>11}{'envoy s/10k':>13}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'errors':>8}")
+for name, r in rows.items():
+    print(f"{name:<14}{r['rps']:>10.0f}{r['cpu10k']:>11.3f}{r['envoy10k']:>13.3f}"
+          f"{r['p50']:>9.3f}{r['p90']:>9.3f}{r['p99']:>9.3f}{r['errs']:>8}")
+print()
+ours = rows.get("envoy-traffic")
+def verdict(ok): return "ok" if ok else "BELOW TARGET"
+if ours and "wrk" in rows:
+    w = rows["wrk"]
+    ratio = ours["rps"] / w["rps"]
+    print(f"req/s vs wrk: {ratio:.2f}x (target >= 0.90x) {verdict(ratio >= 0.9)}")
+    for p in ["p50", "p90", "p99"]:
+        d = (ours[p] - w[p]) / w[p] if w[p] else float("nan")
+        print(f"{p} vs wrk: {d:+.0%} (target within 10%) {verdict(abs(d) <= 0.10)}")
+    print(f"client CPU per 10k requests vs wrk: {ours['cpu10k'] / w['cpu10k']:.2f}x")
+if ours and "oha" in rows:
+    o = rows["oha"]
+    ratio = ours["rps"] / o["rps"]
+    print(f"req/s vs oha: {ratio:.2f}x (target >= 1.00x) {verdict(ratio >= 1.0)}")
+    print(f"client CPU per 10k requests vs oha: {ours['cpu10k'] / o['cpu10k']:.2f}x")
+print("Envoy (dj, 1 worker thread) is the limit on 2 cores: its CPU per 10k requests is shown above.")
+EOF

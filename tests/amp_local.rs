@@ -1,0 +1,1062 @@
+//! amp-local against real programs: the AWS SDK for Rust drives its control plane (waiters
+//! included), a real Prometheus agent remote-writes through it with Go's SigV4 signer, refused
+//! requests are checked to have written nothing (by asking the Prometheus behind it directly),
+//! a rule group put through the API fires and its alert reaches the Alertmanager and moto's SNS,
+//! bad bodies leave the previous state intact, and a restart loses nothing.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use ampkit_e2e::amp_local::{
+    REMOTE_WRITE_HEADERS, Signer, free_port, now_ms, remote_write_body, series,
+};
+use ampkit_e2e::{Stack, repo_root, stack, unique_name};
+use aws_config::BehaviorVersion;
+use aws_sdk_amp::client::Waiters;
+use aws_sdk_amp::primitives::Blob;
+use serde_json::Value;
+
+fn amp_url(stack: &Stack) -> String {
+    stack
+        .amp_url
+        .clone()
+        .expect("AWS_ENDPOINT_URL_AMP is not set: the local stack has no amp-local (run `make build` before `scripts/local-stack up`)")
+}
+
+async fn sdk_for(endpoint: &str) -> aws_sdk_amp::Client {
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .region(aws_config::Region::new(stack().region))
+        .endpoint_url(endpoint)
+        .load()
+        .await;
+    aws_sdk_amp::Client::new(&config)
+}
+
+async fn sdk() -> aws_sdk_amp::Client {
+    sdk_for(&amp_url(&stack())).await
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("an HTTP client")
+}
+
+/// Poll `f` every 500 ms until it gives `Some`, for at most `secs` seconds.
+async fn eventually<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up after {secs}s waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// A new workspace, waited ACTIVE with the SDK's waiter.
+async fn active_workspace(client: &aws_sdk_amp::Client, alias: &str) -> String {
+    let created = client
+        .create_workspace()
+        .alias(alias)
+        .send()
+        .await
+        .expect("CreateWorkspace");
+    let id = created.workspace_id().to_owned();
+    client
+        .wait_until_workspace_active()
+        .workspace_id(&id)
+        .wait(Duration::from_secs(60))
+        .await
+        .expect("the workspace turns ACTIVE");
+    id
+}
+
+/// Instant query straight against the Prometheus behind amp-local.
+async fn prometheus_query(stack: &Stack, query: &str) -> Vec<Value> {
+    let body: Value = http()
+        .get(format!(
+            "{}/api/v1/query?query={}",
+            stack.prometheus_url,
+            urlencode(query)
+        ))
+        .send()
+        .await
+        .expect("Prometheus answers")
+        .json()
+        .await
+        .expect("JSON from Prometheus");
+    assert_eq!(body["status"], "success", "{body}");
+    body["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Instant query through amp-local, SigV4-signed, in the POST form.
+async fn amp_query(stack: &Stack, ws: &str, query: &str) -> (u16, Value) {
+    let url = format!("{}/workspaces/{ws}/api/v1/query", amp_url(stack));
+    let body = format!("query={}", urlencode(query));
+    let response = Signer::for_stack(stack)
+        .request(
+            &http(),
+            "POST",
+            &url,
+            &[("content-type", "application/x-www-form-urlencoded")],
+            body.into_bytes(),
+        )
+        .send()
+        .await
+        .expect("amp-local answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A process killed when the test ends, however it ends.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn local_bin(name: &str) -> PathBuf {
+    let home = std::env::var("AMPKIT_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join(".local"));
+    home.join("bin").join(name)
+}
+
+#[tokio::test]
+async fn the_sdk_drives_the_whole_control_plane_with_its_waiters() {
+    let client = sdk().await;
+    let alias = unique_name("amp-local-sdk");
+
+    let created = client
+        .create_workspace()
+        .alias(&alias)
+        .tags("team", "obs")
+        .send()
+        .await
+        .expect("CreateWorkspace");
+    let id = created.workspace_id().to_owned();
+    assert_eq!(
+        created.status().map(|s| s.status_code().as_str()),
+        Some("CREATING"),
+        "a new workspace starts CREATING"
+    );
+    client
+        .wait_until_workspace_active()
+        .workspace_id(&id)
+        .wait(Duration::from_secs(60))
+        .await
+        .expect("the waiter sees ACTIVE");
+
+    let ws = client
+        .describe_workspace()
+        .workspace_id(&id)
+        .send()
+        .await
+        .expect("DescribeWorkspace")
+        .workspace
+        .expect("a workspace");
+    assert_eq!(ws.alias(), Some(alias.as_str()));
+    assert_eq!(
+        ws.status().map(|s| s.status_code().as_str()),
+        Some("ACTIVE")
+    );
+    let endpoint = ws
+        .prometheus_endpoint()
+        .expect("prometheusEndpoint")
+        .to_owned();
+    assert_eq!(endpoint, format!("{}/workspaces/{id}/", amp_url(&stack())));
+    assert_eq!(
+        ws.tags().and_then(|t| t.get("team")).map(String::as_str),
+        Some("obs")
+    );
+    let arn = ws.arn().to_owned();
+
+    // ListWorkspaces filters by alias prefix, paginated.
+    let listed: Vec<String> = client
+        .list_workspaces()
+        .alias(&alias)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .expect("ListWorkspaces")
+        .into_iter()
+        .map(|w| w.workspace_id().to_owned())
+        .collect();
+    assert_eq!(listed, vec![id.clone()]);
+
+    let new_alias = format!("{alias}-renamed");
+    client
+        .update_workspace_alias()
+        .workspace_id(&id)
+        .alias(&new_alias)
+        .send()
+        .await
+        .expect("UpdateWorkspaceAlias");
+    let ws = client
+        .describe_workspace()
+        .workspace_id(&id)
+        .send()
+        .await
+        .expect("describe");
+    assert_eq!(
+        ws.workspace().and_then(|w| w.alias()),
+        Some(new_alias.as_str())
+    );
+
+    // Tags.
+    client
+        .tag_resource()
+        .resource_arn(&arn)
+        .tags("env", "local")
+        .send()
+        .await
+        .expect("TagResource");
+    client
+        .untag_resource()
+        .resource_arn(&arn)
+        .tag_keys("team")
+        .send()
+        .await
+        .expect("UntagResource");
+    let tags = client
+        .list_tags_for_resource()
+        .resource_arn(&arn)
+        .send()
+        .await
+        .expect("ListTagsForResource")
+        .tags
+        .unwrap_or_default();
+    assert_eq!(tags.get("env").map(String::as_str), Some("local"));
+    assert!(!tags.contains_key("team"), "{tags:?}");
+
+    // Rule groups namespaces: create, conflict, describe (data round trip), put, list, delete.
+    let rules = "groups:\n- name: sdk\n  rules:\n  - record: amp_local_sdk:up\n    expr: sum(up)\n";
+    let ns = client
+        .create_rule_groups_namespace()
+        .workspace_id(&id)
+        .name("sdk-rules")
+        .data(Blob::new(rules))
+        .send()
+        .await
+        .expect("CreateRuleGroupsNamespace");
+    assert_eq!(ns.name(), "sdk-rules");
+    let again = client
+        .create_rule_groups_namespace()
+        .workspace_id(&id)
+        .name("sdk-rules")
+        .data(Blob::new(rules))
+        .send()
+        .await
+        .expect_err("a second namespace of that name");
+    assert!(
+        again
+            .as_service_error()
+            .is_some_and(|e| e.is_conflict_exception()),
+        "{again:?}"
+    );
+    let described = client
+        .describe_rule_groups_namespace()
+        .workspace_id(&id)
+        .name("sdk-rules")
+        .send()
+        .await
+        .expect("DescribeRuleGroupsNamespace")
+        .rule_groups_namespace
+        .expect("a namespace");
+    assert_eq!(described.data().as_ref(), rules.as_bytes());
+    let rules2 = rules.replace("sum(up)", "count(up)");
+    client
+        .put_rule_groups_namespace()
+        .workspace_id(&id)
+        .name("sdk-rules")
+        .data(Blob::new(rules2.clone()))
+        .send()
+        .await
+        .expect("PutRuleGroupsNamespace");
+    let described = client
+        .describe_rule_groups_namespace()
+        .workspace_id(&id)
+        .name("sdk-rules")
+        .send()
+        .await
+        .expect("describe");
+    assert_eq!(
+        described
+            .rule_groups_namespace()
+            .map(|n| n.data().as_ref().to_vec()),
+        Some(rules2.into_bytes())
+    );
+    let names: Vec<String> = client
+        .list_rule_groups_namespaces()
+        .workspace_id(&id)
+        .send()
+        .await
+        .expect("ListRuleGroupsNamespaces")
+        .rule_groups_namespaces()
+        .iter()
+        .map(|n| n.name().to_owned())
+        .collect();
+    assert_eq!(names, vec!["sdk-rules".to_owned()]);
+    client
+        .delete_rule_groups_namespace()
+        .workspace_id(&id)
+        .name("sdk-rules")
+        .send()
+        .await
+        .expect("DeleteRuleGroupsNamespace");
+    let gone = client
+        .describe_rule_groups_namespace()
+        .workspace_id(&id)
+        .name("sdk-rules")
+        .send()
+        .await
+        .expect_err("deleted");
+    assert!(
+        gone.as_service_error()
+            .is_some_and(|e| e.is_resource_not_found_exception())
+    );
+
+    // Alert manager definition: create, describe, put, delete.
+    let def = "alertmanager_config: |\n  route:\n    receiver: sns\n  receivers:\n  - name: sns\n    sns_configs:\n    - topic_arn: arn:aws:sns:eu-west-1:123456789012:amp-local-sdk\n      sigv4:\n        region: eu-west-1\n";
+    client
+        .create_alert_manager_definition()
+        .workspace_id(&id)
+        .data(Blob::new(def))
+        .send()
+        .await
+        .expect("CreateAlertManagerDefinition");
+    let described = client
+        .describe_alert_manager_definition()
+        .workspace_id(&id)
+        .send()
+        .await
+        .expect("DescribeAlertManagerDefinition");
+    assert_eq!(
+        described
+            .alert_manager_definition()
+            .map(|d| d.data().as_ref().to_vec()),
+        Some(def.as_bytes().to_vec())
+    );
+    let def2 = def.replace("amp-local-sdk", "amp-local-sdk-2");
+    client
+        .put_alert_manager_definition()
+        .workspace_id(&id)
+        .data(Blob::new(def2))
+        .send()
+        .await
+        .expect("PutAlertManagerDefinition");
+    client
+        .delete_alert_manager_definition()
+        .workspace_id(&id)
+        .send()
+        .await
+        .expect("DeleteAlertManagerDefinition");
+
+    // Delete: DELETING, then gone (the SDK's waiter sees ResourceNotFoundException).
+    client
+        .delete_workspace()
+        .workspace_id(&id)
+        .send()
+        .await
+        .expect("DeleteWorkspace");
+    let ws = client
+        .describe_workspace()
+        .workspace_id(&id)
+        .send()
+        .await
+        .expect("describe");
+    assert_eq!(
+        ws.workspace()
+            .and_then(|w| w.status())
+            .map(|s| s.status_code().as_str()),
+        Some("DELETING")
+    );
+    client
+        .wait_until_workspace_deleted()
+        .workspace_id(&id)
+        .wait(Duration::from_secs(60))
+        .await
+        .expect("the waiter sees the workspace gone");
+    let missing = client
+        .describe_workspace()
+        .workspace_id(&id)
+        .send()
+        .await
+        .expect_err("gone");
+    assert!(
+        missing
+            .as_service_error()
+            .is_some_and(|e| e.is_resource_not_found_exception())
+    );
+}
+
+#[tokio::test]
+async fn a_prometheus_agent_remote_writes_through_amp_local_with_its_own_sigv4() {
+    let stack = stack();
+    let client = sdk().await;
+    let id = active_workspace(&client, &unique_name("amp-local-agent")).await;
+    let marker = unique_name("agent");
+    let port = free_port();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  external_labels:\n    ampkit_test: {marker}\n\
+         scrape_configs:\n  - job_name: agent-self\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n\
+         remote_write:\n  - url: {amp}/workspaces/{id}/api/v1/remote_write\n    sigv4:\n      region: {region}\n      access_key: {ak}\n      secret_key: {sk}\n    queue_config:\n      batch_send_deadline: 1s\n",
+        amp = amp_url(&stack),
+        region = stack.region,
+        ak = stack.access_key_id,
+        sk = stack.secret_access_key,
+    );
+    let config_path = dir.path().join("agent.yml");
+    std::fs::write(&config_path, config).expect("agent config written");
+    let log = std::fs::File::create(dir.path().join("agent.log")).expect("log file");
+    let _agent = Process(
+        Command::new(local_bin("prometheus"))
+            .arg("--enable-feature=agent")
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!(
+                "--storage.agent.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("the Prometheus agent starts"),
+    );
+
+    let query = format!("up{{ampkit_test=\"{marker}\"}}");
+    let direct = eventually("the agent's samples in Prometheus", 90, || async {
+        let r = prometheus_query(&stack, &query).await;
+        (!r.is_empty()).then_some(r)
+    })
+    .await;
+    assert_eq!(direct[0]["metric"]["job"], "agent-self");
+
+    // The same series through amp-local's query API.
+    let (status, body) = amp_query(&stack, &id, &query).await;
+    assert_eq!(status, 200, "{body}");
+    let through = body["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(through.len(), direct.len(), "{body}");
+
+    // The agent itself counts the samples as sent (none were refused by amp-local).
+    let metrics = http()
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .expect("agent metrics")
+        .text()
+        .await
+        .expect("text");
+    let sent: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("prometheus_remote_storage_samples_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(sent > 0.0, "the agent reports no samples sent:\n{metrics}");
+
+    client
+        .delete_workspace()
+        .workspace_id(&id)
+        .send()
+        .await
+        .expect("delete");
+}
+
+#[tokio::test]
+async fn refused_requests_get_403_and_write_nothing() {
+    let stack = stack();
+    let client = sdk().await;
+    let id = active_workspace(&client, &unique_name("amp-local-403")).await;
+    let url = format!("{}/workspaces/{id}/api/v1/remote_write", amp_url(&stack));
+    let metric = unique_name("amp_local_refused").replace('-', "_");
+    let body = remote_write_body(vec![series(
+        &[("__name__", &metric), ("case", "refused")],
+        &[(42.0, now_ms())],
+    )]);
+    let good = Signer::for_stack(&stack);
+    let http = http();
+
+    let send = |request: reqwest::RequestBuilder| async move {
+        let response = request.send().await.expect("amp-local answers");
+        let status = response.status().as_u16();
+        let kind = response
+            .headers()
+            .get("x-amzn-errortype")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let text = response.text().await.unwrap_or_default();
+        (status, kind, text)
+    };
+    let with_headers = |mut request: reqwest::RequestBuilder, headers: &[(&str, &str)]| {
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        request
+    };
+
+    // Unsigned.
+    let (status, kind, text) = send(with_headers(
+        http.post(&url).body(body.clone()),
+        REMOTE_WRITE_HEADERS,
+    ))
+    .await;
+    assert_eq!(
+        (status, kind.as_str()),
+        (403, "MissingAuthenticationTokenException"),
+        "{text}"
+    );
+    assert!(text.contains("Missing Authentication Token"));
+
+    // Wrong secret.
+    let wrong_secret = Signer {
+        secret: "not-the-secret".into(),
+        ..good.clone()
+    };
+    let (status, _, text) =
+        send(wrong_secret.request(&http, "POST", &url, REMOTE_WRITE_HEADERS, body.clone())).await;
+    assert_eq!(status, 403, "{text}");
+    assert!(
+        text.contains("The request signature we calculated does not match"),
+        "{text}"
+    );
+
+    // Wrong service.
+    let wrong_service = Signer {
+        service: "execute-api".into(),
+        ..good.clone()
+    };
+    let (status, _, text) =
+        send(wrong_service.request(&http, "POST", &url, REMOTE_WRITE_HEADERS, body.clone())).await;
+    assert_eq!(status, 403, "{text}");
+    assert!(
+        text.contains("Credential should be scoped to correct service: 'aps'"),
+        "{text}"
+    );
+
+    // Wrong region.
+    let wrong_region = Signer {
+        region: "us-east-1".into(),
+        ..good.clone()
+    };
+    let (status, _, text) =
+        send(wrong_region.request(&http, "POST", &url, REMOTE_WRITE_HEADERS, body.clone())).await;
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("scoped to a valid region"), "{text}");
+
+    // Tampered body: a harmless body was signed, the real one is sent.
+    let decoy = remote_write_body(vec![]);
+    let signature = good.sign("POST", &url, REMOTE_WRITE_HEADERS, &decoy);
+    let mut request = with_headers(http.post(&url).body(body.clone()), REMOTE_WRITE_HEADERS);
+    for (k, v) in &signature {
+        request = request.header(k, v);
+    }
+    let (status, _, text) = send(request).await;
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("does not match"), "{text}");
+
+    // Tampered query: signed with one query string, sent with another.
+    let signature = good.sign(
+        "POST",
+        &format!("{url}?tenant=a"),
+        REMOTE_WRITE_HEADERS,
+        &body,
+    );
+    let mut request = with_headers(
+        http.post(format!("{url}?tenant=b")).body(body.clone()),
+        REMOTE_WRITE_HEADERS,
+    );
+    for (k, v) in &signature {
+        request = request.header(k, v);
+    }
+    let (status, _, text) = send(request).await;
+    assert_eq!(status, 403, "{text}");
+
+    // A tampered query on the query API, too.
+    let qurl = format!("{}/workspaces/{id}/api/v1/query", amp_url(&stack));
+    let signature = good.sign("GET", &format!("{qurl}?query=vector(1)"), &[], b"");
+    let mut request = http.get(format!("{qurl}?query=vector(2)"));
+    for (k, v) in &signature {
+        request = request.header(k, v);
+    }
+    let (status, _, text) = send(request).await;
+    assert_eq!(status, 403, "{text}");
+
+    // Nothing of the refused writes reached Prometheus...
+    let query = format!("{{__name__=\"{metric}\"}}");
+    assert!(prometheus_query(&stack, &query).await.is_empty());
+
+    // ...and the same body, correctly signed, does (so the checks above mean something).
+    let (status, _, text) =
+        send(good.request(&http, "POST", &url, REMOTE_WRITE_HEADERS, body.clone())).await;
+    assert!((200..300).contains(&status), "{status} {text}");
+    let result = eventually("the accepted sample in Prometheus", 30, || async {
+        let r = prometheus_query(&stack, &query).await;
+        (!r.is_empty()).then_some(r)
+    })
+    .await;
+    assert_eq!(result[0]["value"][1], "42");
+
+    // An unknown workspace is a 404, as AMP answers.
+    let missing = format!(
+        "{}/workspaces/ws-00000000-0000-0000-0000-000000000000/api/v1/remote_write",
+        amp_url(&stack)
+    );
+    let (status, kind, _) =
+        send(good.request(&http, "POST", &missing, REMOTE_WRITE_HEADERS, body)).await;
+    assert_eq!((status, kind.as_str()), (404, "ResourceNotFoundException"));
+
+    client
+        .delete_workspace()
+        .workspace_id(&id)
+        .send()
+        .await
+        .expect("delete");
+}
+
+/// Create an SNS topic in moto with a signed Query API call; returns its ARN.
+async fn moto_topic(stack: &Stack, name: &str) -> String {
+    let signer = Signer {
+        service: "sns".into(),
+        ..Signer::for_stack(stack)
+    };
+    let url = format!("{}/", stack.moto_url);
+    let body = format!("Action=CreateTopic&Name={name}&Version=2010-03-31");
+    let text = signer
+        .request(
+            &http(),
+            "POST",
+            &url,
+            &[("content-type", "application/x-www-form-urlencoded")],
+            body.into_bytes(),
+        )
+        .send()
+        .await
+        .expect("moto answers")
+        .text()
+        .await
+        .expect("text");
+    let start = text
+        .find("<TopicArn>")
+        .expect("a TopicArn in CreateTopic's answer")
+        + 10;
+    let end = text[start..].find("</TopicArn>").expect("</TopicArn>") + start;
+    text[start..end].to_owned()
+}
+
+#[tokio::test]
+async fn a_rule_group_put_through_the_api_fires_and_its_alert_reaches_alertmanager_and_sns() {
+    let stack = stack();
+    let client = sdk().await;
+    let id = active_workspace(&client, &unique_name("amp-local-alert")).await;
+    let topic_name = unique_name("amp-local-alerts");
+    let topic_arn = moto_topic(&stack, &topic_name).await;
+    let alert = unique_name("AmpLocalTest").replace('-', "_");
+
+    let definition = format!(
+        "alertmanager_config: |\n  route:\n    receiver: sns\n    group_wait: 1s\n    group_interval: 1s\n  receivers:\n  - name: sns\n    sns_configs:\n    - topic_arn: {topic_arn}\n      subject: amp-local test\n      sigv4:\n        region: {}\n",
+        stack.region
+    );
+    client
+        .create_alert_manager_definition()
+        .workspace_id(&id)
+        .data(Blob::new(definition))
+        .send()
+        .await
+        .expect("CreateAlertManagerDefinition");
+    let rules = format!(
+        "groups:\n- name: amp-local-test\n  interval: 1s\n  rules:\n  - alert: {alert}\n    expr: vector(1)\n    labels:\n      severity: page\n    annotations:\n      summary: fired through amp-local\n"
+    );
+    client
+        .create_rule_groups_namespace()
+        .workspace_id(&id)
+        .name("alerts")
+        .data(Blob::new(rules))
+        .send()
+        .await
+        .expect("CreateRuleGroupsNamespace");
+
+    // The rule is loaded and firing in Prometheus...
+    let firing = eventually("the alert firing in Prometheus", 60, || async {
+        let r = prometheus_query(
+            &stack,
+            &format!("ALERTS{{alertname=\"{alert}\",alertstate=\"firing\"}}"),
+        )
+        .await;
+        (!r.is_empty()).then_some(r)
+    })
+    .await;
+    assert_eq!(firing[0]["metric"]["ampkit_workspace"], id.as_str());
+
+    // ...and its alert reaches the Alertmanager.
+    let alerts = eventually("the alert in Alertmanager", 60, || async {
+        let list: Value = http()
+            .get(format!(
+                "{}/api/v2/alerts?filter={}",
+                stack.alertmanager_url,
+                urlencode(&format!("alertname=\"{alert}\""))
+            ))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        list.as_array().filter(|a| !a.is_empty()).cloned()
+    })
+    .await;
+    assert_eq!(alerts[0]["labels"]["severity"], "page");
+    assert_eq!(alerts[0]["labels"]["ampkit_workspace"], id.as_str());
+    let receivers: Vec<String> = alerts[0]["receivers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["name"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(receivers, vec![format!("{id}/sns")]);
+
+    // The Alertmanager published it to the topic (moto's SNS), as AMP would.
+    let sent = eventually("the SNS notification in moto", 60, || async {
+        let data: Value = http()
+            .get(format!("{}/moto-api/data.json", stack.moto_url))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let topics = data["sns"]["Topic"].as_array()?.clone();
+        let topic = topics
+            .into_iter()
+            .find(|t| t["arn"] == topic_arn.as_str())?;
+        let sent = topic["sent_notifications"].as_array()?.clone();
+        (!sent.is_empty()).then_some(sent)
+    })
+    .await;
+    assert!(sent[0].to_string().contains(&alert), "{sent:?}");
+
+    client
+        .delete_workspace()
+        .workspace_id(&id)
+        .send()
+        .await
+        .expect("delete");
+}
+
+#[tokio::test]
+async fn bad_bodies_get_400_class_errors_and_leave_the_previous_state_intact() {
+    let stack = stack();
+    let client = sdk().await;
+    let id = active_workspace(&client, &unique_name("amp-local-bad")).await;
+    let good_rules =
+        "groups:\n- name: ok\n  rules:\n  - record: amp_local_bad:ok\n    expr: vector(1)\n";
+    client
+        .create_rule_groups_namespace()
+        .workspace_id(&id)
+        .name("kept")
+        .data(Blob::new(good_rules))
+        .send()
+        .await
+        .expect("CreateRuleGroupsNamespace");
+    let rule_file = stack
+        .stack_dir
+        .join("prometheus")
+        .join("rules")
+        .join(format!("amp-local--{id}--kept.yml"));
+    let file_before = std::fs::read_to_string(&rule_file).expect("the rule file is written");
+
+    let put = |data: &'static str| {
+        client
+            .put_rule_groups_namespace()
+            .workspace_id(&id)
+            .name("kept")
+            .data(Blob::new(data))
+            .send()
+    };
+    for bad in [
+        "groups: [\n",                                                        // not YAML
+        "groups:\n- rules: []\n",                                             // no group name
+        "groups:\n- name: g\n  rules:\n  - alert: A\n",                       // no expr
+        "groups:\n- name: g\n  rules:\n  - record: r\n    expr: 'sum(up{'\n", // bad PromQL: Prometheus refuses
+    ] {
+        let err = put(bad).await.expect_err(bad);
+        assert!(
+            err.as_service_error()
+                .is_some_and(|e| e.is_validation_exception()),
+            "{bad}: {err:?}"
+        );
+        assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(400));
+    }
+    let described = client
+        .describe_rule_groups_namespace()
+        .workspace_id(&id)
+        .name("kept")
+        .send()
+        .await
+        .expect("describe");
+    assert_eq!(
+        described
+            .rule_groups_namespace()
+            .map(|n| n.data().as_ref().to_vec()),
+        Some(good_rules.as_bytes().to_vec())
+    );
+    assert_eq!(
+        std::fs::read_to_string(&rule_file).expect("still there"),
+        file_before
+    );
+
+    // Malformed JSON, and an oversized body, sent raw (the SDK would not send them).
+    let signer = Signer::for_stack(&stack);
+    let url = format!("{}/workspaces/{id}/rulegroupsnamespaces", amp_url(&stack));
+    let response = signer
+        .request(
+            &http(),
+            "POST",
+            &url,
+            &[("content-type", "application/json")],
+            b"{\"name\": ".to_vec(),
+        )
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status().as_u16(), 400);
+    assert_eq!(
+        response
+            .headers()
+            .get("x-amzn-errortype")
+            .and_then(|v| v.to_str().ok()),
+        Some("ValidationException")
+    );
+    let huge = format!(
+        "{{\"name\":\"huge\",\"data\":\"{}\"}}",
+        "A".repeat(9 * 1024 * 1024)
+    );
+    let response = signer
+        .request(
+            &http(),
+            "POST",
+            &url,
+            &[("content-type", "application/json")],
+            huge.into_bytes(),
+        )
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status().as_u16(), 413);
+    let names: Vec<String> = client
+        .list_rule_groups_namespaces()
+        .workspace_id(&id)
+        .send()
+        .await
+        .expect("list")
+        .rule_groups_namespaces()
+        .iter()
+        .map(|n| n.name().to_owned())
+        .collect();
+    assert_eq!(names, vec!["kept".to_owned()]);
+
+    // Alert manager definitions are checked the AMP way, and a refused one changes nothing.
+    let def = "alertmanager_config: |\n  route:\n    receiver: sns\n  receivers:\n  - name: sns\n    sns_configs:\n    - topic_arn: arn:aws:sns:eu-west-1:123456789012:kept\n      sigv4:\n        region: eu-west-1\n";
+    client
+        .create_alert_manager_definition()
+        .workspace_id(&id)
+        .data(Blob::new(def))
+        .send()
+        .await
+        .expect("CreateAlertManagerDefinition");
+    for bad in [
+        def.replace("      sigv4:\n        region: eu-west-1\n", ""),
+        def.replace(
+            "    - topic_arn:",
+            "    - api_url: http://127.0.0.1:1/\n      topic_arn:",
+        ),
+        def.replace("sns_configs", "webhook_configs"),
+        "route: {}\n".to_owned(),
+        "alertmanager_config: |\n  route:\n    receiver: nobody\n  receivers: []\n".to_owned(),
+    ] {
+        let err = client
+            .put_alert_manager_definition()
+            .workspace_id(&id)
+            .data(Blob::new(bad.clone()))
+            .send()
+            .await
+            .expect_err(&bad);
+        assert!(
+            err.as_service_error()
+                .is_some_and(|e| e.is_validation_exception()),
+            "{bad}: {err:?}"
+        );
+    }
+    let kept = client
+        .describe_alert_manager_definition()
+        .workspace_id(&id)
+        .send()
+        .await
+        .expect("describe");
+    assert_eq!(
+        kept.alert_manager_definition()
+            .map(|d| d.data().as_ref().to_vec()),
+        Some(def.as_bytes().to_vec())
+    );
+
+    client
+        .delete_workspace()
+        .workspace_id(&id)
+        .send()
+        .await
+        .expect("delete");
+    // Deleting the workspace removes its rule files at once.
+    assert!(!rule_file.exists());
+}
+
+/// An amp-local of the test's own, on its own port, data dir and rules dir, in front of the
+/// stack's Prometheus.
+fn start_own_amp_local(
+    stack: &Stack,
+    port: u16,
+    data: &std::path::Path,
+    rules: &std::path::Path,
+) -> Process {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data.with_extension("log"))
+        .expect("log file");
+    Process(
+        Command::new(ampkit_e2e::bin("amp-local"))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--prometheus-url")
+            .arg(&stack.prometheus_url)
+            .arg("--rules-dir")
+            .arg(rules)
+            .arg("--data-dir")
+            .arg(data)
+            .arg("--region")
+            .arg(&stack.region)
+            .arg("--activation-delay")
+            .arg("1s")
+            .env("AWS_ACCESS_KEY_ID", &stack.access_key_id)
+            .env("AWS_SECRET_ACCESS_KEY", &stack.secret_access_key)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("amp-local starts"),
+    )
+}
+
+#[tokio::test]
+async fn a_restart_loses_nothing() {
+    let stack = stack();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let rules = dir.path().join("rules");
+    let port = free_port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let healthy = || async {
+        let ok = http()
+            .get(format!("{endpoint}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        ok.then_some(())
+    };
+
+    let first = start_own_amp_local(&stack, port, &data, &rules);
+    eventually("amp-local to answer", 30, healthy).await;
+    let client = sdk_for(&endpoint).await;
+    let id = active_workspace(&client, "restart").await;
+    let rules_yaml =
+        "groups:\n- name: r\n  rules:\n  - record: amp_local_restart:one\n    expr: vector(1)\n";
+    client
+        .create_rule_groups_namespace()
+        .workspace_id(&id)
+        .name("persisted")
+        .data(Blob::new(rules_yaml))
+        .send()
+        .await
+        .expect("CreateRuleGroupsNamespace");
+    let def = "alertmanager_config: |\n  route:\n    receiver: sns\n  receivers:\n  - name: sns\n    sns_configs:\n    - topic_arn: arn:aws:sns:eu-west-1:123456789012:restart\n      sigv4:\n        region: eu-west-1\n";
+    client
+        .create_alert_manager_definition()
+        .workspace_id(&id)
+        .data(Blob::new(def))
+        .send()
+        .await
+        .expect("CreateAlertManagerDefinition");
+    let rule_file = rules.join(format!("amp-local--{id}--persisted.yml"));
+    assert!(rule_file.exists());
+    drop(first);
+
+    // The rule file is lost too: amp-local writes it again from its state.
+    std::fs::remove_file(&rule_file).expect("removed");
+    let _second = start_own_amp_local(&stack, port, &data, &rules);
+    eventually("amp-local to answer again", 30, healthy).await;
+    let ws = client
+        .describe_workspace()
+        .workspace_id(&id)
+        .send()
+        .await
+        .expect("the workspace survived");
+    assert_eq!(ws.workspace().and_then(|w| w.alias()), Some("restart"));
+    let ns = client
+        .describe_rule_groups_namespace()
+        .workspace_id(&id)
+        .name("persisted")
+        .send()
+        .await
+        .expect("the namespace survived");
+    assert_eq!(
+        ns.rule_groups_namespace()
+            .map(|n| n.data().as_ref().to_vec()),
+        Some(rules_yaml.as_bytes().to_vec())
+    );
+    let am = client
+        .describe_alert_manager_definition()
+        .workspace_id(&id)
+        .send()
+        .await
+        .expect("the definition survived");
+    assert_eq!(
+        am.alert_manager_definition()
+            .map(|d| d.data().as_ref().to_vec()),
+        Some(def.as_bytes().to_vec())
+    );
+    assert!(
+        rule_file.exists(),
+        "the rule file was written again at start"
+    );
+}

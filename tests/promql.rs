@@ -1,0 +1,555 @@
+//! promql against the local stack: real Envoy metrics, scraped and remote-written by a
+//! Prometheus agent, queried through a workspace on amp-local (SigV4-signed) and compared with
+//! what the Prometheus receiver itself answers for the same expression at the same time.
+//! Without amp-local in the stack the signed path is not available, and the same checks run
+//! against the receiver with `--url ... --no-sign`.
+
+use std::io::Write;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ampkit_e2e::{Invocation, Run, stack, tool, unique_name};
+use serde_json::{Value, json};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// POST a form to the receiver's API directly; the whole JSON answer.
+fn receiver(path: &str, form: &[(&str, String)]) -> Value {
+    let url = format!("{}/api/v1/{path}", stack().prometheus_url);
+    runtime().block_on(async {
+        let response = reqwest::Client::new()
+            .post(&url)
+            .form(form)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        response
+            .json::<Value>()
+            .await
+            .expect("JSON from Prometheus")
+    })
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// A time a little in the past, so that every sample up to it has arrived on both paths.
+fn settled_time() -> f64 {
+    (unix_now() - 10.0).floor()
+}
+
+fn http_get(url: &str) {
+    runtime().block_on(async {
+        let _ = reqwest::Client::new().get(url).send().await;
+    });
+}
+
+const ENVOY_SELECTOR: &str =
+    r#"envoy_http_downstream_rq_total{envoy_http_conn_manager_prefix="ingress_dj"}"#;
+
+/// Once per test process: traffic through the mesh, an agent scraping Envoy into the
+/// receiver (unless Envoy metrics are flowing already), and enough history to query.
+fn metrics_flowing() {
+    static READY: OnceLock<()> = OnceLock::new();
+    READY.get_or_init(|| {
+        let stack = stack();
+        for i in 0..30 {
+            let path = ["/", "/jazz", "/metal"][i % 3];
+            http_get(&format!("{}{path}", stack.envoy_url));
+        }
+        let present = |at: f64| {
+            let answer = receiver(
+                "query",
+                &[
+                    ("query", format!("sum({ENVOY_SELECTOR})")),
+                    ("time", at.to_string()),
+                ],
+            );
+            answer["data"]["result"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty())
+        };
+        if !present(unix_now()) {
+            start_agent(&stack);
+        }
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !present(settled_time()) {
+            assert!(
+                Instant::now() < deadline,
+                "no Envoy metrics reached the receiver within 90s"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    });
+}
+
+fn start_agent(stack: &ampkit_e2e::Stack) {
+    let targets: String = ["dj", "jazz", "metal"]
+        .iter()
+        .zip(&stack.envoy_admin_urls)
+        .map(|(service, url)| {
+            let host = url.trim_start_matches("http://");
+            format!("      - targets: ['{host}']\n        labels: {{service: {service}, namespace: ampkit-local}}\n")
+        })
+        .collect();
+    let config = format!(
+        "global:\n  scrape_interval: 2s\nscrape_configs:\n  - job_name: envoy\n    metrics_path: /stats/prometheus\n    static_configs:\n{targets}remote_write:\n  - url: {}/api/v1/write\n    queue_config: {{batch_send_deadline: 1s}}\n",
+        stack.prometheus_url
+    );
+    let mut file = tempfile::Builder::new()
+        .suffix(".yml")
+        .tempfile()
+        .expect("temp file");
+    file.write_all(config.as_bytes())
+        .expect("write agent config");
+    let path = file.path().to_str().expect("utf-8 path").to_owned();
+    let run = ampkit_e2e::local_stack(&["agent", &path], &[]);
+    assert_eq!(run.code, 0, "local-stack agent failed:\n{}", run.stderr);
+}
+
+/// Where promql sends its queries in these tests.
+#[derive(Clone)]
+enum Target {
+    /// A workspace on amp-local: the document of `amp-workspace ensure`.
+    Workspace(Value),
+    /// The receiver itself, unsigned.
+    Receiver(String),
+}
+
+fn target() -> Target {
+    static TARGET: OnceLock<Target> = OnceLock::new();
+    TARGET
+        .get_or_init(|| {
+            let stack = stack();
+            match &stack.amp_url {
+                Some(_) => {
+                    let alias = format!("promql-e2e-{}", std::process::id());
+                    let run = tool("amp-workspace")
+                        .args(["ensure", "--alias", &alias])
+                        .run();
+                    run.expect_code(0);
+                    let doc = run.doc();
+                    Target::Workspace(json!({"workspace": doc["workspace"]}))
+                }
+                None => {
+                    eprintln!(
+                        "note: amp-local is not in the stack; querying the receiver unsigned"
+                    );
+                    Target::Receiver(stack.prometheus_url)
+                }
+            }
+        })
+        .clone()
+}
+
+fn promql<I, S>(args: I) -> Invocation
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    match target() {
+        Target::Workspace(doc) => tool("promql").args(args).stdin_doc(&doc),
+        Target::Receiver(url) => tool("promql").args(args).args(["--url", &url, "--no-sign"]),
+    }
+}
+
+fn query_section(run: &Run) -> Value {
+    run.expect_code(0);
+    run.doc()["query"].clone()
+}
+
+/// Expressions with every character that breaks query strings or shell quoting.
+const SPECIAL_EXPRESSIONS: &[&str] = &[
+    r#"sum by (envoy_http_conn_manager_prefix) (envoy_http_downstream_rq_total{envoy_http_conn_manager_prefix=~"ingress_.*"}) + 0"#,
+    r#"count({__name__=~"envoy_http_downstream_rq_(total|xx)", envoy_response_code_class!~"4|5"})"#,
+    r#"label_replace(vector(1), "x", "a+b c&d=e%20f#g?h;i/j", "", "")"#,
+    r#"label_replace(vector(2), "q", 'it\'s "quoted" {not a selector}', "", "")"#,
+    "label_replace(vector(3), \"u\", \"ünïcødé ☃ 日本\", \"\", \"\")",
+    "label_replace(vector(4), \"raw\", `C:\\path\\to =~ x`, \"\", \"\")",
+    "sum(\n  envoy_http_downstream_rq_total{envoy_http_conn_manager_prefix != \"no such\"}\n)  +  1",
+];
+
+#[test]
+fn instant_queries_match_prometheus_for_every_special_character() {
+    metrics_flowing();
+    let at = settled_time();
+    for expr in SPECIAL_EXPRESSIONS {
+        let ours = query_section(&promql(["query", expr, "--time", &at.to_string()]).run());
+        let theirs = receiver(
+            "query",
+            &[("query", expr.to_string()), ("time", at.to_string())],
+        );
+        assert_eq!(theirs["status"], "success", "{expr}: {theirs}");
+        assert_eq!(ours["expr"], *expr);
+        assert_eq!(ours["kind"], "instant");
+        assert_eq!(ours["resultType"], theirs["data"]["resultType"], "{expr}");
+        assert_eq!(ours["result"], theirs["data"]["result"], "{expr}");
+        assert!(
+            !ours["result"].as_array().unwrap().is_empty(),
+            "{expr}: empty result"
+        );
+    }
+    // The label values made it through untouched.
+    let ours =
+        query_section(&promql(["query", SPECIAL_EXPRESSIONS[2], "--time", &at.to_string()]).run());
+    assert_eq!(ours["result"][0]["metric"]["x"], "a+b c&d=e%20f#g?h;i/j");
+    let ours =
+        query_section(&promql(["query", SPECIAL_EXPRESSIONS[4], "--time", &at.to_string()]).run());
+    assert_eq!(ours["result"][0]["metric"]["u"], "ünïcødé ☃ 日本");
+}
+
+#[test]
+fn range_series_labels_and_values_match_prometheus() {
+    metrics_flowing();
+    let end = settled_time();
+    let start = end - 60.0;
+    let (s, e) = (start.to_string(), end.to_string());
+
+    let expr = format!("rate({ENVOY_SELECTOR}[10s])");
+    let ours =
+        query_section(&promql(["range", &expr, "--start", &s, "--end", &e, "--step", "2s"]).run());
+    let theirs = receiver(
+        "query_range",
+        &[
+            ("query", expr.clone()),
+            ("start", s.clone()),
+            ("end", e.clone()),
+            ("step", "2".into()),
+        ],
+    );
+    assert_eq!(ours["kind"], "range");
+    assert_eq!(ours["step"], "2s");
+    assert_eq!(ours["resultType"], "matrix");
+    assert_eq!(ours["result"], theirs["data"]["result"]);
+    assert!(!ours["result"].as_array().unwrap().is_empty());
+
+    let ours = query_section(&promql(["series", ENVOY_SELECTOR, "--start", &s, "--end", &e]).run());
+    let theirs = receiver(
+        "series",
+        &[
+            ("match[]", ENVOY_SELECTOR.into()),
+            ("start", s.clone()),
+            ("end", e.clone()),
+        ],
+    );
+    assert_eq!(ours["kind"], "series");
+    assert_eq!(ours["result"], theirs["data"]);
+    assert!(ours["result"][0]["envoy_http_conn_manager_prefix"] == "ingress_dj");
+
+    let ours = query_section(
+        &promql([
+            "labels",
+            "--match",
+            ENVOY_SELECTOR,
+            "--start",
+            &s,
+            "--end",
+            &e,
+        ])
+        .run(),
+    );
+    let theirs = receiver(
+        "labels",
+        &[
+            ("match[]", ENVOY_SELECTOR.into()),
+            ("start", s.clone()),
+            ("end", e.clone()),
+        ],
+    );
+    assert_eq!(ours["result"], theirs["data"]);
+    assert!(
+        ours["result"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("envoy_http_conn_manager_prefix"))
+    );
+
+    let ours = query_section(
+        &promql([
+            "label-values",
+            "envoy_http_conn_manager_prefix",
+            "--start",
+            &s,
+            "--end",
+            &e,
+        ])
+        .run(),
+    );
+    let url = format!(
+        "{}/api/v1/label/envoy_http_conn_manager_prefix/values?start={s}&end={e}",
+        stack().prometheus_url
+    );
+    let theirs: Value =
+        runtime().block_on(async { reqwest::get(&url).await.unwrap().json().await.unwrap() });
+    assert_eq!(ours["kind"], "label-values");
+    assert_eq!(ours["result"], theirs["data"]);
+    assert!(
+        ours["result"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("ingress_jazz"))
+    );
+
+    // label values is a GET: its selector travels in the (signed) query string.
+    let selector = r#"envoy_http_downstream_rq_total{envoy_http_conn_manager_prefix=~"ingress_(dj|jazz)", x!="a b+c é&"}"#;
+    let ours = query_section(
+        &promql([
+            "label-values",
+            "envoy_http_conn_manager_prefix",
+            "--match",
+            selector,
+            "--start",
+            &s,
+            "--end",
+            &e,
+        ])
+        .run(),
+    );
+    assert_eq!(ours["result"], json!(["ingress_dj", "ingress_jazz"]));
+}
+
+#[test]
+fn raw_prints_only_data_and_table_prints_columns() {
+    metrics_flowing();
+    let at = settled_time().to_string();
+    let expr = format!("sum by (envoy_http_conn_manager_prefix) ({ENVOY_SELECTOR})");
+    let raw = promql(["query", &expr, "--time", &at, "--raw"]).run();
+    raw.expect_code(0);
+    let data: Value = serde_json::from_str(&raw.stdout).expect("--raw prints JSON");
+    let theirs = receiver("query", &[("query", expr.clone()), ("time", at.clone())]);
+    assert_eq!(data, theirs["data"]);
+
+    let table = promql(["query", &expr, "--time", &at, "--format", "table"]).run();
+    table.expect_code(0);
+    let mut lines = table.stdout.lines();
+    assert_eq!(
+        lines
+            .next()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>()),
+        Some(vec!["envoy_http_conn_manager_prefix", "VALUE"])
+    );
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(row[0], "ingress_dj");
+    assert_eq!(
+        row[1],
+        theirs["data"]["result"][0]["value"][1].as_str().unwrap()
+    );
+}
+
+#[test]
+fn the_document_passes_through_with_the_query_section() {
+    metrics_flowing();
+    let mut doc = match target() {
+        Target::Workspace(doc) => doc,
+        Target::Receiver(_) => json!({}),
+    };
+    doc["resources"] = json!([{"type": "amp-workspace", "id": "ws-x", "tool": "amp-workspace"}]);
+    doc["other"] = json!({"n": 1});
+    let mut invocation = tool("promql").args(["query", "scalar(vector(42))", "--time", "-1m"]);
+    if let Target::Receiver(url) = target() {
+        invocation = invocation.args(["--url", &url, "--no-sign"]);
+    }
+    let run = invocation.stdin_doc(&doc).run();
+    run.expect_code(0);
+    let out = run.doc();
+    assert_eq!(out["resources"], doc["resources"]);
+    assert_eq!(out["other"], doc["other"]);
+    assert_eq!(out["query"]["resultType"], "scalar");
+    assert_eq!(out["query"]["result"][1], "42");
+    // -1m resolved against the clock: about a minute ago, as RFC 3339.
+    let time = out["query"]["time"].as_str().unwrap();
+    assert!(time.ends_with('Z') && time.contains('T'), "{time}");
+}
+
+#[test]
+fn wait_returns_once_the_expression_holds_and_fails_at_the_timeout() {
+    metrics_flowing();
+    let run = promql([
+        "wait",
+        &format!("sum({ENVOY_SELECTOR})"),
+        "--compare",
+        ">",
+        "0",
+        "--timeout",
+        "30s",
+    ])
+    .run();
+    let section = query_section(&run);
+    assert_eq!(section["kind"], "wait");
+    assert_eq!(section["compare"], json!({"op": ">", "value": 0.0}));
+    let value: f64 = section["result"][0]["value"][1]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(value > 0.0);
+
+    let run = promql([
+        "wait",
+        "vector(1) > 5",
+        "--timeout",
+        "3s",
+        "--interval",
+        "500ms",
+    ])
+    .run();
+    run.expect_code(1);
+    let message = run.error()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("did not hold within 3s"), "{message}");
+
+    let run = promql([
+        "wait",
+        "vector(1)",
+        "--compare",
+        "<",
+        "-1",
+        "--timeout",
+        "2s",
+        "--interval",
+        "1s",
+    ])
+    .run();
+    run.expect_code(1);
+    assert!(
+        run.error()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1 value(s): 1")
+    );
+}
+
+#[test]
+fn malformed_promql_is_exit_2_with_prometheus_message_and_position() {
+    metrics_flowing();
+    for expr in [
+        "sum(rate(envoy_http_downstream_rq_total[5m])",
+        "up{job=\"x\"",
+        "rate(up[5x])",
+    ] {
+        let run = promql(["query", expr]).run();
+        run.expect_code(2);
+        let error = run.error()["error"].clone();
+        let theirs = receiver("query", &[("query", expr.to_string())]);
+        let their_message = theirs["error"].as_str().unwrap();
+        let message = error["message"].as_str().unwrap();
+        assert!(
+            message.contains(their_message),
+            "{message} vs {their_message}"
+        );
+        assert!(
+            error["hint"].as_str().unwrap().contains("column"),
+            "{error}"
+        );
+    }
+    // Also inside wait: bad PromQL does not wait for the timeout.
+    promql(["wait", "sum(", "--timeout", "1m"])
+        .run()
+        .expect_code(2);
+}
+
+#[test]
+fn bad_times_and_flags_are_usage_errors() {
+    for args in [
+        vec!["query", "up", "--time", "yesterday"],
+        vec!["range", "up", "--start", "now", "--end", "-1h"],
+        vec!["range", "up", "--step", "0s"],
+        vec!["wait", "up", "--compare", "=>", "1"],
+        vec!["query", "up", "--raw", "--format", "table"],
+    ] {
+        let run = tool("promql")
+            .args(&args)
+            .args(["--url", "http://127.0.0.1:9", "--no-sign"])
+            .run();
+        run.expect_code(2);
+        assert_eq!(run.error()["error"]["kind"], "usage", "{args:?}");
+    }
+    let run = tool("promql").args(["query", "up"]).run();
+    run.expect_code(2);
+    assert!(
+        run.error()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no endpoint")
+    );
+}
+
+#[test]
+fn an_endpoint_that_is_down_or_hangs_is_exit_1_within_the_timeout() {
+    // Nothing listens on port 9 (discard) here: refused at once.
+    let run = tool("promql")
+        .args(["query", "up", "--url", "http://127.0.0.1:9", "--no-sign"])
+        .run();
+    run.expect_code(1);
+    let message = run.error()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("could not connect"), "{message}");
+
+    // A server that accepts and never answers: the timeout ends it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let held = std::thread::spawn(move || {
+        let conn = listener.accept();
+        std::thread::sleep(Duration::from_secs(5));
+        drop(conn);
+    });
+    let run = tool("promql")
+        .args(["query", "up", "--url", &url, "--no-sign", "--timeout", "1s"])
+        .run();
+    run.expect_code(1);
+    let message = run.error()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("timed out"), "{message}");
+    let _ = held.join();
+}
+
+#[test]
+fn workspace_errors_unknown_id_and_bad_signature() {
+    let Some(amp_url) = stack().amp_url else {
+        eprintln!("skipped: amp-local is not in the stack");
+        return;
+    };
+    let run = tool("promql")
+        .args([
+            "query",
+            "up",
+            "--workspace-id",
+            "ws-00000000-0000-0000-0000-000000000000",
+        ])
+        .env("AWS_ENDPOINT_URL_AMP", &amp_url)
+        .run();
+    run.expect_code(3);
+    assert_eq!(run.error()["error"]["kind"], "not-found");
+
+    let Target::Workspace(doc) = target() else {
+        return;
+    };
+    let run = tool("promql")
+        .args(["query", "vector(1)"])
+        .env("AWS_SECRET_ACCESS_KEY", unique_name("wrong-secret"))
+        .stdin_doc(&doc)
+        .run();
+    run.expect_code(1);
+    let error = run.error()["error"].clone();
+    assert!(
+        error["message"].as_str().unwrap().contains("403"),
+        "{error}"
+    );
+    assert!(
+        error["hint"].as_str().unwrap().contains("credentials"),
+        "{error}"
+    );
+
+    // Unsigned against a workspace: refused, not answered.
+    let run = tool("promql")
+        .args(["query", "vector(1)", "--no-sign"])
+        .stdin_doc(&doc)
+        .run();
+    run.expect_code(1);
+}

@@ -1,0 +1,168 @@
+//! Helpers for the amp-local tests: SigV4-signing raw requests (with aws-sigv4 directly, so a
+//! test can sign one request and send another) and building remote-write bodies (protobuf +
+//! snappy, as Prometheus sends them).
+
+use std::time::SystemTime;
+
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::sign::v4;
+
+/// Who signs, for which region and service.
+#[derive(Debug, Clone)]
+pub struct Signer {
+    pub access_key: String,
+    pub secret: String,
+    pub region: String,
+    pub service: String,
+}
+
+impl Signer {
+    /// The stack's credentials, signing for AMP (`aps`).
+    pub fn for_stack(stack: &crate::Stack) -> Self {
+        Signer {
+            access_key: stack.access_key_id.clone(),
+            secret: stack.secret_access_key.clone(),
+            region: stack.region.clone(),
+            service: "aps".to_owned(),
+        }
+    }
+
+    /// The headers (`authorization`, `x-amz-date`) that sign `method url` with `headers`
+    /// and `body`, as the AWS SDKs sign (host from the URL).
+    pub fn sign(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Vec<(String, String)> {
+        let identity = Credentials::new(&self.access_key, &self.secret, None, None, "test").into();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name(&self.service)
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .expect("signing parameters")
+            .into();
+        let signable = SignableRequest::new(
+            method,
+            url,
+            headers.iter().copied(),
+            SignableBody::Bytes(body),
+        )
+        .expect("a signable request");
+        let (instructions, _) = sign(signable, &params).expect("signed").into_parts();
+        instructions
+            .headers()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+
+    /// A request whose signature covers exactly what is sent.
+    pub fn request(
+        &self,
+        client: &reqwest::Client,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> reqwest::RequestBuilder {
+        let signature = self.sign(method, url, headers, &body);
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
+        let mut request = client.request(method, url).body(body);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        for (k, v) in signature {
+            request = request.header(k, v);
+        }
+        request
+    }
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WriteRequest {
+    #[prost(message, repeated, tag = "1")]
+    pub timeseries: Vec<TimeSeries>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TimeSeries {
+    #[prost(message, repeated, tag = "1")]
+    pub labels: Vec<Label>,
+    #[prost(message, repeated, tag = "2")]
+    pub samples: Vec<Sample>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Label {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(string, tag = "2")]
+    pub value: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Sample {
+    #[prost(double, tag = "1")]
+    pub value: f64,
+    #[prost(int64, tag = "2")]
+    pub timestamp: i64,
+}
+
+/// One series: labels (with `__name__`) and samples `(value, timestamp ms)`.
+pub fn series(labels: &[(&str, &str)], samples: &[(f64, i64)]) -> TimeSeries {
+    let mut labels: Vec<Label> = labels
+        .iter()
+        .map(|(n, v)| Label {
+            name: (*n).to_owned(),
+            value: (*v).to_owned(),
+        })
+        .collect();
+    // Prometheus expects labels sorted by name.
+    labels.sort_by(|a, b| a.name.cmp(&b.name));
+    TimeSeries {
+        labels,
+        samples: samples
+            .iter()
+            .map(|(value, timestamp)| Sample {
+                value: *value,
+                timestamp: *timestamp,
+            })
+            .collect(),
+    }
+}
+
+/// A remote-write body: the WriteRequest protobuf, snappy block-compressed.
+pub fn remote_write_body(timeseries: Vec<TimeSeries>) -> Vec<u8> {
+    let raw = prost::Message::encode_to_vec(&WriteRequest { timeseries });
+    snap::raw::Encoder::new()
+        .compress_vec(&raw)
+        .expect("snappy compression")
+}
+
+/// The headers Prometheus sends with a remote-write body.
+pub const REMOTE_WRITE_HEADERS: &[(&str, &str)] = &[
+    ("content-type", "application/x-protobuf"),
+    ("content-encoding", "snappy"),
+    ("x-prometheus-remote-write-version", "0.1.0"),
+];
+
+/// Now, in milliseconds since the epoch (remote-write timestamps).
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A free TCP port on 127.0.0.1 (for a process a test starts itself).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
