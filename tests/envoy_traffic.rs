@@ -216,7 +216,7 @@ fn fixed_rate_sends_exactly_n_and_envoy_counts_the_same() {
         "achieved {achieved} req/s for 100 asked"
     );
 
-    let by_path = &t["by_path"];
+    let by_path = &t["byPath"];
     let (jazz, metal) = (
         &by_path["/jazz"]["completed"],
         &by_path["/metal"]["completed"],
@@ -259,7 +259,7 @@ fn fault_delay_header_shows_in_the_median() {
     run.expect_code(0);
     let t = traffic(&run);
     assert_eq!(t["completed"], 100, "{t:#}");
-    let p50 = f(&t["latency_ms"]["p50"]);
+    let p50 = f(&t["latencyMs"]["p50"]);
     assert!(
         (20.0..=30.0).contains(&p50),
         "p50 {p50} ms with a 20 ms fault delay: {t:#}"
@@ -281,9 +281,9 @@ fn status_codes_are_counted_per_code() {
     run.expect_code(0);
     let t = traffic(&run);
     assert_eq!(t["status"], json!({"200": 100, "503": 100}), "{t:#}");
-    assert_eq!(t["by_path"]["/unavailable"]["classes"], json!({"5xx": 100}));
+    assert_eq!(t["byPath"]["/unavailable"]["classes"], json!({"5xx": 100}));
     assert_eq!(t["settings"]["model"], "closed");
-    assert_eq!(t["latency_ms"]["measured_from"], "actual");
+    assert_eq!(t["latencyMs"]["measuredFrom"], "actual");
 }
 
 #[test]
@@ -321,11 +321,11 @@ fn a_stall_shows_in_open_model_percentiles_and_hides_in_closed() {
     assert_eq!(open["completed"], 1500, "{open:#}");
     assert_eq!(closed["completed"], 1500, "{closed:#}");
     // Both saw the stall...
-    assert!(f(&open["latency_ms"]["max"]) >= 900.0, "{open:#}");
-    assert!(f(&closed["latency_ms"]["max"]) >= 900.0, "{closed:#}");
+    assert!(f(&open["latencyMs"]["max"]) >= 900.0, "{open:#}");
+    assert!(f(&closed["latencyMs"]["max"]) >= 900.0, "{closed:#}");
     // ...but only the corrected (open model) percentiles show the ~500 requests it delayed.
-    let open_p90 = f(&open["latency_ms"]["p90"]);
-    let closed_p90 = f(&closed["latency_ms"]["p90"]);
+    let open_p90 = f(&open["latencyMs"]["p90"]);
+    let closed_p90 = f(&closed["latencyMs"]["p90"]);
     assert!(
         open_p90 >= 500.0,
         "open-model p90 {open_p90} ms should show the stall: {open:#}"
@@ -334,7 +334,7 @@ fn a_stall_shows_in_open_model_percentiles_and_hides_in_closed() {
         closed_p90 < 250.0,
         "closed-model p90 {closed_p90} ms hides the stall: {closed:#}"
     );
-    assert_eq!(open["latency_ms"]["measured_from"], "intended");
+    assert_eq!(open["latencyMs"]["measuredFrom"], "intended");
 }
 
 #[test]
@@ -357,7 +357,7 @@ fn an_unreachable_target_is_counted_and_exits_1_with_the_report() {
     assert_eq!(t["sent"], 5, "{t:#}");
     assert_eq!(t["completed"], 0);
     assert_eq!(t["errors"]["connect"], 5);
-    assert_eq!(t["latency_ms"], Value::Null);
+    assert_eq!(t["latencyMs"], Value::Null);
 }
 
 #[test]
@@ -442,7 +442,7 @@ fn sigterm_stops_the_run_and_still_reports() {
     assert_eq!(status.code(), Some(0), "stdout: {out}");
     let doc: Value = serde_json::from_str(out.trim()).expect("the document");
     let t = &doc["traffic"];
-    assert_eq!(t["stopped_by"], "signal", "{t:#}");
+    assert_eq!(t["stoppedBy"], "signal", "{t:#}");
     assert!(t["completed"].as_u64().unwrap() > 0, "{t:#}");
     assert!(t["sent"].as_u64().unwrap() < 3000, "{t:#}");
 }
@@ -701,7 +701,8 @@ fn kube_service_goes_through_a_port_forward_to_the_mesh() {
     let t = traffic(&run);
     assert_eq!(t["completed"], 40, "{t:#}");
     assert_eq!(t["status"], json!({"200": 20, "503": 20}), "{t:#}");
-    assert_eq!(t["settings"]["kube_service"], "prod/dj:9080");
+    assert_eq!(t["settings"]["kubeService"], "prod/dj:9080");
+    assert_eq!(t["settings"]["kubePod"], "dj-0");
     // One port-forward stream per connection.
     assert_eq!(fixture.forwards.load(Ordering::SeqCst), 2);
 }

@@ -176,11 +176,13 @@ where
     F: AsyncFnOnce(C, &mut StateDoc) -> Result<()>,
 {
     let _ = TOOL_NAME.set(tool);
-    let args = match parse_args::<C>(tool) {
-        Ok(args) => args,
-        Err(code) => return code,
-    };
+    // Before parsing: a flag definition clap rejects panics inside `try_parse`.
     install_panic_hook();
+    let args = match panic::catch_unwind(|| parse_args::<C>(tool)) {
+        Ok(Ok(args)) => args,
+        Ok(Err(code)) => return code,
+        Err(_) => return ExitCode::from(Error::internal("panic").exit_code()),
+    };
     init_logging(args.log_args());
 
     let mut doc = match StateDoc::read_stdin() {
@@ -233,7 +235,12 @@ where
     F: AsyncFnOnce(C) -> Result<()>,
 {
     let _ = TOOL_NAME.set(tool);
-    let args = match C::try_parse() {
+    install_panic_hook();
+    let parsed = match panic::catch_unwind(C::try_parse) {
+        Ok(parsed) => parsed,
+        Err(_) => return ExitCode::from(Error::internal("panic").exit_code()),
+    };
+    let args = match parsed {
         Ok(args) => args,
         Err(err) => {
             use clap::error::ErrorKind as ClapKind;
@@ -247,7 +254,6 @@ where
             return ExitCode::from(err.exit_code());
         }
     };
-    install_panic_hook();
     init_logging(args.log_args());
     let result = match build_runtime(runtime) {
         Ok(rt) => panic::catch_unwind(AssertUnwindSafe(|| rt.block_on(body(args))))

@@ -405,6 +405,7 @@ pub fn expected(
 
 /// One row of the cross-check.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Row {
     pub admin: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -420,6 +421,7 @@ pub struct Row {
 
 /// The `traffic.envoy` section.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CrossCheck {
     pub admin_urls: Vec<String>,
     /// The listener prefix our target port belongs to, when an admin knows it.

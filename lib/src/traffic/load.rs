@@ -26,8 +26,10 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
+
+use crate::error::{Error, Result};
 
 /// Highest latency the histograms hold; longer ones are clamped (a request that long has
 /// long since hit `--timeout`).
@@ -172,10 +174,9 @@ pub struct Tally {
 }
 
 /// The empty latency histogram every tally starts from (1 µs to 1 h, 3 significant digits).
-pub fn new_histogram() -> crate::error::Result<Histogram<u64>> {
-    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).map_err(|e| {
-        crate::error::Error::internal(format!("could not create the latency histogram: {e}"))
-    })
+pub fn new_histogram() -> Result<Histogram<u64>> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)
+        .map_err(|e| Error::internal(format!("could not create the latency histogram: {e}")))
 }
 
 impl Tally {
@@ -384,13 +385,19 @@ impl Shared {
 pub struct Load {
     pub shared: Arc<Shared>,
     pub tallies: Vec<Arc<Mutex<Tally>>>,
-    handles: Vec<tokio::task::JoinHandle<()>>,
+    /// One per engine thread, taken once it reported that it finished.
+    done: Vec<Option<oneshot::Receiver<()>>>,
     stop_tx: watch::Sender<bool>,
+    abort_tx: watch::Sender<bool>,
 }
 
 impl Load {
-    /// Start the workers at once.
-    pub fn start(plan: Plan, template: Template) -> crate::error::Result<Load> {
+    /// Start the workers at once, on `threads` engine threads.
+    ///
+    /// Thread per core, each with its own single-threaded runtime and its share of the
+    /// connections, as wrk does: no work stealing and no cross-thread wake-ups per request,
+    /// which on a small machine leaves more CPU to the proxy being measured.
+    pub fn start(plan: Plan, template: Template, threads: usize) -> Result<Load> {
         let histogram = new_histogram()?;
         let start = Instant::now();
         let measure_start = start + plan.warmup;
@@ -400,6 +407,7 @@ impl Load {
         };
         let deadline = plan.duration.map(|d| measure_start + d);
         let (stop_tx, stop_rx) = watch::channel(false);
+        let (abort_tx, abort_rx) = watch::channel(false);
         let paths = template.uris.len();
         let shared = Arc::new(Shared {
             plan: plan.clone(),
@@ -415,22 +423,62 @@ impl Load {
             histogram,
         });
         let template = Arc::new(template);
-        let mut tallies = Vec::with_capacity(plan.workers);
-        let mut handles = Vec::with_capacity(plan.workers);
-        for _ in 0..plan.workers {
-            let tally = Arc::new(Mutex::new(Tally::new(paths, &shared.histogram)));
-            tallies.push(tally.clone());
-            handles.push(tokio::spawn(worker(
-                shared.clone(),
-                template.clone(),
-                tally,
-            )));
+        let tallies: Vec<Arc<Mutex<Tally>>> = (0..plan.workers)
+            .map(|_| Arc::new(Mutex::new(Tally::new(paths, &shared.histogram))))
+            .collect();
+        let threads = threads.clamp(1, plan.workers.max(1));
+        let mut done = Vec::with_capacity(threads);
+        for t in 0..threads {
+            // Worker i runs on thread i % threads.
+            let mine: Vec<Arc<Mutex<Tally>>> =
+                tallies.iter().skip(t).step_by(threads).cloned().collect();
+            let (done_tx, done_rx) = oneshot::channel();
+            let (shared, template, mut abort_rx) =
+                (shared.clone(), template.clone(), abort_rx.clone());
+            std::thread::Builder::new()
+                .name(format!("load-{t}"))
+                .spawn(move || {
+                    // I/O and timers only: no signal or process driver polled on every park.
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_io()
+                        .enable_time()
+                        .build();
+                    if let Ok(rt) = rt {
+                        rt.block_on(async {
+                            // Tasks, not a joined set of futures: a wake-up then polls only
+                            // the worker whose socket is ready.
+                            let mut handles: Vec<_> = mine
+                                .into_iter()
+                                .map(|tally| {
+                                    tokio::spawn(worker(shared.clone(), template.clone(), tally))
+                                })
+                                .collect();
+                            let aborts: Vec<_> = handles.iter().map(|h| h.abort_handle()).collect();
+                            tokio::select! {
+                                _ = async {
+                                    for h in &mut handles {
+                                        let _ = h.await;
+                                    }
+                                } => {}
+                                _ = abort_rx.wait_for(|aborted| *aborted) => {
+                                    for a in aborts {
+                                        a.abort();
+                                    }
+                                }
+                            }
+                        });
+                    }
+                    let _ = done_tx.send(());
+                })
+                .map_err(|e| Error::internal(format!("could not start a load thread: {e}")))?;
+            done.push(Some(done_rx));
         }
         Ok(Load {
             shared,
             tallies,
-            handles,
+            done,
             stop_tx,
+            abort_tx,
         })
     }
 
@@ -440,15 +488,13 @@ impl Load {
         let _ = self.stop_tx.send(true);
     }
 
-    /// Whether every worker has finished.
-    pub fn finished(&self) -> bool {
-        self.handles.iter().all(|h| h.is_finished())
-    }
-
-    /// Wait for the workers to finish.
+    /// Wait for the workers to finish (cancel-safe: it can be awaited again).
     pub async fn join(&mut self) {
-        for handle in &mut self.handles {
-            let _ = handle.await;
+        for slot in &mut self.done {
+            if let Some(rx) = slot {
+                let _ = rx.await;
+                *slot = None;
+            }
         }
     }
 
@@ -464,11 +510,11 @@ impl Load {
         total
     }
 
-    /// Abandon workers still running (after the grace period of a stop).
+    /// Abandon the requests still in flight (after the grace period of a stop); `join`
+    /// returns soon after.
     pub fn abort(&self) {
-        for handle in &self.handles {
-            handle.abort();
-        }
+        self.stop();
+        let _ = self.abort_tx.send(true);
     }
 }
 

@@ -337,6 +337,7 @@ fn settings(opts: &Options, plan: &Plan) -> report::Settings {
         timeout_s: plan.timeout.as_secs_f64(),
         http2: plan.http2,
         kube_service: opts.kube_service.as_ref().map(|k| k.to_string()),
+        kube_pod: None,
     }
 }
 
@@ -345,12 +346,23 @@ fn settings(opts: &Options, plan: &Plan) -> report::Settings {
 /// The whole tool: resolve the target, read Envoy, run the load, read Envoy again, write the
 /// `traffic` section. Exit 1 when no request was answered at all.
 pub async fn run(opts: Options, doc: &mut StateDoc) -> Result<()> {
+    let mut signals = match Signals::new() {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(
+                "cannot watch for Ctrl-C/SIGTERM ({e}); the run cannot be stopped early"
+            );
+            None
+        }
+    };
     // Kept alive for the whole run: dropping it closes the port-forward.
     let mut _forward = None;
+    let mut kube_pod = None;
     let (url, source) = match &opts.kube_service {
         Some(svc) => {
             let forward = kube_forward::open(svc).await?;
             let url = forward.url();
+            kube_pod = Some(forward.pod().to_owned());
             _forward = Some(forward);
             (url, "--kube-service")
         }
@@ -364,7 +376,8 @@ pub async fn run(opts: Options, doc: &mut StateDoc) -> Result<()> {
     let admins = resolve_admins(opts.envoy_admin.as_deref())?;
     let plan = plan(&opts);
     let template = template(&target, &paths, &opts)?;
-    let settings = settings(&opts, &plan);
+    let mut settings = settings(&opts, &plan);
+    settings.kube_pod = kube_pod;
 
     // Read Envoy first, so that a wrong admin URL fails before any traffic is sent.
     let admin = AdminClient::new();
@@ -380,9 +393,11 @@ pub async fn run(opts: Options, doc: &mut StateDoc) -> Result<()> {
         });
     }
 
-    let mut load = Load::start(plan.clone(), template)?;
+    // One engine thread per core, as wrk's -t defaults to on a small machine.
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut load = Load::start(plan.clone(), template, threads)?;
     let progress = opts.progress.then(|| spawn_progress(&load));
-    let signalled = supervise(&mut load).await;
+    let signalled = supervise(&mut load, signals.as_mut()).await;
     let tally = load.snapshot();
     if let Some((done, handle)) = progress {
         done.store(true, Ordering::Relaxed);
@@ -485,16 +500,10 @@ pub async fn run(opts: Options, doc: &mut StateDoc) -> Result<()> {
 
 /// Wait for the load to end, or for Ctrl-C / SIGTERM (then stop, give requests in flight a
 /// grace period, and abandon them). True when a signal stopped it.
-async fn supervise(load: &mut Load) -> bool {
-    let mut signals = match Signals::new() {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(
-                "cannot watch for Ctrl-C/SIGTERM ({e}); the run cannot be stopped early"
-            );
-            load.join().await;
-            return false;
-        }
+async fn supervise(load: &mut Load, signals: Option<&mut Signals>) -> bool {
+    let Some(signals) = signals else {
+        load.join().await;
+        return false;
     };
     let signalled = tokio::select! {
         _ = load.join() => false,
@@ -502,32 +511,46 @@ async fn supervise(load: &mut Load) -> bool {
     };
     if signalled {
         load.stop();
-        tokio::select! {
-            _ = load.join() => {}
-            _ = signals.recv() => load.abort(),
-            _ = tokio::time::sleep(STOP_GRACE) => load.abort(),
+        let finished = tokio::select! {
+            _ = load.join() => true,
+            _ = signals.recv() => false,
+            _ = tokio::time::sleep(STOP_GRACE) => false,
+        };
+        if !finished {
+            load.abort();
+            load.join().await;
         }
     }
     signalled
 }
 
+/// Ctrl-C and SIGTERM, registered before anything else happens so that neither can kill the
+/// process before the report is written.
 struct Signals {
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
     #[cfg(unix)]
     term: tokio::signal::unix::Signal,
 }
 
 impl Signals {
     fn new() -> std::io::Result<Signals> {
-        Ok(Signals {
-            #[cfg(unix)]
-            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?,
-        })
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Signals {
+                int: signal(SignalKind::interrupt())?,
+                term: signal(SignalKind::terminate())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
     }
 
     async fn recv(&mut self) {
         #[cfg(unix)]
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
+            _ = self.int.recv() => {}
             _ = self.term.recv() => {}
         }
         #[cfg(not(unix))]

@@ -11,6 +11,7 @@ use super::envoy_stats::CrossCheck;
 use super::load::{ErrorCounts, Tally, WarmupCounts};
 
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Errors {
     pub connect: u64,
     pub timeout: u64,
@@ -34,6 +35,7 @@ impl From<ErrorCounts> for Errors {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Rate {
     /// The open model's asked rate; null in the closed model.
     pub asked: Option<f64>,
@@ -42,6 +44,7 @@ pub struct Rate {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Latency {
     pub min: f64,
     pub mean: f64,
@@ -58,6 +61,7 @@ pub struct Latency {
 
 /// Per path: what was sent and what came back (warmup included, as Envoy counts it).
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PathReport {
     pub sent: u64,
     pub completed: u64,
@@ -67,6 +71,7 @@ pub struct PathReport {
 
 /// The settings the run used, flags and defaults resolved.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Settings {
     pub model: &'static str,
     pub rate: Option<f64>,
@@ -82,9 +87,13 @@ pub struct Settings {
     pub http2: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kube_service: Option<String>,
+    /// The pod the service's port-forward reached.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kube_pod: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Report {
     pub url: String,
     pub paths: Vec<String>,
@@ -108,6 +117,7 @@ pub struct Report {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Warmup {
     pub sent: u64,
     pub completed: u64,
