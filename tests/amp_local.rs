@@ -748,6 +748,47 @@ async fn a_rule_group_put_through_the_api_fires_and_its_alert_reaches_alertmanag
         .collect();
     assert_eq!(receivers, vec![format!("{id}/sns")]);
 
+    // AMP's read APIs show the same, limited to this workspace: ListRules, ListAlerts and
+    // the Alertmanager API under the workspace.
+    let signer = Signer::for_stack(&stack);
+    let base = format!("{}/workspaces/{id}", amp_url(&stack));
+    let get = |path: String| {
+        let signer = signer.clone();
+        async move {
+            let response = signer
+                .request(&http(), "GET", &path, &[], Vec::new())
+                .send()
+                .await
+                .expect("amp-local answers");
+            assert_eq!(response.status().as_u16(), 200, "{path}");
+            response.json::<Value>().await.expect("JSON")
+        }
+    };
+    let rules = get(format!("{base}/api/v1/rules")).await;
+    let groups: Vec<&str> = rules["data"]["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|g| g["name"].as_str())
+        .collect();
+    assert_eq!(groups, vec!["amp-local-test"], "{rules}");
+    let prom_alerts = get(format!("{base}/api/v1/alerts")).await;
+    let names: Vec<&str> = prom_alerts["data"]["alerts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["labels"]["alertname"].as_str())
+        .collect();
+    assert_eq!(names, vec![alert.as_str()], "{prom_alerts}");
+    let am_alerts = get(format!("{base}/alertmanager/api/v2/alerts")).await;
+    let names: Vec<&str> = am_alerts
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["labels"]["alertname"].as_str())
+        .collect();
+    assert_eq!(names, vec![alert.as_str()], "{am_alerts}");
+
     // The Alertmanager published it to the topic (moto's SNS), as AMP would.
     let sent = eventually("the SNS notification in moto", 60, || async {
         let data: Value = http()

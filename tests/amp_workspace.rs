@@ -54,7 +54,8 @@ fn read_back(endpoint: &str, id: &str) -> Option<(Option<String>, String, Value)
                     .status()
                     .map(|s| s.status_code().as_str().to_owned())
                     .unwrap_or_default();
-                let tags = serde_json::to_value(ws.tags().cloned().unwrap_or_default()).unwrap();
+                let tags = serde_json::to_value(ws.tags().cloned().unwrap_or_default())
+                    .expect("tags are JSON");
                 Some((ws.alias().map(str::to_owned), status, tags))
             }
             Err(err) => {

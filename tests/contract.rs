@@ -14,14 +14,25 @@ const TOOLS: &[(&str, &[&str])] = &[
     ("amp-workspace", &["list"]),
     ("promql", &["labels"]),
     ("envoy-traffic", &["--requests", "1"]),
-    ("render-agent-config", &["--flavor", "prometheus-agent", "--out", "target/contract-out"]),
+    (
+        "render-agent-config",
+        &[
+            "--flavor",
+            "prometheus-agent",
+            "--out",
+            "target/contract-out",
+        ],
+    ),
     ("irsa-role", &["create", "--cluster", "contract-test"]),
 ];
 
 #[test]
 fn malformed_json_on_stdin_is_exit_2_with_position() {
     for (name, args) in TOOLS {
-        let run = tool(name).args(*args).stdin("{\"workspace\": {\"workspaceId\": }").run();
+        let run = tool(name)
+            .args(*args)
+            .stdin("{\"workspace\": {\"workspaceId\": }")
+            .run();
         run.expect_code(2);
         let err = run.error();
         assert_eq!(err["error"]["tool"], *name);
@@ -29,8 +40,15 @@ fn malformed_json_on_stdin_is_exit_2_with_position() {
         let message = err["error"]["message"].as_str().unwrap_or_default();
         assert!(message.contains("not valid JSON"), "{name}: {message}");
         assert!(message.contains("line 1 column"), "{name}: {message}");
-        assert!(err["error"]["hint"].is_string(), "{name}: a hint says how to fix it");
-        assert!(run.stdout.is_empty(), "{name}: nothing on stdout: {}", run.stdout);
+        assert!(
+            err["error"]["hint"].is_string(),
+            "{name}: a hint says how to fix it"
+        );
+        assert!(
+            run.stdout.is_empty(),
+            "{name}: nothing on stdout: {}",
+            run.stdout
+        );
     }
 }
 
@@ -39,8 +57,14 @@ fn a_non_object_document_is_exit_2_naming_what_it_got() {
     for (name, args) in TOOLS {
         let run = tool(name).args(*args).stdin("[1, 2, 3]").run();
         run.expect_code(2);
-        let message = run.error()["error"]["message"].as_str().unwrap_or_default().to_owned();
-        assert!(message.contains("must be a JSON object"), "{name}: {message}");
+        let message = run.error()["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            message.contains("must be a JSON object"),
+            "{name}: {message}"
+        );
         assert!(message.contains("an array"), "{name}: {message}");
     }
 }
@@ -89,7 +113,13 @@ fn a_pure_tool_passes_unknown_keys_through() {
     });
     let out_dir = tempfile::tempdir().expect("temp dir");
     let run = tool("render-agent-config")
-        .args(["--flavor", "prometheus-agent", "--target", "127.0.0.1:9901,service=dj", "--out"])
+        .args([
+            "--flavor",
+            "prometheus-agent",
+            "--target",
+            "127.0.0.1:9901,service=dj",
+            "--out",
+        ])
         .args([out_dir.path()])
         .stdin_doc(&doc)
         .run();
@@ -99,7 +129,11 @@ fn a_pure_tool_passes_unknown_keys_through() {
         assert_eq!(out[key], doc[key], "`{key}` passes through unchanged");
     }
     let keys: Vec<&String> = out.as_object().expect("an object").keys().collect();
-    assert_eq!(&keys[..3], ["zeta", "workspace", "resources"], "order is kept");
+    assert_eq!(
+        &keys[..3],
+        ["zeta", "workspace", "resources"],
+        "order is kept"
+    );
     assert!(out["agent"].is_object(), "the tool adds its own section");
 }
 
@@ -111,8 +145,18 @@ fn a_closed_stdout_is_not_an_error() {
     use std::process::{Command, Stdio};
     let out_dir = tempfile::tempdir().expect("temp dir");
     let mut child = Command::new(ampkit_e2e::bin("render-agent-config"))
-        .args(["--flavor", "prometheus-agent", "--target", "127.0.0.1:9901", "--no-sigv4"])
-        .args(["--remote-write-url", "http://127.0.0.1:1/api/v1/write", "--out"])
+        .args([
+            "--flavor",
+            "prometheus-agent",
+            "--target",
+            "127.0.0.1:9901",
+            "--no-sigv4",
+        ])
+        .args([
+            "--remote-write-url",
+            "http://127.0.0.1:1/api/v1/write",
+            "--out",
+        ])
         .arg(out_dir.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

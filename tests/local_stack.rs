@@ -27,10 +27,17 @@ fn pid_alive(pid: &str) -> bool {
 
 fn stack_pids(dir: &Path) -> Vec<(String, String)> {
     let mut pids = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("the stack dir exists").flatten() {
+    for entry in std::fs::read_dir(dir)
+        .expect("the stack dir exists")
+        .flatten()
+    {
         let path = entry.path();
         if path.extension().is_some_and(|e| e == "pid") {
-            let name = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+            let name = path
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
             let pid = std::fs::read_to_string(&path).unwrap_or_default();
             pids.push((name, pid.trim().to_owned()));
         }
@@ -41,7 +48,10 @@ fn stack_pids(dir: &Path) -> Vec<(String, String)> {
 /// Envoy's counter `name` from an admin's plain-text `/stats`.
 async fn envoy_counter(http: &reqwest::Client, admin: &str, name: &str) -> u64 {
     let text = http
-        .get(format!("{admin}/stats?filter=^{}$", name.replace('.', "\\.")))
+        .get(format!(
+            "{admin}/stats?filter=^{}$",
+            name.replace('.', "\\.")
+        ))
         .send()
         .await
         .expect("admin answers")
@@ -88,16 +98,27 @@ async fn up_serves_every_part_and_down_leaves_nothing() {
                     .strip_prefix(&format!("{name}="))
                     .map(|v| v.trim_matches(|c| c == '"' || c == '\'').to_owned())
             })
-            .unwrap_or_else(|| panic!("`local-stack env` does not export {name}:\n{}", exports.stdout))
+            .unwrap_or_else(|| {
+                panic!(
+                    "`local-stack env` does not export {name}:\n{}",
+                    exports.stdout
+                )
+            })
     };
     let moto = var("AMPKIT_MOTO_URL");
     let envoy = var("AMPKIT_ENVOY_URL");
-    let admins: Vec<String> = var("AMPKIT_ENVOY_ADMIN_URLS").split(',').map(str::to_owned).collect();
+    let admins: Vec<String> = var("AMPKIT_ENVOY_ADMIN_URLS")
+        .split(',')
+        .map(str::to_owned)
+        .collect();
     let prometheus = var("AMPKIT_PROMETHEUS_URL");
     let alertmanager = var("AMPKIT_ALERTMANAGER_URL");
     assert_eq!(var("AWS_ENDPOINT_URL"), moto);
     for url in [&moto, &envoy, &prometheus, &alertmanager] {
-        assert!(url.starts_with("http://127.0.0.1:"), "{url} is not on loopback");
+        assert!(
+            url.starts_with("http://127.0.0.1:"),
+            "{url} is not on loopback"
+        );
     }
     assert_eq!(admins.len(), 3, "dj, jazz and metal admins");
 
@@ -132,7 +153,11 @@ async fn up_serves_every_part_and_down_leaves_nothing() {
 
     // A request through dj reaches jazz, and both Envoys count it.
     let http = reqwest::Client::new();
-    let response = http.get(format!("{envoy}/jazz")).send().await.expect("dj answers");
+    let response = http
+        .get(format!("{envoy}/jazz"))
+        .send()
+        .await
+        .expect("dj answers");
     assert_eq!(response.status(), 200);
     let artists: serde_json::Value = response.json().await.expect("jazz answers JSON");
     assert!(
@@ -140,14 +165,30 @@ async fn up_serves_every_part_and_down_leaves_nothing() {
         "jazz lists artists: {artists}"
     );
     // A fresh stack: these are exactly our one request.
-    assert_eq!(envoy_counter(&http, &admins[0], "http.ingress_dj.downstream_rq_2xx").await, 1);
-    assert_eq!(envoy_counter(&http, &admins[0], "cluster.egress_jazz.upstream_rq_2xx").await, 1);
-    assert_eq!(envoy_counter(&http, &admins[1], "http.ingress_jazz.downstream_rq_2xx").await, 1);
-    assert_eq!(envoy_counter(&http, &admins[2], "http.ingress_metal.downstream_rq_total").await, 0);
+    assert_eq!(
+        envoy_counter(&http, &admins[0], "http.ingress_dj.downstream_rq_2xx").await,
+        1
+    );
+    assert_eq!(
+        envoy_counter(&http, &admins[0], "cluster.egress_jazz.upstream_rq_2xx").await,
+        1
+    );
+    assert_eq!(
+        envoy_counter(&http, &admins[1], "http.ingress_jazz.downstream_rq_2xx").await,
+        1
+    );
+    assert_eq!(
+        envoy_counter(&http, &admins[2], "http.ingress_metal.downstream_rq_total").await,
+        0
+    );
 
     // Prometheus and Alertmanager are ready.
     for url in [&prometheus, &alertmanager] {
-        let ready = http.get(format!("{url}/-/ready")).send().await.expect("answers");
+        let ready = http
+            .get(format!("{url}/-/ready"))
+            .send()
+            .await
+            .expect("answers");
         assert_eq!(ready.status(), 200, "{url}/-/ready");
     }
 
@@ -162,7 +203,14 @@ async fn up_serves_every_part_and_down_leaves_nothing() {
     // down waits for its processes; give the kernel a moment to reap them.
     tokio::time::sleep(Duration::from_millis(200)).await;
     for (name, pid) in &pids {
-        assert!(!pid_alive(pid), "{name} (pid {pid}) is still running after down");
+        assert!(
+            !pid_alive(pid),
+            "{name} (pid {pid}) is still running after down"
+        );
     }
-    assert_eq!(local_stack(&["status"], &env).code, 1, "status reports the stack down");
+    assert_eq!(
+        local_stack(&["status"], &env).code,
+        1,
+        "status reports the stack down"
+    );
 }

@@ -51,9 +51,8 @@ pub async fn resolve_region(args: &AwsArgs) -> Option<Region> {
 /// Load the SDK configuration; fails fast (exit 2) when no region is configured.
 pub async fn load(args: &AwsArgs) -> Result<SdkConfig> {
     let region = resolve_region(args).await.ok_or_else(|| {
-        Error::usage("no AWS region is configured").with_hint(
-            "pass --region, set AWS_REGION, or set `region` in your AWS profile",
-        )
+        Error::usage("no AWS region is configured")
+            .with_hint("pass --region, set AWS_REGION, or set `region` in your AWS profile")
     })?;
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(region)
@@ -72,10 +71,7 @@ pub async fn load(args: &AwsArgs) -> Result<SdkConfig> {
 
 /// The region a loaded configuration uses (always set by [`load`]).
 pub fn region_of(config: &SdkConfig) -> String {
-    config
-        .region()
-        .map(|r| r.to_string())
-        .unwrap_or_default()
+    config.region().map(|r| r.to_string()).unwrap_or_default()
 }
 
 /// Service error codes that mean "it does not exist".
@@ -126,7 +122,9 @@ where
             "{doing}: could not reach the service: {}",
             DisplayErrorContext(&err)
         ))
-        .with_hint("check the network and the endpoint (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_<SERVICE>)"),
+        .with_hint(
+            "check the network and the endpoint (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_<SERVICE>)",
+        ),
         SdkError::ConstructionFailure(_) => Error::usage(format!(
             "{doing}: the request could not be built: {}",
             DisplayErrorContext(&err)

@@ -157,7 +157,8 @@ fn parse_args<C: clap::Parser>(tool: &str) -> std::result::Result<C, ExitCode> {
                 .find(|l| l.starts_with("Usage:"))
                 .map(|l| format!("{l}; "))
                 .unwrap_or_default();
-            let err = Error::usage(first).with_hint(format!("{usage}run `{tool} --help` for all flags"));
+            let err =
+                Error::usage(first).with_hint(format!("{usage}run `{tool} --help` for all flags"));
             error::report(tool, &err);
             // Nothing was done, and nothing may be lost: pass the document on unchanged.
             if let Ok(doc) = StateDoc::read_stdin() {
@@ -193,11 +194,11 @@ where
         }
     };
 
-    let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-        match build_runtime(runtime) {
-            Ok(rt) => rt.block_on(body(args, &mut doc)),
-            Err(e) => Err(Error::internal(format!("could not start the async runtime: {e}"))),
-        }
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| match build_runtime(runtime) {
+        Ok(rt) => rt.block_on(body(args, &mut doc)),
+        Err(e) => Err(Error::internal(format!(
+            "could not start the async runtime: {e}"
+        ))),
     }));
 
     let (result, panicked) = match outcome {
@@ -258,7 +259,9 @@ where
     let result = match build_runtime(runtime) {
         Ok(rt) => panic::catch_unwind(AssertUnwindSafe(|| rt.block_on(body(args))))
             .unwrap_or_else(|_| Err(Error::internal("panic"))),
-        Err(e) => Err(Error::internal(format!("could not start the async runtime: {e}"))),
+        Err(e) => Err(Error::internal(format!(
+            "could not start the async runtime: {e}"
+        ))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

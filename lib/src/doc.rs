@@ -147,12 +147,16 @@ impl StateDoc {
     pub fn section_as<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
         match self.root.get(name) {
             None | Some(Value::Null) => Ok(None),
-            Some(value) => serde_json::from_value(value.clone()).map(Some).map_err(|e| {
-                Error::input(format!("section `{name}` of the state document is malformed: {e}"))
+            Some(value) => serde_json::from_value(value.clone())
+                .map(Some)
+                .map_err(|e| {
+                    Error::input(format!(
+                        "section `{name}` of the state document is malformed: {e}"
+                    ))
                     .with_hint(format!(
                         "remove `{name}` from the document, or re-run the tool that writes it"
                     ))
-            }),
+                }),
         }
     }
 
@@ -292,7 +296,9 @@ mod tests {
         doc.push_resource(Resource::new("sns-topic", "arn:t", "sns-alert").region("eu-west-1"));
         assert_eq!(
             doc.section(RESOURCES_KEY),
-            Some(&json!([{"type":"sns-topic","id":"arn:t","region":"eu-west-1","tool":"sns-alert"}]))
+            Some(
+                &json!([{"type":"sns-topic","id":"arn:t","region":"eu-west-1","tool":"sns-alert"}])
+            )
         );
     }
 
@@ -307,10 +313,19 @@ mod tests {
 
     #[test]
     fn non_object_input_is_an_input_error_naming_the_type() {
-        for (text, name) in [("[1,2]", "an array"), ("\"x\"", "a string"), ("42", "a number"), ("null", "null")] {
+        for (text, name) in [
+            ("[1,2]", "an array"),
+            ("\"x\"", "a string"),
+            ("42", "a number"),
+            ("null", "null"),
+        ] {
             let err = StateDoc::parse(text).unwrap_err();
             assert_eq!(err.exit_code(), 2);
-            assert!(err.message.contains("must be a JSON object"), "{}", err.message);
+            assert!(
+                err.message.contains("must be a JSON object"),
+                "{}",
+                err.message
+            );
             assert!(err.message.contains(name), "{}: {}", text, err.message);
         }
     }

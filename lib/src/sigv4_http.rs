@@ -47,10 +47,17 @@ pub struct SignedClient {
     signer: Option<Signer>,
 }
 
-/// Build the plain reqwest client: connect timeout set, no proxy guessing.
-pub fn http_client() -> Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
+/// Build the plain reqwest client for `endpoint`, connect timeout set.
+///
+/// Loading the system's root certificates costs several milliseconds (hundreds of files are
+/// parsed), more than the rest of a `promql` run; a plain-http endpoint (amp-local, a
+/// self-hosted Prometheus) gets a client that never loads them.
+pub fn http_client(endpoint: &str) -> Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT);
+    if endpoint.trim_start().starts_with("http://") {
+        builder = builder.tls_certs_only(Vec::new());
+    }
+    builder
         .build()
         .map_err(|e| Error::internal(format!("could not build the HTTP client: {e}")))
 }
@@ -59,13 +66,18 @@ impl SignedClient {
     /// A client that signs for `service` (e.g. `aps`) with the region and credentials the AWS
     /// CLI would use for these flags.
     pub async fn new(args: &AwsArgs, service: &str) -> Result<Self> {
+        Self::for_endpoint(args, service, "https:").await
+    }
+
+    /// [`SignedClient::new`] for one endpoint: a plain-http one skips loading TLS roots.
+    pub async fn for_endpoint(args: &AwsArgs, service: &str, endpoint: &str) -> Result<Self> {
         let region = resolve_region(args).await.ok_or_else(|| {
             Error::usage("no AWS region is configured (needed to sign requests)")
                 .with_hint("pass --region, set AWS_REGION, or set `region` in your AWS profile")
         })?;
         let provider = credentials_provider(args, &region).await;
         Ok(SignedClient {
-            http: http_client()?,
+            http: http_client(endpoint)?,
             signer: Some(Signer {
                 region: region.to_string(),
                 service: service.to_owned(),
@@ -75,10 +87,15 @@ impl SignedClient {
         })
     }
 
-    /// A client that sends requests as they are (for a self-hosted, unauthenticated endpoint).
+    /// A client that sends requests as they are (a self-hosted, unauthenticated endpoint).
     pub fn unsigned() -> Result<Self> {
+        Self::unsigned_for("https:")
+    }
+
+    /// [`SignedClient::unsigned`] for one endpoint: a plain-http one skips loading TLS roots.
+    pub fn unsigned_for(endpoint: &str) -> Result<Self> {
         Ok(SignedClient {
-            http: http_client()?,
+            http: http_client(endpoint)?,
             signer: None,
         })
     }
@@ -278,6 +295,7 @@ pub fn transport_error(err: &reqwest::Error, url: &str) -> Error {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -378,7 +396,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unsigned_client_adds_nothing() {
-        let client = SignedClient::unsigned().unwrap();
+        let client = SignedClient::unsigned_for("http://localhost/").unwrap();
         let mut req = post("http://localhost/x", &[("a", "b")]);
         client.sign(&mut req).await.unwrap();
         assert!(req.headers().get("authorization").is_none());

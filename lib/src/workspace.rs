@@ -415,8 +415,9 @@ impl Amp {
             tokio::time::sleep(delay.min(self.timeout - elapsed)).await;
             delay = (delay * 2).min(Duration::from_secs(5));
         };
-        if self.progress && started.elapsed() > Duration::from_millis(500) {
-            eprintln!();
+        if self.progress && started.elapsed() > Duration::from_millis(100) {
+            // Erase the progress line; the document and errors say how it ended.
+            eprint!("\r\x1b[K");
         }
         outcome
     }
@@ -463,6 +464,7 @@ impl Amp {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -54,13 +54,13 @@ if [ "$(series)" -lt 500 ]; then
     printf 'remote_write:\n  - url: %s/api/v1/write\n    queue_config: {batch_send_deadline: 1s}\n' "$AMPKIT_PROMETHEUS_URL"
   } >"$out/agent.yml"
   scripts/local-stack agent "$out/agent.yml" >/dev/null
+  # Enough history for the range query (its last 20 s): wait for ~25 s of samples.
+  for _ in $(seq 1 60); do [ "$(series)" -ge 500 ] && break; sleep 1; done
+  sleep 25
 fi
 for _ in $(seq 1 40); do
   curl -fsS -o /dev/null "${AMPKIT_ENVOY_URL:?}/jazz" || true
 done
-# Enough history for the range query: wait until ~25 s of samples exist.
-for _ in $(seq 1 60); do [ "$(series)" -ge 500 ] && break; sleep 1; done
-sleep 25
 
 # ---- per-call latency -----------------------------------------------------------------------
 expr='sum by (envoy_http_conn_manager_prefix) (rate(envoy_http_downstream_rq_total{envoy_http_conn_manager_prefix=~"ingress_.*"}[1m]))'
@@ -124,7 +124,7 @@ measure promql-doc "$ours" range "$rexpr" --start "$start" --end "$end" --step "
 measure curl-sigv4 curl -fsS --aws-sigv4 "aws:amz:$region:aps" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
   --data-urlencode "query=$rexpr" -d "start=$start" -d "end=$end" -d "step=$step" "$range_url"
 samples=$(json 'sum(len(r["values"]) for r in d["data"]["result"])' <"$out/curl-sigv4.json")
-ours_samples=$(json 'sum(len(r["values"]) for r in d)' <"$out/promql-raw.json")
+ours_samples=$(json 'sum(len(r["values"]) for r in d["result"])' <"$out/promql-raw.json")
 [ "$samples" = "$ours_samples" ] || { echo "range: curl got $samples samples, promql $ours_samples"; exit 1; }
 bytes=$(stat -c %s "$out/curl-sigv4.json")
 echo

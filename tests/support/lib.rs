@@ -116,9 +116,11 @@ impl Run {
 
     /// The first line of stderr parsed as the JSON error line.
     pub fn error(&self) -> Value {
-        let line = self.stderr.lines().find(|l| l.starts_with("{\"error\"")).unwrap_or_else(|| {
-            panic!("stderr has no JSON error line:\n{}", self.stderr)
-        });
+        let line = self
+            .stderr
+            .lines()
+            .find(|l| l.starts_with("{\"error\""))
+            .unwrap_or_else(|| panic!("stderr has no JSON error line:\n{}", self.stderr));
         serde_json::from_str(line).expect("the error line is JSON")
     }
 
@@ -203,7 +205,9 @@ impl Invocation {
         let writer = std::thread::spawn(move || {
             let _ = stdin.write_all(&input);
         });
-        let output = child.wait_with_output().expect("the tool runs to completion");
+        let output = child
+            .wait_with_output()
+            .expect("the tool runs to completion");
         let _ = writer.join();
         Run {
             code: output.status.code().unwrap_or(-1),

@@ -5,12 +5,17 @@
 //! `label/<name>/values`, `metadata`, in GET and POST-form forms) goes to the same paths of
 //! the Prometheus. Answers stream back as they arrive: a range query can be large.
 //! A workspace that does not exist, or is not ACTIVE, answers 404 as AMP does.
+//!
+//! AMP's alerting read APIs are here too: `api/v1/rules` and `api/v1/alerts` (ListRules,
+//! ListAlerts) and `alertmanager/api/v2/` (alerts, alert groups, silences, receivers). Rules
+//! and alerts are narrowed to the workspace's own (its rule files; the `ampkit_workspace`
+//! label); silences and receivers are the shared Alertmanager's.
 
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
-use super::{ApiError, App, stream_body};
+use super::{ApiError, App, alerting, stream_body};
 
 /// Request headers passed on to Prometheus.
 const FORWARD_REQUEST: &[&str] = &[
@@ -50,6 +55,28 @@ fn upstream_path(rest: &[String]) -> Option<String> {
     }
 }
 
+fn active(app: &App, workspace_id: &str) -> bool {
+    let now = super::store::now_secs();
+    app.state()
+        .workspaces
+        .get(workspace_id)
+        .is_some_and(|ws| ws.is_active(app.opts.activation_delay, now))
+}
+
+fn unknown_operation(what: String) -> Response {
+    ApiError::new(StatusCode::NOT_FOUND, "UnknownOperationException", what).into_response()
+}
+
+fn method_not_allowed(method: &Method, what: &str) -> Response {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "ValidationException",
+        format!("{method} is not allowed on {what}"),
+    )
+    .into_response()
+}
+
+/// `/workspaces/<id>/api/v1/...`: remote write and the Prometheus query API.
 pub async fn handle(
     app: &App,
     method: &Method,
@@ -59,39 +86,182 @@ pub async fn handle(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Response {
-    let now = super::store::now_secs();
-    let active = app
-        .state()
-        .workspaces
-        .get(workspace_id)
-        .is_some_and(|ws| ws.is_active(app.opts.activation_delay, now));
-    if !active {
+    if !active(app, workspace_id) {
         return workspace_not_found(workspace_id).into_response();
     }
+    let what = format!("api/v1/{}", rest.join("/"));
+    // AMP's ListRules and ListAlerts: this workspace's rules and alerts only.
+    match (
+        method.as_str(),
+        rest.first().map(String::as_str),
+        rest.len(),
+    ) {
+        ("GET", Some("rules"), 1) => return rules(app, workspace_id, query).await,
+        ("GET", Some("alerts"), 1) => return alerts(app, workspace_id).await,
+        (_, Some("rules" | "alerts"), 1) => return method_not_allowed(method, &what),
+        _ => {}
+    }
     let Some(path) = upstream_path(rest) else {
-        return ApiError::new(
-            StatusCode::NOT_FOUND,
-            "UnknownOperationException",
-            format!("No data-plane operation api/v1/{}", rest.join("/")),
-        )
-        .into_response();
+        return unknown_operation(format!("No data-plane operation {what}"));
     };
-    let is_write = path == "/api/v1/write";
-    let allowed = if is_write {
+    let allowed = if path == "/api/v1/write" {
         method == Method::POST
     } else {
         method == Method::GET || method == Method::POST
     };
     if !allowed {
-        return ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "ValidationException",
-            format!("{method} is not allowed on api/v1/{}", rest.join("/")),
-        )
-        .into_response();
+        return method_not_allowed(method, &what);
     }
+    forward(
+        app,
+        &app.opts.prometheus_url,
+        method,
+        &path,
+        query,
+        headers,
+        body,
+    )
+    .await
+}
 
-    let mut url = format!("{}{path}", app.opts.prometheus_url.trim_end_matches('/'));
+/// The rule groups of this workspace's namespaces (Prometheus filters by rule file).
+async fn rules(app: &App, workspace_id: &str, query: &str) -> Response {
+    let files: Vec<String> = app
+        .state()
+        .workspaces
+        .get(workspace_id)
+        .map(|ws| {
+            ws.rule_groups_namespaces
+                .keys()
+                .map(|ns| {
+                    app.opts
+                        .rules_dir
+                        .join(App::rule_file_name(workspace_id, ns))
+                        .to_string_lossy()
+                        .into_owned()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if files.is_empty() {
+        return (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({"status": "success", "data": {"groups": []}})),
+        )
+            .into_response();
+    }
+    let mut params: Vec<String> = files
+        .iter()
+        .map(|f| {
+            format!(
+                "file[]={}",
+                percent_encoding::utf8_percent_encode(f, SEGMENT)
+            )
+        })
+        .collect();
+    if !query.is_empty() {
+        params.push(query.to_owned());
+    }
+    forward(
+        app,
+        &app.opts.prometheus_url,
+        &Method::GET,
+        "/api/v1/rules",
+        &params.join("&"),
+        &HeaderMap::new(),
+        Bytes::new(),
+    )
+    .await
+}
+
+/// The active alerts of this workspace (those labelled with it by its rules).
+async fn alerts(app: &App, workspace_id: &str) -> Response {
+    let url = format!(
+        "{}/api/v1/alerts",
+        app.opts.prometheus_url.trim_end_matches('/')
+    );
+    let answer = match app.http.get(&url).send().await {
+        Ok(r) => r.json::<serde_json::Value>().await,
+        Err(e) => return prometheus_down(&e),
+    };
+    let mut answer = match answer {
+        Ok(v) => v,
+        Err(e) => return ApiError::internal(format!("Prometheus answered: {e}")).into_response(),
+    };
+    if let Some(list) = answer["data"]["alerts"].as_array_mut() {
+        list.retain(|a| a["labels"][alerting::WORKSPACE_LABEL] == workspace_id);
+    }
+    (StatusCode::OK, axum::Json(answer)).into_response()
+}
+
+/// `/workspaces/<id>/alertmanager/api/v2/...`: the Alertmanager API, as AMP serves it.
+/// Alerts and alert groups are limited to this workspace's.
+pub async fn alertmanager(
+    app: &App,
+    method: &Method,
+    workspace_id: &str,
+    rest: &[String],
+    query: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !active(app, workspace_id) {
+        return workspace_not_found(workspace_id).into_response();
+    }
+    let what = format!("alertmanager/api/v2/{}", rest.join("/"));
+    let Some(am) = &app.opts.alertmanager_url else {
+        return unknown_operation(format!("{what}: amp-local runs without --alertmanager-url"));
+    };
+    let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+    let (allowed, scoped) = match rest.as_slice() {
+        ["alerts"] | ["alerts", "groups"] => (method == Method::GET, true),
+        ["silences"] => (method == Method::GET || method == Method::POST, false),
+        ["silence", _] => (method == Method::GET || method == Method::DELETE, false),
+        ["receivers"] | ["status"] => (method == Method::GET, false),
+        _ => return unknown_operation(format!("No alertmanager operation {what}")),
+    };
+    if !allowed {
+        return method_not_allowed(method, &what);
+    }
+    let path = format!(
+        "/api/v2/{}",
+        rest.iter()
+            .map(|s| percent_encoding::utf8_percent_encode(s, SEGMENT).to_string())
+            .collect::<Vec<_>>()
+            .join("/")
+    );
+    let mut query = query.to_owned();
+    if scoped {
+        let filter = format!("{}=\"{workspace_id}\"", alerting::WORKSPACE_LABEL);
+        if !query.is_empty() {
+            query.push('&');
+        }
+        query.push_str("filter=");
+        query.push_str(&percent_encoding::utf8_percent_encode(&filter, SEGMENT).to_string());
+    }
+    forward(app, am, method, &path, &query, headers, body).await
+}
+
+fn prometheus_down(e: &reqwest::Error) -> Response {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "ServiceUnavailableException",
+        format!("the program behind amp-local did not answer: {e}"),
+    )
+    .into_response()
+}
+
+/// Send the request on to `base` + `path`, and stream the answer back.
+async fn forward(
+    app: &App,
+    base: &str,
+    method: &Method,
+    path: &str,
+    query: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut url = format!("{}{path}", base.trim_end_matches('/'));
     if !query.is_empty() {
         url.push('?');
         url.push_str(query);
@@ -107,14 +277,7 @@ pub async fn handle(
     }
     let upstream = match request.send().await {
         Ok(r) => r,
-        Err(e) => {
-            return ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "ServiceUnavailableException",
-                format!("the Prometheus behind amp-local did not answer: {e}"),
-            )
-            .into_response();
-        }
+        Err(e) => return prometheus_down(&e),
     };
     let status = upstream.status();
     let mut response = Response::builder().status(status.as_u16());

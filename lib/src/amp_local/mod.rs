@@ -255,7 +255,7 @@ impl App {
         }
     }
 
-    fn rule_file_name(ws: &str, ns: &str) -> String {
+    pub(crate) fn rule_file_name(ws: &str, ns: &str) -> String {
         format!("{RULE_FILE_PREFIX}{ws}--{ns}.yml")
     }
 
@@ -623,6 +623,23 @@ async fn handle(AxumState(app): AxumState<Arc<App>>, req: Request) -> Response {
         )
         .await;
     }
+    if segs.len() >= 5
+        && segs[0] == "workspaces"
+        && segs[2] == "alertmanager"
+        && segs[3] == "api"
+        && segs[4] == "v2"
+    {
+        return data::alertmanager(
+            &app,
+            &parts.method,
+            &segs[1],
+            &segs[5..],
+            &query,
+            &parts.headers,
+            body,
+        )
+        .await;
+    }
     control::handle(&app, &parts.method, &segs, &query, &body)
         .await
         .unwrap_or_else(IntoResponse::into_response)
@@ -641,6 +658,10 @@ pub async fn serve(opts: Options) -> Result<()> {
             .with_hint("pick a free port with --listen 127.0.0.1:PORT")
     })?;
     tracing::info!("amp-local listening on {}", app.base_url);
+    // Answers are streamed in several writes; Nagle's algorithm would hold the later ones back.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown_signal())
         .await

@@ -511,6 +511,51 @@ mod tests {
     }
 
     #[test]
+    fn a_signed_session_token_is_accepted() {
+        let identity: Identity =
+            Credentials::new("AKIDTEST", "secret", Some("token".into()), None, "t").into();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region("eu-west-1")
+            .name("aps")
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .expect("params")
+            .into();
+        let uri = "http://127.0.0.1:9000/workspaces";
+        let mut request = http::Request::builder()
+            .uri(uri)
+            .header("host", "127.0.0.1:9000")
+            .body(())
+            .expect("request");
+        let signable = SignableRequest::new(
+            "GET",
+            uri,
+            std::iter::once(("host", "127.0.0.1:9000")),
+            SignableBody::Bytes(b""),
+        )
+        .expect("signable");
+        let (instructions, _) = sign(signable, &params).expect("sign").into_parts();
+        instructions.apply_to_request_http1x(&mut request);
+        assert!(request.headers().contains_key("x-amz-security-token"));
+        assert_eq!(
+            check("GET", "/workspaces", request.headers(), b""),
+            Ok("AKIDTEST".to_owned())
+        );
+        // The token is covered by the signature: changing it breaks it.
+        let mut headers = request.headers().clone();
+        headers.insert(
+            "x-amz-security-token",
+            http::HeaderValue::from_static("other"),
+        );
+        assert_eq!(
+            check("GET", "/workspaces", &headers, b""),
+            Err(Rejection::Mismatch)
+        );
+    }
+
+    #[test]
     fn paths_with_escapes_verify_in_both_encodings() {
         let now = SystemTime::now();
         let path = "/tags/arn%3Aaws%3Aaps%3Aeu-west-1%3A123%3Aworkspace%2Fws-1";

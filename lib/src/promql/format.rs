@@ -154,6 +154,7 @@ fn render(headers: Vec<String>, rows: Vec<Vec<String>>) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

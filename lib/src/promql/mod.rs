@@ -353,9 +353,9 @@ async fn connect(options: &Options, mut aws: AwsArgs, doc: &StateDoc) -> Result<
         ));
     };
     let client = if options.no_sign {
-        SignedClient::unsigned()?
+        SignedClient::unsigned_for(&base)?
     } else {
-        SignedClient::new(&aws, SIGNING_NAME).await?
+        SignedClient::for_endpoint(&aws, SIGNING_NAME, &base).await?
     };
     PromClient::new(client, &base)
 }
@@ -591,6 +591,7 @@ async fn wait(
 ) -> Result<(Vec<u8>, u64)> {
     let started = Instant::now();
     let mut attempts = 0u64;
+    let mut shown = false;
     let mut last: String;
     let outcome = loop {
         attempts += 1;
@@ -619,6 +620,7 @@ async fn wait(
         }
         let elapsed = started.elapsed().as_secs();
         if progress {
+            shown = true;
             eprint!(
                 "\rpromql: waiting for `{expr}`: {elapsed}s, attempt {attempts}, last: {last}\x1b[K"
             );
@@ -638,13 +640,15 @@ async fn wait(
         }
         tokio::time::sleep(interval.min(left - LAST_ATTEMPT)).await;
     };
-    if progress {
-        eprintln!();
+    if shown {
+        // Erase the progress line; the document and errors say how it ended.
+        eprint!("\r\x1b[K");
     }
     outcome.map(|body| (body, attempts))
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

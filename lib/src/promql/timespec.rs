@@ -178,6 +178,7 @@ pub fn format_duration(d: Duration) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use time::macros::datetime;
