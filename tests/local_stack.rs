@@ -10,7 +10,15 @@ use std::time::Duration;
 
 use ampkit_e2e::local_stack;
 
-const PORT_BASE: u16 = 18950;
+/// This test's own stack sits 250 ports above the shared one (`make test`: 18700 -> 18950),
+/// clear of its parts, so that two test runs with different port bases never collide.
+fn port_base() -> u16 {
+    std::env::var("AMPKIT_PORT_BASE")
+        .ok()
+        .and_then(|base| base.parse::<u16>().ok())
+        .unwrap_or(18700)
+        + 250
+}
 
 /// Whether a process runs: it exists and is not a zombie waiting to be reaped.
 fn pid_alive(pid: &str) -> bool {
@@ -69,7 +77,7 @@ async fn up_serves_every_part_and_down_leaves_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
     let stack_dir = dir.path().join("stack");
     let stack_dir_str = stack_dir.to_string_lossy().into_owned();
-    let base = PORT_BASE.to_string();
+    let base = port_base().to_string();
     let env = [
         ("AMPKIT_PORT_BASE", base.as_str()),
         ("AMPKIT_STACK_DIR", stack_dir_str.as_str()),

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# 20-amp-local: remote-write throughput through amp-local (SigV4 verified, forwarded) against
+# the same requests straight into the Prometheus receiver, in one run. Same samples both ways:
+# N workers, each sending R requests of S series x 1 sample (protobuf + snappy), built (and for
+# amp-local signed) before the clock starts. Target (issue 3): amp-local costs at most 15% of
+# the samples/s; the p99 latency it adds per request is reported. Alternating rounds, the
+# best round of each side (the machine is shared with other work).
+#
+# Env (make bench sets the stack's): AWS_ENDPOINT_URL_AMP, AMPKIT_PROMETHEUS_URL, AWS_REGION,
+# AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY. Knobs: AMPKIT_BENCH_RW_WORKERS (4),
+# AMPKIT_BENCH_RW_REQUESTS (100 per worker), AMPKIT_BENCH_RW_SERIES (2000 per request),
+# AMPKIT_BENCH_RW_ROUNDS (3).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+for v in AWS_ENDPOINT_URL_AMP AMPKIT_PROMETHEUS_URL AWS_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY; do
+    [ -n "${!v:-}" ] || { echo "20-amp-local: $v is not set (run through make bench)" >&2; exit 2; }
+done
+# 2000 samples per request is Prometheus's default max_samples_per_send.
+workers=${AMPKIT_BENCH_RW_WORKERS:-4}
+requests=${AMPKIT_BENCH_RW_REQUESTS:-100}
+series=${AMPKIT_BENCH_RW_SERIES:-2000}
+rounds=${AMPKIT_BENCH_RW_ROUNDS:-3}
+
+cargo build --release --quiet -p ampkit-e2e --example remote-write-load
+gen=target/release/examples/remote-write-load
+
+# A workspace, made with curl's own SigV4 (the tool users reach for), waited ACTIVE.
+sig=(--aws-sigv4 "aws:amz:$AWS_REGION:aps" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY")
+json_field() { python3 -c 'import json,sys; d=json.load(sys.stdin)
+for k in sys.argv[1].split("."): d=d[k]
+print(d)' "$1"; }
+ws=$(curl -fsS --noproxy '*' "${sig[@]}" -H 'content-type: application/json' \
+    -d '{"alias":"bench-remote-write"}' "$AWS_ENDPOINT_URL_AMP/workspaces" | json_field workspaceId)
+cleanup() { curl -fsS --noproxy '*' "${sig[@]}" -X DELETE "$AWS_ENDPOINT_URL_AMP/workspaces/$ws" >/dev/null || true; }
+trap cleanup EXIT
+for _ in $(seq 1 60); do
+    status=$(curl -fsS --noproxy '*' "${sig[@]}" "$AWS_ENDPOINT_URL_AMP/workspaces/$ws" | json_field workspace.status.statusCode)
+    [ "$status" = ACTIVE ] && break
+    sleep 0.5
+done
+[ "$status" = ACTIVE ] || { echo "20-amp-local: workspace $ws never turned ACTIVE" >&2; exit 1; }
+
+direct_url="$AMPKIT_PROMETHEUS_URL/api/v1/write"
+amp_url="$AWS_ENDPOINT_URL_AMP/workspaces/$ws/api/v1/remote_write"
+tag="$$-$(date +%s)"
+# Warm-up (connections, Prometheus head series), then the measured pair.
+"$gen" "$direct_url" --workers "$workers" --requests 20 --series "$series" --label "warm-direct-$tag" >/dev/null
+"$gen" "$amp_url" --sign --workers "$workers" --requests 20 --series "$series" --label "warm-amp-$tag" >/dev/null
+# Alternate the two for some rounds: the machine is shared, so each side keeps its best round.
+direct=() amp=()
+for round in $(seq 1 "$rounds"); do
+    direct+=("$("$gen" "$direct_url" --workers "$workers" --requests "$requests" --series "$series" --label "direct-$tag-$round")")
+    amp+=("$("$gen" "$amp_url" --sign --workers "$workers" --requests "$requests" --series "$series" --label "amp-local-$tag-$round")")
+done
+
+python3 - "$workers" "$requests" "$series" "${direct[@]}" "${amp[@]}" <<'PY'
+import json, sys
+w, r, s = sys.argv[1:4]
+runs = [json.loads(x) for x in sys.argv[4:]]
+half = len(runs) // 2
+best = lambda xs: max(xs, key=lambda x: x["samples_per_s"])
+d, a = best(runs[:half]), best(runs[half:])
+print(f"remote write: {w} workers x {r} requests x {s} samples, same samples both ways; "
+      f"best of {half} alternating rounds each")
+print(f"{'path':<30} {'samples/s':>12} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7}")
+for name, x in (("straight into Prometheus", d), ("through amp-local (SigV4)", a)):
+    print(f"{name:<30} {x['samples_per_s']:>12,.0f} {x['p50_ms']:>9.2f} {x['p99_ms']:>9.2f} {x['errors']:>7}")
+overhead = (d["samples_per_s"] - a["samples_per_s"]) / d["samples_per_s"] * 100
+added = a["p99_ms"] - d["p99_ms"]
+verdict = "meets" if overhead <= 15 else "MISSES"
+print(f"amp-local overhead: {overhead:.1f}% of samples/s (target <= 15%: {verdict}); "
+      f"p99 added per request: {added:+.2f} ms")
+PY
