@@ -173,3 +173,30 @@ fn a_closed_stdout_is_not_an_error() {
     assert_eq!(output.status.code(), Some(0), "stderr: {stderr}");
     assert!(!stderr.contains("error"), "stderr: {stderr}");
 }
+
+/// With no region anywhere (flag, environment, profile), an AWS tool stops at once with a
+/// usage error that names the three ways to give one, instead of probing instance metadata.
+#[test]
+fn no_region_is_a_usage_error_naming_the_fix() {
+    let empty_home = tempfile::tempdir().expect("temp dir");
+    let run = tool("amp-workspace")
+        .args(["list"])
+        .env("HOME", empty_home.path())
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_CONFIG_FILE")
+        .env("AWS_ACCESS_KEY_ID", "AKIDCONTRACT")
+        .env("AWS_SECRET_ACCESS_KEY", "contract-secret")
+        .stdin("{}")
+        .run();
+    run.expect_code(2);
+    let err = run.error();
+    assert_eq!(err["error"]["kind"], "usage");
+    assert!(err["error"]["message"].as_str().unwrap_or_default().contains("region"));
+    let hint = err["error"]["hint"].as_str().unwrap_or_default();
+    for way in ["--region", "AWS_REGION", "profile"] {
+        assert!(hint.contains(way), "the hint names {way}: {hint}");
+    }
+    assert_eq!(run.doc(), json!({}), "the document still passes on");
+}
