@@ -1101,3 +1101,34 @@ async fn a_restart_loses_nothing() {
         "the rule file was written again at start"
     );
 }
+
+/// amp-local holds the local keys and fronts an unauthenticated Prometheus: it refuses to
+/// listen beyond loopback, with a usage error naming the flag, and serves nothing.
+#[test]
+fn a_non_loopback_listen_address_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let run = ampkit_e2e::tool("amp-local")
+        .args([
+            "--listen",
+            "0.0.0.0:0",
+            "--prometheus-url",
+            "http://127.0.0.1:1",
+        ])
+        .args(["--region", "eu-west-1", "--rules-dir"])
+        .args([
+            dir.path().join("rules"),
+            "--data-dir".into(),
+            dir.path().join("data"),
+        ])
+        .run();
+    run.expect_code(2);
+    let err = run.error();
+    assert_eq!(err["error"]["kind"], "usage");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("--listen 0.0.0.0:0"),
+        "{err}"
+    );
+}

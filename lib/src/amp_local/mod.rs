@@ -648,6 +648,14 @@ async fn handle(AxumState(app): AxumState<Arc<App>>, req: Request) -> Response {
 /// Serve until SIGINT or SIGTERM.
 pub async fn serve(opts: Options) -> Result<()> {
     let listen = opts.listen;
+    // amp-local accepts the local keys and forwards to an unauthenticated Prometheus: it is
+    // for one machine, never a network, so it refuses to listen anywhere but loopback.
+    if !listen.ip().is_loopback() {
+        return Err(Error::usage(format!(
+            "--listen {listen} is not a loopback address; amp-local serves this machine only"
+        ))
+        .with_hint("use --listen 127.0.0.1:PORT"));
+    }
     let app = Arc::new(App::new(opts)?);
     app.resync()?;
     let router = axum::Router::new()
