@@ -193,7 +193,12 @@ fn no_region_is_a_usage_error_naming_the_fix() {
     run.expect_code(2);
     let err = run.error();
     assert_eq!(err["error"]["kind"], "usage");
-    assert!(err["error"]["message"].as_str().unwrap_or_default().contains("region"));
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("region")
+    );
     let hint = err["error"]["hint"].as_str().unwrap_or_default();
     for way in ["--region", "AWS_REGION", "profile"] {
         assert!(hint.contains(way), "the hint names {way}: {hint}");

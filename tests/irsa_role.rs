@@ -4,7 +4,11 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "irsa_role/eks_fixture.rs"]
+mod eks_fixture;
+
 use ampkit_e2e::{stack, tool, unique_name};
+use eks_fixture::EksFixture;
 use serde_json::{Value, json};
 
 /// moto gives every cluster of a region the same OIDC issuer, so the tests here share one
@@ -407,6 +411,150 @@ fn pod_identity_trusts_the_eks_pods_service() {
         );
         eprintln!("note: this moto lacks EKS Pod Identity; the association step is untested");
     }
+}
+
+/// moto 5.2 has no EKS Pod Identity API, so EKS goes to a fixture that holds the cluster and
+/// its associations (`AWS_ENDPOINT_URL_EKS`), while IAM stays on moto.
+#[test]
+fn pod_identity_association_is_created_once_and_repointed_on_rerun() {
+    let rt = runtime();
+    let region = stack().region;
+    let cluster = unique_name("irsa-pi-fx");
+    let eks = EksFixture::start(&cluster, &region);
+    let role = unique_name("pi-fx-role");
+    let run = |cluster: &str, doc: &Value| {
+        tool("irsa-role")
+            .args([
+                "create",
+                "--cluster",
+                cluster,
+                "--role-name",
+                &role,
+                "--pod-identity",
+                "--no-kube",
+            ])
+            .env("AWS_ENDPOINT_URL_EKS", &eks.url)
+            .stdin_doc(doc)
+            .run()
+    };
+
+    // First run: the role in IAM, then one association for the service account.
+    eks.expect(&[
+        "DescribeCluster",
+        "ListPodIdentityAssociations",
+        "CreatePodIdentityAssociation",
+    ]);
+    let first = run(&cluster, &workspace_doc());
+    first.expect_code(0);
+    eks.assert_satisfied();
+    let doc = first.doc();
+
+    let seen = rt.block_on(observe(&role));
+    let statements = seen.trust["Statement"].as_array().unwrap();
+    assert_eq!(statements.len(), 1, "{}", seen.trust);
+    assert_eq!(statements[0]["Effect"], "Allow");
+    assert_eq!(
+        statements[0]["Principal"],
+        json!({"Service": "pods.eks.amazonaws.com"})
+    );
+    assert_eq!(
+        statements[0]["Action"],
+        json!(["sts:AssumeRole", "sts:TagSession"])
+    );
+    assert_eq!(
+        seen.policy["Statement"][0]["Action"],
+        json!(["aps:RemoteWrite"])
+    );
+    assert_eq!(seen.policy["Statement"][0]["Resource"], ACCOUNT_WORKSPACE);
+    let role_arn = rt.block_on(async {
+        let iam = aws_sdk_iam::Client::new(&sdk_config().await);
+        let got = iam.get_role().role_name(&role).send().await.unwrap();
+        got.role().unwrap().arn().to_owned()
+    });
+
+    let listed = eks.received("ListPodIdentityAssociations");
+    assert_eq!(
+        listed,
+        [json!({"namespace": "grafana-agent", "serviceAccount": "grafana-agent"})]
+    );
+    let created = eks.received("CreatePodIdentityAssociation");
+    assert_eq!(created.len(), 1);
+    assert_eq!(created[0]["namespace"], "grafana-agent");
+    assert_eq!(created[0]["serviceAccount"], "grafana-agent");
+    assert_eq!(created[0]["roleArn"], role_arn.as_str());
+    assert_eq!(created[0]["tags"], json!({"managed-by": "ampkit"}));
+    let held = eks.associations();
+    assert_eq!(held.len(), 1);
+    let association_id = held[0]["associationId"].as_str().unwrap().to_owned();
+
+    let section = &doc["irsa"];
+    assert_eq!(section["mode"], "pod-identity");
+    assert_eq!(section["roleArn"], role_arn.as_str());
+    assert_eq!(section["podIdentityAssociationId"], association_id.as_str());
+    assert!(section.get("oidcProviderArn").is_none(), "{section}");
+    let ledger = doc["resources"].as_array().unwrap();
+    assert_eq!(ledger.len(), 2, "{ledger:?}");
+    assert_eq!(ledger[0]["type"], "iam-role");
+    assert_eq!(ledger[0]["id"], role.as_str());
+    assert_eq!(ledger[1]["type"], "eks-pod-identity-association");
+    assert_eq!(ledger[1]["id"], association_id.as_str());
+    assert_eq!(ledger[1]["region"], region.as_str());
+    assert_eq!(ledger[1]["details"]["clusterName"], cluster.as_str());
+    assert_eq!(ledger[1]["details"]["clusterArn"], eks.cluster_arn.as_str());
+
+    // Re-run on its own output: the association is found and left alone.
+    eks.expect(&[
+        "DescribeCluster",
+        "ListPodIdentityAssociations",
+        "DescribePodIdentityAssociation",
+    ]);
+    let second = run(&cluster, &doc);
+    second.expect_code(0);
+    eks.assert_satisfied();
+    assert_eq!(second.doc()["resources"], doc["resources"]);
+    assert_eq!(second.doc()["irsa"], doc["irsa"]);
+    assert_eq!(eks.received("CreatePodIdentityAssociation").len(), 1);
+    assert_eq!(eks.associations(), held);
+    assert_eq!(rt.block_on(observe(&role)).trust, seen.trust);
+
+    // Someone points the association at another role: the next run points it back.
+    eks.repoint(
+        &association_id,
+        "arn:aws:iam::123456789012:role/someone-else",
+    );
+    eks.expect(&[
+        "DescribeCluster",
+        "ListPodIdentityAssociations",
+        "DescribePodIdentityAssociation",
+        "UpdatePodIdentityAssociation",
+    ]);
+    let third = run(&cluster, &doc);
+    third.expect_code(0);
+    eks.assert_satisfied();
+    let updates = eks.received("UpdatePodIdentityAssociation");
+    assert_eq!(updates.len(), 1);
+    assert_eq!(updates[0]["associationId"], association_id.as_str());
+    assert_eq!(updates[0]["request"]["roleArn"], role_arn.as_str());
+    let held = eks.associations();
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0]["roleArn"], role_arn.as_str());
+    assert_eq!(third.doc()["resources"], doc["resources"]);
+    assert_eq!(third.doc()["irsa"], doc["irsa"]);
+
+    // A cluster EKS does not know: its 404 is exit 3 naming it, before anything is created.
+    let missing = unique_name("no-such-cluster");
+    eks.expect(&["DescribeCluster"]);
+    let gone = run(&missing, &workspace_doc());
+    gone.expect_code(3);
+    eks.assert_satisfied();
+    assert_eq!(gone.error()["error"]["kind"], "not-found");
+    assert!(
+        gone.error()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&missing)
+    );
+    assert_eq!(gone.doc(), workspace_doc());
 }
 
 #[test]

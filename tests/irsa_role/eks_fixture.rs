@@ -1,0 +1,481 @@
+//! A fixture for the EKS API calls moto 5.2 does not implement (Pod Identity associations).
+//!
+//! It speaks EKS REST-JSON the way the AWS SDK for Rust sends it (aws-sdk-eks's serializers:
+//! method, path, query, body members) for one cluster, keeps the associations it created in
+//! memory and answers in the documented shapes, with `ResourceNotFoundException` for any other
+//! cluster or association. The test names the operations it expects, in order; a call that
+//! was not expected, or that breaks the request shape, is answered with an error and fails
+//! the test, as does an expected call that never came (checked on drop).
+
+use std::collections::VecDeque;
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+/// One request the fixture accepted.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub operation: &'static str,
+    pub body: Value,
+}
+
+struct Fixture {
+    cluster: String,
+    cluster_arn: String,
+    region: String,
+    expected: VecDeque<&'static str>,
+    violations: Vec<String>,
+    calls: Vec<Call>,
+    associations: Vec<Value>,
+    next_id: u64,
+}
+
+type Shared = Arc<Mutex<Fixture>>;
+
+fn lock(shared: &Shared) -> MutexGuard<'_, Fixture> {
+    shared
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+pub struct EksFixture {
+    pub url: String,
+    pub cluster_arn: String,
+    shared: Shared,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+const ACCOUNT: &str = "123456789012";
+
+impl EksFixture {
+    /// Serve EKS for one cluster, in `region`, on 127.0.0.1.
+    pub fn start(cluster: &str, region: &str) -> EksFixture {
+        let cluster_arn = format!("arn:aws:eks:{region}:{ACCOUNT}:cluster/{cluster}");
+        let shared: Shared = Arc::new(Mutex::new(Fixture {
+            cluster: cluster.to_owned(),
+            cluster_arn: cluster_arn.clone(),
+            region: region.to_owned(),
+            expected: VecDeque::new(),
+            violations: Vec::new(),
+            calls: Vec::new(),
+            associations: Vec::new(),
+            next_id: u64::from(std::process::id()) << 20,
+        }));
+        let listener = TcpListener::bind("127.0.0.1:0").expect("the EKS fixture binds");
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(shared.clone());
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    .unwrap();
+            });
+        });
+        EksFixture {
+            url,
+            cluster_arn,
+            shared,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        }
+    }
+
+    /// The operations the next run must call, in this order.
+    pub fn expect(&self, operations: &[&'static str]) {
+        lock(&self.shared).expected.extend(operations);
+    }
+
+    /// Every expected call came and nothing else did.
+    pub fn assert_satisfied(&self) {
+        let fixture = lock(&self.shared);
+        assert!(
+            fixture.violations.is_empty(),
+            "the EKS fixture got calls it should not have:\n{}",
+            fixture.violations.join("\n")
+        );
+        assert!(
+            fixture.expected.is_empty(),
+            "expected EKS calls never arrived: {:?}",
+            fixture.expected
+        );
+    }
+
+    /// The accepted requests of one operation, in order.
+    pub fn received(&self, operation: &str) -> Vec<Value> {
+        lock(&self.shared)
+            .calls
+            .iter()
+            .filter(|c| c.operation == operation)
+            .map(|c| c.body.clone())
+            .collect()
+    }
+
+    /// The associations the fixture holds.
+    pub fn associations(&self) -> Vec<Value> {
+        lock(&self.shared).associations.clone()
+    }
+
+    /// Point an association at another role, as someone else would.
+    pub fn repoint(&self, association_id: &str, role_arn: &str) {
+        let mut fixture = lock(&self.shared);
+        let association = fixture
+            .associations
+            .iter_mut()
+            .find(|a| a["associationId"] == association_id)
+            .expect("the association exists in the fixture");
+        association["roleArn"] = json!(role_arn);
+    }
+}
+
+impl Drop for EksFixture {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        if !std::thread::panicking() {
+            self.assert_satisfied();
+        }
+    }
+}
+
+fn error(status: StatusCode, code: &str, message: String, cluster: Option<&str>) -> Response {
+    let mut body = json!({"message": message});
+    if let Some(cluster) = cluster {
+        body["clusterName"] = json!(cluster);
+    }
+    (
+        status,
+        [
+            ("x-amzn-errortype", code),
+            (header::CONTENT_TYPE.as_str(), "application/json"),
+        ],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn ok(body: Value) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// The operation a request is, from its method and path (the SDK's `uri_base`s).
+fn operation(method: &Method, segments: &[&str]) -> Option<&'static str> {
+    match (method.as_str(), segments) {
+        ("GET", ["clusters", _]) => Some("DescribeCluster"),
+        ("GET", ["clusters", _, "pod-identity-associations"]) => {
+            Some("ListPodIdentityAssociations")
+        }
+        ("POST", ["clusters", _, "pod-identity-associations"]) => {
+            Some("CreatePodIdentityAssociation")
+        }
+        ("GET", ["clusters", _, "pod-identity-associations", _]) => {
+            Some("DescribePodIdentityAssociation")
+        }
+        ("POST", ["clusters", _, "pod-identity-associations", _]) => {
+            Some("UpdatePodIdentityAssociation")
+        }
+        ("DELETE", ["clusters", _, "pod-identity-associations", _]) => {
+            Some("DeletePodIdentityAssociation")
+        }
+        _ => None,
+    }
+}
+
+/// The JSON object body of a POST, with only `allowed` members and all of `required` as
+/// strings; `Err` says what is wrong.
+fn object_body(
+    headers: &HeaderMap,
+    body: &[u8],
+    allowed: &[&str],
+    required: &[&str],
+) -> Result<Map<String, Value>, String> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if content_type != "application/json" {
+        return Err(format!(
+            "Content-Type is `{content_type}`, not application/json"
+        ));
+    }
+    let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(body) else {
+        return Err(format!(
+            "the body is not a JSON object: {}",
+            String::from_utf8_lossy(body)
+        ));
+    };
+    if let Some(unknown) = object.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(format!("unknown body member `{unknown}`"));
+    }
+    for name in required {
+        if !object.get(*name).is_some_and(Value::is_string) {
+            return Err(format!("body member `{name}` is missing or not a string"));
+        }
+    }
+    for name in ["roleArn", "targetRoleArn", "clientRequestToken", "policy"] {
+        if object.get(name).is_some_and(|v| !v.is_string()) {
+            return Err(format!("body member `{name}` is not a string"));
+        }
+    }
+    if let Some(tags) = object.get("tags")
+        && !tags
+            .as_object()
+            .is_some_and(|t| t.values().all(Value::is_string))
+    {
+        return Err(format!("`tags` is not a map of strings: {tags}"));
+    }
+    Ok(object)
+}
+
+fn summary(association: &Value) -> Value {
+    let mut summary = Map::new();
+    for key in [
+        "clusterName",
+        "namespace",
+        "serviceAccount",
+        "associationArn",
+        "associationId",
+        "ownerArn",
+    ] {
+        if let Some(v) = association.get(key) {
+            summary.insert(key.to_owned(), v.clone());
+        }
+    }
+    Value::Object(summary)
+}
+
+async fn handle(
+    State(shared): State<Shared>,
+    method: Method,
+    uri: Uri,
+    Query(query): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut fixture = lock(&shared);
+    let segments: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
+    let Some(op) = operation(&method, &segments) else {
+        fixture
+            .violations
+            .push(format!("unknown EKS request {method} {uri}"));
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestException",
+            format!("the fixture does not serve {method} {uri}"),
+            None,
+        );
+    };
+    let reject = |fixture: &mut Fixture, why: String| {
+        fixture
+            .violations
+            .push(format!("{op} ({method} {uri}): {why}"));
+        error(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterException",
+            format!("fixture: {why}"),
+            None,
+        )
+    };
+    match fixture.expected.pop_front() {
+        Some(next) if next == op => {}
+        next => {
+            let why = format!("unexpected call (expected {next:?})");
+            return reject(&mut fixture, why);
+        }
+    }
+    // Signed by the SDK for EKS in the configured region.
+    let scope = format!("/{}/eks/aws4_request", fixture.region);
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !authorization.starts_with("AWS4-HMAC-SHA256 ") || !authorization.contains(&scope) {
+        let why = format!("not SigV4-signed for {scope}: `{authorization}`");
+        return reject(&mut fixture, why);
+    }
+    if method == Method::GET && !body.is_empty() {
+        return reject(&mut fixture, "a GET with a body".to_owned());
+    }
+    let allowed_query: &[&str] = if op == "ListPodIdentityAssociations" {
+        &["namespace", "serviceAccount", "maxResults", "nextToken"]
+    } else {
+        &[]
+    };
+    if let Some((key, _)) = query
+        .iter()
+        .find(|(k, _)| !allowed_query.contains(&k.as_str()))
+    {
+        let why = format!("unknown query parameter `{key}`");
+        return reject(&mut fixture, why);
+    }
+
+    let cluster = segments[1];
+    if cluster != fixture.cluster {
+        fixture.calls.push(Call {
+            operation: op,
+            body: Value::Null,
+        });
+        return error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFoundException",
+            format!("No cluster found for name: {cluster}."),
+            Some(cluster),
+        );
+    }
+    let now = 1_750_000_000.0;
+    match op {
+        "DescribeCluster" => {
+            fixture.calls.push(Call {
+                operation: op,
+                body: Value::Null,
+            });
+            ok(json!({"cluster": {
+                "name": fixture.cluster,
+                "arn": fixture.cluster_arn,
+                "createdAt": now,
+                "version": "1.33",
+                "status": "ACTIVE",
+                "roleArn": format!("arn:aws:iam::{ACCOUNT}:role/eks-cluster"),
+                "identity": {"oidc": {"issuer": format!(
+                    "https://oidc.eks.{}.amazonaws.com/id/FIXTURE", fixture.region)}},
+            }}))
+        }
+        "ListPodIdentityAssociations" => {
+            let wanted = |key: &str| query.iter().find(|(k, _)| k == key).map(|(_, v)| v);
+            let (namespace, service_account) = (wanted("namespace"), wanted("serviceAccount"));
+            fixture.calls.push(Call {
+                operation: op,
+                body: json!({"namespace": namespace, "serviceAccount": service_account}),
+            });
+            let associations: Vec<Value> = fixture
+                .associations
+                .iter()
+                .filter(|a| namespace.is_none_or(|n| a["namespace"] == n.as_str()))
+                .filter(|a| service_account.is_none_or(|s| a["serviceAccount"] == s.as_str()))
+                .map(summary)
+                .collect();
+            ok(json!({"associations": associations}))
+        }
+        "CreatePodIdentityAssociation" => {
+            let allowed = [
+                "clientRequestToken",
+                "disableSessionTags",
+                "namespace",
+                "policy",
+                "roleArn",
+                "serviceAccount",
+                "tags",
+                "targetRoleArn",
+            ];
+            let required = ["namespace", "serviceAccount", "roleArn"];
+            let request = match object_body(&headers, &body, &allowed, &required) {
+                Ok(request) => request,
+                Err(why) => return reject(&mut fixture, why),
+            };
+            fixture.calls.push(Call {
+                operation: op,
+                body: Value::Object(request.clone()),
+            });
+            if fixture.associations.iter().any(|a| {
+                a["namespace"] == request["namespace"]
+                    && a["serviceAccount"] == request["serviceAccount"]
+            }) {
+                return error(
+                    StatusCode::CONFLICT,
+                    "ResourceInUseException",
+                    "Association already exists".to_owned(),
+                    Some(cluster),
+                );
+            }
+            fixture.next_id += 1;
+            let id = format!("a-{:017x}", fixture.next_id);
+            let association = json!({
+                "clusterName": fixture.cluster,
+                "namespace": request["namespace"],
+                "serviceAccount": request["serviceAccount"],
+                "roleArn": request["roleArn"],
+                "associationArn": format!(
+                    "arn:aws:eks:{}:{ACCOUNT}:podidentityassociation/{}/{id}",
+                    fixture.region, fixture.cluster),
+                "associationId": id,
+                "tags": request.get("tags").cloned().unwrap_or_else(|| json!({})),
+                "createdAt": now,
+                "modifiedAt": now,
+                "disableSessionTags": request.get("disableSessionTags").cloned().unwrap_or(json!(false)),
+            });
+            fixture.associations.push(association.clone());
+            ok(json!({"association": association}))
+        }
+        "DescribePodIdentityAssociation" | "UpdatePodIdentityAssociation" => {
+            let request = if op == "UpdatePodIdentityAssociation" {
+                let allowed = [
+                    "clientRequestToken",
+                    "disableSessionTags",
+                    "policy",
+                    "roleArn",
+                    "targetRoleArn",
+                ];
+                match object_body(&headers, &body, &allowed, &[]) {
+                    Ok(request) => Value::Object(request),
+                    Err(why) => return reject(&mut fixture, why),
+                }
+            } else {
+                Value::Null
+            };
+            let id = segments[3];
+            fixture.calls.push(Call {
+                operation: op,
+                body: json!({"associationId": id, "request": request}),
+            });
+            let Some(association) = fixture
+                .associations
+                .iter_mut()
+                .find(|a| a["associationId"] == id)
+            else {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    "ResourceNotFoundException",
+                    format!("Pod identity association {id} not found"),
+                    Some(cluster),
+                );
+            };
+            if let Some(role_arn) = request.get("roleArn") {
+                association["roleArn"] = role_arn.clone();
+                association["modifiedAt"] = json!(now + 1.0);
+            }
+            ok(json!({"association": association}))
+        }
+        // Known to EKS, but no step of irsa-role create calls it.
+        _ => reject(
+            &mut fixture,
+            "an operation irsa-role create never calls".to_owned(),
+        ),
+    }
+}
