@@ -96,27 +96,27 @@ impl Workspace {
     }
 }
 
+/// The status of an object that is created and then put (rule groups namespaces, alert manager
+/// definitions): CREATING or UPDATING until the change has settled, then ACTIVE.
+fn change_status(created_at: f64, modified_at: f64, delay: Duration, now: f64) -> &'static str {
+    if settled(modified_at, delay, now) {
+        "ACTIVE"
+    } else if modified_at > created_at {
+        "UPDATING"
+    } else {
+        "CREATING"
+    }
+}
+
 impl RuleGroupsNamespace {
     pub fn status(&self, delay: Duration, now: f64) -> &'static str {
-        if settled(self.modified_at, delay, now) {
-            "ACTIVE"
-        } else if self.modified_at > self.created_at {
-            "UPDATING"
-        } else {
-            "CREATING"
-        }
+        change_status(self.created_at, self.modified_at, delay, now)
     }
 }
 
 impl AlertManagerDefinition {
     pub fn status(&self, delay: Duration, now: f64) -> &'static str {
-        if settled(self.modified_at, delay, now) {
-            "ACTIVE"
-        } else if self.modified_at > self.created_at {
-            "UPDATING"
-        } else {
-            "CREATING"
-        }
+        change_status(self.created_at, self.modified_at, delay, now)
     }
 }
 
