@@ -131,7 +131,8 @@ fn clap_message(rendered: &str) -> String {
 }
 
 /// Parse flags the clap way, but report errors the ampkit way (JSON line, exit 2).
-fn parse_args<C: clap::Parser>(tool: &str) -> std::result::Result<C, ExitCode> {
+/// With `pass_doc_on`, a refused command line still passes the document on unchanged.
+fn parse_args<C: clap::Parser>(tool: &str, pass_doc_on: bool) -> std::result::Result<C, ExitCode> {
     match C::try_parse() {
         Ok(args) => Ok(args),
         Err(err) => {
@@ -161,7 +162,7 @@ fn parse_args<C: clap::Parser>(tool: &str) -> std::result::Result<C, ExitCode> {
                 Error::usage(first).with_hint(format!("{usage}run `{tool} --help` for all flags"));
             error::report(tool, &err);
             // Nothing was done, and nothing may be lost: pass the document on unchanged.
-            if let Ok(doc) = StateDoc::read_stdin() {
+            if pass_doc_on && let Ok(doc) = StateDoc::read_stdin() {
                 let _ = doc.write_stdout();
             }
             Err(ExitCode::from(err.exit_code()))
@@ -179,7 +180,7 @@ where
     let _ = TOOL_NAME.set(tool);
     // Before parsing: a flag definition clap rejects panics inside `try_parse`.
     install_panic_hook();
-    let args = match panic::catch_unwind(|| parse_args::<C>(tool)) {
+    let args = match panic::catch_unwind(|| parse_args::<C>(tool, true)) {
         Ok(Ok(args)) => args,
         Ok(Err(code)) => return code,
         Err(_) => return ExitCode::from(Error::internal("panic").exit_code()),
@@ -237,28 +238,18 @@ where
 {
     let _ = TOOL_NAME.set(tool);
     install_panic_hook();
-    let parsed = match panic::catch_unwind(C::try_parse) {
-        Ok(parsed) => parsed,
+    let args = match panic::catch_unwind(|| parse_args::<C>(tool, false)) {
+        Ok(Ok(args)) => args,
+        Ok(Err(code)) => return code,
         Err(_) => return ExitCode::from(Error::internal("panic").exit_code()),
-    };
-    let args = match parsed {
-        Ok(args) => args,
-        Err(err) => {
-            use clap::error::ErrorKind as ClapKind;
-            if matches!(err.kind(), ClapKind::DisplayHelp | ClapKind::DisplayVersion) {
-                let _ = err.print();
-                return ExitCode::SUCCESS;
-            }
-            let err = Error::usage(clap_message(&err.render().to_string()))
-                .with_hint(format!("run `{tool} --help` for all flags"));
-            error::report(tool, &err);
-            return ExitCode::from(err.exit_code());
-        }
     };
     init_logging(args.log_args());
     let result = match build_runtime(runtime) {
-        Ok(rt) => panic::catch_unwind(AssertUnwindSafe(|| rt.block_on(body(args))))
-            .unwrap_or_else(|_| Err(Error::internal("panic"))),
+        Ok(rt) => match panic::catch_unwind(AssertUnwindSafe(|| rt.block_on(body(args)))) {
+            Ok(result) => result,
+            // The hook already reported the panic.
+            Err(_) => return ExitCode::from(Error::internal("panic").exit_code()),
+        },
         Err(e) => Err(Error::internal(format!(
             "could not start the async runtime: {e}"
         ))),
@@ -266,9 +257,7 @@ where
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            if err.message != "panic" {
-                error::report(tool, &err);
-            }
+            error::report(tool, &err);
             ExitCode::from(err.exit_code())
         }
     }
