@@ -12,8 +12,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use ampkit::agent_config::grafana_agent::prometheus_configs_in_manifests;
 use ampkit_e2e::{local_stack, repo_root, stack, tool, unique_name};
+use render_agent_config::grafana_agent::prometheus_configs_in_manifests;
 use serde_json::{Value, json};
 
 fn workspace_doc() -> Value {
@@ -217,11 +217,11 @@ fn host_port(url: &str) -> String {
 /// POST a PromQL instant query (SigV4-signed for amp-local, plain for the receiver).
 async fn query(url: &str, expr: &str, signed: bool) -> Value {
     let client = if signed {
-        ampkit::sigv4_http::SignedClient::new(&ampkit::aws::AwsArgs::default(), "aps")
+        ampkit::http::SignedClient::new(&ampkit::aws::AwsArgs::default(), "aps")
             .await
             .unwrap()
     } else {
-        ampkit::sigv4_http::SignedClient::unsigned().unwrap()
+        ampkit::http::SignedClient::unsigned().unwrap()
     };
     let request = client
         .http()

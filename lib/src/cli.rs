@@ -5,7 +5,7 @@
 //! never lost), errors go to stderr as one JSON line plus one human line, a broken pipe is
 //! not an error, and a panic becomes an `internal` error instead of a Rust backtrace.
 
-use std::io::{ErrorKind as IoErrorKind, IsTerminal};
+use std::io::{ErrorKind as IoErrorKind, IsTerminal, Write};
 use std::panic::{self, AssertUnwindSafe};
 use std::process::ExitCode;
 use std::sync::OnceLock;
@@ -63,9 +63,10 @@ static TOOL_NAME: OnceLock<&'static str> = OnceLock::new();
 
 static STDOUT_WRITTEN: AtomicBool = AtomicBool::new(false);
 
-/// Tell the frame that the tool wrote stdout itself, so it must not write the document: for
-/// output that is on purpose not the document (`promql --raw`, `--format table`) and for a
-/// document the tool streams out itself (a million-sample result is never copied into a tree).
+/// Tell the frame that the tool writes stdout itself, so it must not write the document: for
+/// output that is on purpose not the document (`promql --raw`, `render-agent-config
+/// --stdout`) and for a document the tool streams out itself (a million-sample result is
+/// never copied into a tree). [`write_stdout`] calls it.
 pub fn stdout_written() {
     STDOUT_WRITTEN.store(true, Ordering::SeqCst);
 }
@@ -113,61 +114,151 @@ fn build_runtime(runtime: Runtime) -> std::io::Result<tokio::runtime::Runtime> {
     }
 }
 
-/// clap's error paragraph as one line: "the following required arguments were not provided:
-/// --out <DIR>" spans several lines there, and the JSON error line must name the flag.
-fn clap_message(rendered: &str) -> String {
-    let message = rendered
-        .lines()
-        .take_while(|line| !line.trim().is_empty() && !line.starts_with("Usage:"))
-        .map(str::trim)
-        .collect::<Vec<_>>()
-        .join(" ");
-    let message = message.trim_start_matches("error: ");
-    if message.is_empty() {
-        "invalid arguments".to_owned()
-    } else {
-        message.to_owned()
+/// The flag every tool has: `--completions SHELL` prints the completion script and exits.
+const COMPLETIONS: &str = "completions";
+
+/// `C`'s command with `--completions` added; exclusive, so it is only ever given alone.
+fn command<C: clap::Parser>() -> clap::Command {
+    C::command().arg(
+        clap::Arg::new(COMPLETIONS)
+            .long(COMPLETIONS)
+            .value_name("SHELL")
+            .value_parser(clap::value_parser!(clap_complete::Shell))
+            .exclusive(true)
+            .help("Print the shell completion script (bash, zsh, fish, ...) and exit"),
+    )
+}
+
+/// `--completions SHELL` alone on the command line: the shell to print completions for. The
+/// check parses with the tool's own command, relaxed only in that a subcommand is not
+/// required, so `amp-workspace --completions bash` works although `amp-workspace` alone is
+/// an error.
+fn completions_wanted(cmd: &clap::Command) -> Option<clap_complete::Shell> {
+    cmd.clone()
+        .subcommand_required(false)
+        .arg_required_else_help(false)
+        .try_get_matches()
+        .ok()?
+        .get_one::<clap_complete::Shell>(COMPLETIONS)
+        .copied()
+}
+
+/// clap's error as one line naming the flag, built from the error's context rather than its
+/// rendered text, which spans several lines and may be coloured.
+fn clap_message(err: &clap::Error) -> String {
+    use clap::error::{ContextKind, ErrorKind as ClapKind};
+    let context = |kind: ContextKind| err.get(kind).map(ToString::to_string);
+    let arg = context(ContextKind::InvalidArg).unwrap_or_else(|| "an argument".to_owned());
+    let value = context(ContextKind::InvalidValue).unwrap_or_default();
+    let reason = std::error::Error::source(err)
+        .map(|e| format!(": {e}"))
+        .or_else(|| context(ContextKind::ValidValue).map(|v| format!(" (possible values: {v})")))
+        .unwrap_or_default();
+    let suggestion = context(ContextKind::SuggestedArg)
+        .or_else(|| context(ContextKind::SuggestedSubcommand))
+        .map(|s| format!("; did you mean `{s}`?"))
+        .unwrap_or_default();
+    match err.kind() {
+        ClapKind::MissingRequiredArgument => {
+            format!("the following required arguments were not provided: {arg}")
+        }
+        ClapKind::InvalidValue | ClapKind::ValueValidation => {
+            format!("invalid value `{value}` for `{arg}`{reason}")
+        }
+        ClapKind::UnknownArgument => format!("unexpected argument `{arg}`{suggestion}"),
+        ClapKind::InvalidSubcommand => format!(
+            "unknown subcommand `{}`{suggestion}",
+            context(ContextKind::InvalidSubcommand).unwrap_or_default()
+        ),
+        ClapKind::MissingSubcommand => format!(
+            "a subcommand is required: one of {}",
+            context(ContextKind::ValidSubcommand).unwrap_or_default()
+        ),
+        ClapKind::ArgumentConflict => format!(
+            "`{arg}` cannot be used with `{}`",
+            context(ContextKind::PriorArg).unwrap_or_default()
+        ),
+        ClapKind::NoEquals => format!("`{arg}` takes its value after `=`"),
+        ClapKind::TooManyValues | ClapKind::TooFewValues | ClapKind::WrongNumberOfValues => {
+            format!("wrong number of values for `{arg}`")
+        }
+        ClapKind::InvalidUtf8 => "an argument is not valid UTF-8".to_owned(),
+        other => format!("invalid arguments ({other})"),
     }
 }
 
 /// Parse flags the clap way, but report errors the ampkit way (JSON line, exit 2).
 /// With `pass_doc_on`, a refused command line still passes the document on unchanged.
 fn parse_args<C: clap::Parser>(tool: &str, pass_doc_on: bool) -> std::result::Result<C, ExitCode> {
-    match C::try_parse() {
-        Ok(args) => Ok(args),
-        Err(err) => {
-            use clap::error::ErrorKind as ClapKind;
-            if matches!(
-                err.kind(),
-                ClapKind::DisplayHelp
-                    | ClapKind::DisplayVersion
-                    | ClapKind::DisplayHelpOnMissingArgumentOrSubcommand
-            ) {
-                let _ = err.print();
-                let code = if err.kind() == ClapKind::DisplayHelpOnMissingArgumentOrSubcommand {
-                    2
-                } else {
-                    0
-                };
-                return Err(ExitCode::from(code));
+    use clap::error::ErrorKind as ClapKind;
+    let cmd = command::<C>();
+    if let Some(shell) = completions_wanted(&cmd) {
+        let mut cmd = cmd;
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut cmd, tool, &mut script);
+        let code = match write_stdout(&[&script]) {
+            Ok(()) => 0,
+            Err(err) => {
+                error::report(tool, &err);
+                err.exit_code()
             }
-            let rendered = err.render().to_string();
-            let first = clap_message(&rendered);
-            let usage = rendered
-                .lines()
-                .find(|l| l.starts_with("Usage:"))
-                .map(|l| format!("{l}; "))
-                .unwrap_or_default();
-            let err =
-                Error::usage(first).with_hint(format!("{usage}run `{tool} --help` for all flags"));
-            error::report(tool, &err);
-            // Nothing was done, and nothing may be lost: pass the document on unchanged.
-            if pass_doc_on && let Ok(doc) = StateDoc::read_stdin() {
-                let _ = doc.write_stdout();
-            }
-            Err(ExitCode::from(err.exit_code()))
-        }
+        };
+        return Err(ExitCode::from(code));
     }
+    let err = match cmd
+        .try_get_matches()
+        .and_then(|mut matches| C::from_arg_matches_mut(&mut matches))
+    {
+        Ok(args) => return Ok(args),
+        Err(err) => err,
+    };
+    if matches!(
+        err.kind(),
+        ClapKind::DisplayHelp
+            | ClapKind::DisplayVersion
+            | ClapKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = err.print();
+        let code = if err.kind() == ClapKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            2
+        } else {
+            0
+        };
+        return Err(ExitCode::from(code));
+    }
+    let usage = command::<C>().render_usage().to_string();
+    let err = Error::usage(clap_message(&err))
+        .with_hint(format!("{usage}; run `{tool} --help` for all flags"));
+    error::report(tool, &err);
+    // Nothing was done, and nothing may be lost: pass the document on unchanged.
+    if pass_doc_on && let Ok(doc) = StateDoc::read_stdin() {
+        let _ = write_document(&doc);
+    }
+    Err(ExitCode::from(err.exit_code()))
+}
+
+/// Write `pieces` to stdout, flushed: the one way every tool writes stdout. A closed pipe is
+/// not an error (`amp-workspace list | head -1` must not complain), and once this was called
+/// the frame does not write the document too.
+pub fn write_stdout(pieces: &[&[u8]]) -> Result<()> {
+    stdout_written();
+    let mut out = std::io::stdout().lock();
+    let written = pieces
+        .iter()
+        .try_for_each(|piece| out.write_all(piece))
+        .and_then(|()| out.flush());
+    match written {
+        Err(e) if e.kind() != IoErrorKind::BrokenPipe => {
+            Err(Error::internal(format!("could not write to stdout: {e}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The document on stdout: pretty on a terminal, one compact line in a pipe.
+pub fn write_document(doc: &StateDoc) -> Result<()> {
+    let text = doc.render(std::io::stdout().is_terminal());
+    write_stdout(&[text.as_bytes(), b"\n"])
 }
 
 /// Run a tool: parse `C`, read the document, run `body` on it, write it, map the result to
@@ -210,10 +301,8 @@ where
 
     // The document goes out in every case: it carries the ledger of what was created.
     if !STDOUT_WRITTEN.load(Ordering::SeqCst)
-        && let Err(e) = doc.write_stdout()
-        && e.kind() != IoErrorKind::BrokenPipe
+        && let Err(err) = write_document(&doc)
     {
-        let err = Error::internal(format!("could not write the state document to stdout: {e}"));
         error::report(tool, &err);
         return ExitCode::from(err.exit_code());
     }

@@ -5,7 +5,7 @@
 //! The ledger is what `teardown` deletes, so it must survive every failure: the document is
 //! written even when the tool fails.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -15,13 +15,83 @@ use crate::error::{Error, Result};
 /// The key of the ledger of created resources.
 pub const RESOURCES_KEY: &str = "resources";
 
+/// The tag (AWS) and label (Kubernetes, as `app.kubernetes.io/managed-by`) that marks what
+/// ampkit created; teardown checks it again before deleting.
+pub const MANAGED_BY: (&str, &str) = ("managed-by", "ampkit");
+/// The Kubernetes label key for [`MANAGED_BY`], the well-known recommended label.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+
+/// What a ledger entry is. Serialised as the same strings every earlier version wrote, so
+/// existing state files still read; a kind this version does not know is kept as written
+/// (teardown reports it and never guesses what it is).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum ResourceKind {
+    AmpWorkspace,
+    IamOidcProvider,
+    IamRole,
+    /// Our inline policy on a role someone else made.
+    IamRolePolicy,
+    EksPodIdentityAssociation,
+    K8sNamespace,
+    K8sServiceAccount,
+    /// Written by a newer (or older) ampkit.
+    Other(String),
+}
+
+impl ResourceKind {
+    const KNOWN: [(ResourceKind, &'static str); 7] = [
+        (ResourceKind::AmpWorkspace, "amp-workspace"),
+        (ResourceKind::IamOidcProvider, "iam-oidc-provider"),
+        (ResourceKind::IamRole, "iam-role"),
+        (ResourceKind::IamRolePolicy, "iam-role-policy"),
+        (
+            ResourceKind::EksPodIdentityAssociation,
+            "eks-pod-identity-association",
+        ),
+        (ResourceKind::K8sNamespace, "k8s-namespace"),
+        (ResourceKind::K8sServiceAccount, "k8s-service-account"),
+    ];
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            ResourceKind::Other(name) => name,
+            known => Self::KNOWN
+                .iter()
+                .find(|(kind, _)| kind == known)
+                .map_or("", |(_, name)| name),
+        }
+    }
+}
+
+impl From<String> for ResourceKind {
+    fn from(name: String) -> Self {
+        Self::KNOWN
+            .iter()
+            .find(|(_, known)| *known == name)
+            .map_or(ResourceKind::Other(name), |(kind, _)| kind.clone())
+    }
+}
+
+impl From<ResourceKind> for String {
+    fn from(kind: ResourceKind) -> Self {
+        kind.as_str().to_owned()
+    }
+}
+
+impl std::fmt::Display for ResourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One object a tool created, as recorded in the ledger.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Resource {
-    /// What it is, e.g. `amp-workspace`, `iam-role`, `sns-topic`.
+    /// What it is; serialised as `type`.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: ResourceKind,
     /// The identifier teardown deletes it by (workspace id, role name, topic ARN, ...).
     pub id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -36,9 +106,9 @@ pub struct Resource {
 }
 
 impl Resource {
-    pub fn new(kind: impl Into<String>, id: impl Into<String>, tool: impl Into<String>) -> Self {
+    pub fn new(kind: ResourceKind, id: impl Into<String>, tool: impl Into<String>) -> Self {
         Resource {
-            kind: kind.into(),
+            kind,
             id: id.into(),
             arn: None,
             region: None,
@@ -216,15 +286,6 @@ impl StateDoc {
         };
         text.unwrap_or_else(|_| "{}".to_owned())
     }
-
-    /// Write to stdout: pretty on a terminal, compact otherwise, newline-terminated.
-    pub fn write_stdout(&self) -> std::io::Result<()> {
-        let stdout = std::io::stdout();
-        let pretty = stdout.is_terminal();
-        let mut out = stdout.lock();
-        writeln!(out, "{}", self.render(pretty))?;
-        out.flush()
-    }
 }
 
 fn json_type_name(value: &Value) -> &'static str {
@@ -278,7 +339,7 @@ mod tests {
         )
         .unwrap();
         doc.push_resource(
-            Resource::new("iam-role", "ampkit-agent", "irsa-role")
+            Resource::new(ResourceKind::IamRole, "ampkit-agent", "irsa-role")
                 .arn("arn:aws:iam::123456789012:role/ampkit-agent"),
         );
         let ledger = doc.resource_values();
@@ -291,9 +352,33 @@ mod tests {
     }
 
     #[test]
+    fn resource_kinds_keep_the_strings_earlier_versions_wrote() {
+        for (kind, name) in ResourceKind::KNOWN {
+            assert_eq!(serde_json::to_value(&kind).unwrap(), json!(name));
+            assert_eq!(
+                serde_json::from_value::<ResourceKind>(json!(name)).unwrap(),
+                kind
+            );
+        }
+        let future: ResourceKind = serde_json::from_value(json!("grafana-dashboard")).unwrap();
+        assert_eq!(future, ResourceKind::Other("grafana-dashboard".into()));
+        assert_eq!(
+            serde_json::to_value(&future).unwrap(),
+            json!("grafana-dashboard")
+        );
+    }
+
+    #[test]
     fn ledger_is_created_on_first_append() {
         let mut doc = StateDoc::new();
-        doc.push_resource(Resource::new("sns-topic", "arn:t", "sns-alert").region("eu-west-1"));
+        doc.push_resource(
+            Resource::new(
+                ResourceKind::Other("sns-topic".into()),
+                "arn:t",
+                "sns-alert",
+            )
+            .region("eu-west-1"),
+        );
         assert_eq!(
             doc.section(RESOURCES_KEY),
             Some(

@@ -1,20 +1,23 @@
 //! ampkit: the shared crate of the ampkit tools.
 //!
-//! Every tool is a small binary that parses its flags, reads the state document, calls into
-//! this crate, and writes the document back. Everything a second tool would otherwise
-//! re-implement lives here, one module per concern.
+//! Every tool is a small binary that parses its flags, reads the state document, calls its
+//! own logic, and writes the document back. What two or more tools need lives here once:
+//! the plumbing (the frame, the document and its ledger, errors, AWS configuration, signed
+//! HTTP, one time and duration grammar, one bounded poll with progress, Kubernetes helpers)
+//! and one module per service, each knowing how to create, find and delete its objects.
 
-pub mod agent_config;
-pub mod amp_local;
 pub mod aws;
 pub mod cli;
 pub mod doc;
 pub mod error;
-pub mod irsa;
-pub mod promql;
-pub mod sigv4_http;
-pub mod traffic;
-pub mod workspace;
+pub mod http;
+pub mod kube;
+pub mod poll;
+pub mod timespec;
 
-pub use doc::{Resource, StateDoc};
+pub mod amp;
+pub mod iam;
+pub mod prom;
+
+pub use doc::{Resource, ResourceKind, StateDoc};
 pub use error::{Error, ErrorKind, Result};

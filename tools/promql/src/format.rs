@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
-use super::timespec::unix_to_rfc3339;
-use crate::error::{Error, Result};
+use ampkit::error::{Error, Result};
+use ampkit::timespec::unix_to_rfc3339;
 
 /// Render the `data` of an answer as a table. `kind` is the subcommand's kind.
 pub fn table(kind: &str, data: &str) -> Result<String> {

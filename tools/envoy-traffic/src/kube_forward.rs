@@ -8,12 +8,13 @@
 
 use std::fmt;
 
+use ::kube::api::{Api, ListParams};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{Api, ListParams};
 use tokio::net::TcpListener;
 
-use crate::error::{Error, Result};
+use ampkit::error::{Error, Result};
+use ampkit::kube::{self, NameRule};
 
 /// A parsed `NAMESPACE/SERVICE:PORT`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,16 +30,6 @@ impl fmt::Display for KubeService {
     }
 }
 
-/// A Kubernetes object name (RFC 1123 label: lower-case alphanumerics and `-`, 1-63 chars).
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
 /// `--kube-service`'s value parser.
 pub fn parse_kube_service(s: &str) -> std::result::Result<KubeService, String> {
     let (namespace, rest) = s
@@ -47,12 +38,8 @@ pub fn parse_kube_service(s: &str) -> std::result::Result<KubeService, String> {
     let (service, port) = rest
         .rsplit_once(':')
         .ok_or_else(|| format!("`{s}` is not NAMESPACE/SERVICE:PORT (the :PORT is missing)"))?;
-    if !is_dns_label(namespace) {
-        return Err(format!("`{namespace}` is not a valid namespace name"));
-    }
-    if !is_dns_label(service) {
-        return Err(format!("`{service}` is not a valid service name"));
-    }
+    NameRule::Dns1123Label.check("namespace", namespace)?;
+    NameRule::Dns1035Label.check("service", service)?;
     let port: u16 = port
         .parse()
         .ok()
@@ -90,11 +77,11 @@ impl Drop for Forward {
     }
 }
 
-fn kube_error(doing: String) -> impl FnOnce(kube::Error) -> Error {
-    move |e| {
-        Error::remote(format!("--kube-service: {doing}: {e}"))
-            .with_hint("check that the cluster is reachable with the current kubeconfig")
-    }
+/// What to do rather than fix the cluster access.
+const INSTEAD: &str = "use --url";
+
+fn kube_error(doing: String) -> impl FnOnce(::kube::Error) -> Error {
+    kube::error(format!("--kube-service: {doing}"), INSTEAD)
 }
 
 fn is_ready(pod: &Pod) -> bool {
@@ -108,7 +95,7 @@ fn is_ready(pod: &Pod) -> bool {
 /// The pod and container port that `svc` leads to, as `kubectl port-forward svc/...` picks
 /// them: the first ready pod matching the service's selector, and the service port's
 /// `targetPort` (a number, or a container port's name).
-pub async fn resolve(client: kube::Client, svc: &KubeService) -> Result<(String, u16)> {
+pub async fn resolve(client: ::kube::Client, svc: &KubeService) -> Result<(String, u16)> {
     let services: Api<Service> = Api::namespaced(client.clone(), &svc.namespace);
     let service = services
         .get_opt(&svc.service)
@@ -189,17 +176,15 @@ pub async fn resolve(client: kube::Client, svc: &KubeService) -> Result<(String,
 
 /// Connect with the usual kubeconfig inference, resolve the service and start forwarding.
 pub async fn open(svc: &KubeService) -> Result<Forward> {
-    let client = kube::Client::try_default().await.map_err(|e| {
-        Error::usage(format!(
-            "--kube-service: no usable Kubernetes configuration: {e}"
-        ))
-        .with_hint("set KUBECONFIG (e.g. `aws eks update-kubeconfig --name CLUSTER`), or use --url")
+    let client = kube::client(INSTEAD).await.map_err(|e| Error {
+        message: format!("--kube-service: {}", e.message),
+        ..e
     })?;
     open_with(client, svc).await
 }
 
 /// [`open`] with a given client.
-pub async fn open_with(client: kube::Client, svc: &KubeService) -> Result<Forward> {
+pub async fn open_with(client: ::kube::Client, svc: &KubeService) -> Result<Forward> {
     let (pod, port) = resolve(client.clone(), svc).await?;
     let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| {
         Error::internal(format!(
@@ -241,8 +226,8 @@ pub async fn open_with(client: kube::Client, svc: &KubeService) -> Result<Forwar
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use http::{Request, Response, StatusCode};
-    use kube::client::Body;
+    use ampkit::kube::testing::{self, Call};
+    use http::StatusCode;
     use serde_json::{Value, json};
 
     #[test]
@@ -262,37 +247,12 @@ mod tests {
         assert!(parse_kube_service("prod/dj:http").is_err());
     }
 
-    /// A scripted API server: each expected call (path, required query fragment, reply) in
-    /// order; a missing or extra call fails the test.
-    async fn scenario(
-        calls: Vec<(&'static str, &'static str, StatusCode, Value)>,
-    ) -> Result<(String, u16)> {
-        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        let server = tokio::spawn(async move {
-            for (path, query, status, reply) in calls {
-                let (request, send) = handle
-                    .next_request()
-                    .await
-                    .unwrap_or_else(|| panic!("the client never asked for {path}"));
-                assert_eq!(request.uri().path(), path);
-                let q = request.uri().query().unwrap_or_default().to_owned();
-                assert!(q.contains(query), "query `{q}` lacks `{query}`");
-                send.send_response(
-                    Response::builder()
-                        .status(status)
-                        .body(Body::from(reply.to_string().into_bytes()))
-                        .unwrap(),
-                );
-            }
-            assert!(
-                handle.next_request().await.is_none(),
-                "an unexpected extra call arrived"
-            );
-        });
-        let client = kube::Client::new(service, "default");
+    /// Resolve prod/dj:9080 against the scripted calls.
+    async fn scenario(calls: Vec<Call>) -> Result<(String, u16)> {
+        let (client, server) = testing::serve(calls);
         let svc = parse_kube_service("prod/dj:9080").unwrap();
         let out = resolve(client, &svc).await;
-        server.await.unwrap();
+        server.verify().await;
         out
     }
 
@@ -309,18 +269,10 @@ mod tests {
         let pods = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {},
             "items": [pod("dj-1", "False"), pod("dj-2", "True")]});
         let got = scenario(vec![
-            (
-                "/api/v1/namespaces/prod/services/dj",
-                "",
-                StatusCode::OK,
-                service,
-            ),
-            (
-                "/api/v1/namespaces/prod/pods",
-                "labelSelector=app%3Ddj",
-                StatusCode::OK,
-                pods,
-            ),
+            Call::get("/api/v1/namespaces/prod/services/dj").reply(StatusCode::OK, service),
+            Call::get("/api/v1/namespaces/prod/pods")
+                .query("labelSelector=app%3Ddj")
+                .reply(StatusCode::OK, pods),
         ])
         .await
         .unwrap();
@@ -329,14 +281,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_missing_service_is_not_found() {
-        let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": "services \"dj\" not found", "reason": "NotFound", "code": 404});
-        let err = scenario(vec![(
-            "/api/v1/namespaces/prod/services/dj",
-            "",
-            StatusCode::NOT_FOUND,
-            status,
-        )])
+        let err = scenario(vec![
+            Call::get("/api/v1/namespaces/prod/services/dj")
+                .reply(StatusCode::NOT_FOUND, testing::not_found("services", "dj")),
+        ])
         .await
         .unwrap_err();
         assert_eq!(err.exit_code(), 3, "{err}");

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use ampkit::error::{Error, Result};
 
 /// Envoy's admin port in App Mesh sidecars and in the recipe.
 pub const ENVOY_ADMIN_PORT: u16 = 9901;
@@ -242,46 +242,6 @@ fn validate_label_name(name: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// Check a Prometheus duration (`1h30m`, `15s`, `500ms`): units in decreasing order, each once.
-pub fn validate_duration(value: &str, flag: &str) -> Result<()> {
-    const UNITS: [&str; 7] = ["y", "w", "d", "h", "m", "s", "ms"];
-    let bad = || {
-        Error::usage(format!(
-            "invalid {flag} `{value}`: not a Prometheus duration"
-        ))
-        .with_hint("use a number and unit such as 15s, 1m or 1m30s (units y w d h m s ms)")
-    };
-    let mut rest = value;
-    let mut last_unit: Option<usize> = None;
-    let mut nonzero = false;
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let digits = rest.chars().take_while(char::is_ascii_digit).count();
-        if digits == 0 {
-            return Err(bad());
-        }
-        let (number, tail) = rest.split_at(digits);
-        nonzero |= number.chars().any(|c| c != '0');
-        let unit = if tail.starts_with("ms") {
-            "ms"
-        } else {
-            tail.get(..1).ok_or_else(bad)?
-        };
-        let index = UNITS.iter().position(|u| *u == unit).ok_or_else(bad)?;
-        if last_unit.is_some_and(|last| index <= last) {
-            return Err(bad());
-        }
-        last_unit = Some(index);
-        rest = &tail[unit.len()..];
-    }
-    if !nonzero {
-        return Err(bad());
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -311,19 +271,6 @@ mod tests {
             let err = parse_target(spec).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{spec}");
             assert!(err.message.contains(spec), "{spec}: {}", err.message);
-        }
-    }
-
-    #[test]
-    fn durations_follow_prometheus() {
-        for ok in ["15s", "1m30s", "500ms", "1h", "2w1d"] {
-            validate_duration(ok, "--scrape-interval").unwrap();
-        }
-        for bad in ["", "15", "s", "1s1m", "0s", "1.5s", "10x", "1m1m"] {
-            assert!(
-                validate_duration(bad, "--scrape-interval").is_err(),
-                "{bad}"
-            );
         }
     }
 

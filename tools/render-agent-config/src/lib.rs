@@ -15,13 +15,22 @@ pub mod prometheus;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::doc::StateDoc;
-use crate::error::{Error, Result};
+use ampkit::amp::WorkspaceSection;
+use ampkit::cli::{self, LogArgs, ToolArgs};
+use ampkit::doc::StateDoc;
+use ampkit::error::{Error, Result};
+use ampkit::iam::IrsaSection;
+use ampkit::kube::NameRule;
+use ampkit::timespec::{format_duration, parse_positive_duration};
 use model::{AgentModel, RemoteWrite, Targets};
+
+/// The tool's name.
+pub const TOOL: &str = "render-agent-config";
 
 /// Which collector the configuration is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -45,42 +54,92 @@ pub enum Format {
     Json,
 }
 
-/// Everything the tool's flags say; `None` means "from the document, else the default".
-#[derive(Debug, Clone)]
-pub struct RenderOptions {
+/// Render the configuration that scrapes Envoy's /stats/prometheus and remote-writes to the
+/// workspace with SigV4: Grafana Agent or Alloy manifests, a Prometheus agent config, or an
+/// AMP managed-scraper blob. Reads `workspace` (and `irsa`) from the document; flags win.
+#[derive(clap::Parser, Debug, Clone)]
+#[command(
+    name = TOOL,
+    version,
+    after_help = "\
+Examples:
+  amp-workspace ensure --alias AMP-APPMESH | render-agent-config --flavor grafana-agent --out out/
+  render-agent-config --flavor alloy --stdout < state.json | kubectl apply -f -
+  render-agent-config --flavor prometheus-agent --target 127.0.0.1:9901,service=dj --out out/ < state.json"
+)]
+pub struct Cli {
+    /// Which collector to render for
+    #[arg(long, value_enum)]
     pub flavor: Flavor,
-    pub format: Format,
+    /// Directory to write the files to (created if missing)
+    #[arg(long, value_name = "DIR", required_unless_present = "stdout")]
     pub out: Option<PathBuf>,
+    /// Print only the main rendered file on stdout (no document: ends the pipeline)
+    #[arg(long, conflicts_with = "out")]
+    pub stdout: bool,
+    /// File format: JSON where the consumer takes JSON (kubectl, aws amp create-scraper)
+    #[arg(long, value_enum, default_value_t = Format::Yaml)]
+    pub format: Format,
+    /// Static target HOST:PORT[,label=value...] (repeatable); none means Kubernetes pod discovery
+    #[arg(long = "target", value_name = "HOST:PORT[,LABEL=VALUE...]")]
     pub targets: Vec<String>,
+    /// Remote-write URL [default: the document's workspace.remoteWriteUrl]
+    #[arg(long, value_name = "URL")]
     pub remote_write_url: Option<String>,
+    /// SigV4 signing region [default: the document's workspace.region]
+    #[arg(long, value_name = "REGION")]
     pub region: Option<String>,
+    /// Send remote writes unsigned (a plain Prometheus receiver, not AMP)
+    #[arg(long)]
     pub no_sigv4: bool,
-    pub scrape_interval: String,
-    pub batch_send_deadline: Option<String>,
+    /// Scrape interval, e.g. 15s, 1m
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_positive_duration)]
+    pub scrape_interval: Duration,
+    /// Longest wait before a partial remote-write batch is sent, e.g. 5s
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
+    pub batch_send_deadline: Option<Duration>,
+    /// External label NAME=VALUE added to every series (repeatable)
+    #[arg(long = "external-label", value_name = "NAME=VALUE")]
     pub external_labels: Vec<String>,
+    /// Scrape job name
+    #[arg(long, value_name = "NAME", default_value = "envoy")]
     pub job_name: String,
+    /// Name of the Envoy container to scrape in discovered pods
+    #[arg(long, value_name = "NAME", default_value = "envoy")]
     pub container: String,
+    /// Envoy admin port used when a pod has no prometheus.io/port annotation
+    #[arg(long, value_name = "PORT", default_value_t = 9901)]
     pub admin_port: u16,
+    /// Namespace of the agent [default: the document's irsa.namespace, else grafana-agent]
+    #[arg(long, value_name = "NAME")]
     pub namespace: Option<String>,
+    /// Service account of the agent [default: irsa.serviceAccount, else grafana-agent]
+    #[arg(long, value_name = "NAME")]
     pub service_account: Option<String>,
+    /// Container image of the agent, pinned [default: per flavor]
+    #[arg(long, value_name = "IMAGE")]
     pub image: Option<String>,
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
-/// The fields of the `workspace` section this tool reads (written by amp-workspace).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct WorkspaceRef {
-    region: Option<String>,
-    prometheus_endpoint: Option<String>,
-    remote_write_url: Option<String>,
+impl ToolArgs for Cli {
+    fn log_args(&self) -> &LogArgs {
+        &self.log
+    }
 }
 
-/// The fields of the `irsa` section this tool reads (written by irsa-role).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct IrsaRef {
-    namespace: Option<String>,
-    service_account: Option<String>,
+/// The tool: the files into `--out` and the `agent` section, or `--stdout`'s main file.
+pub async fn run(cli: Cli, doc: &mut StateDoc) -> Result<()> {
+    if cli.stdout {
+        // The file, not the document, is the output: the frame must not add the document,
+        // even when rendering fails.
+        cli::stdout_written();
+        let text = render_stdout(&cli, doc)?;
+        cli::write_stdout(&[text.as_bytes()])
+    } else {
+        render(&cli, doc)
+    }
 }
 
 /// The `agent` section.
@@ -138,15 +197,13 @@ pub fn read_objects(text: &str) -> Result<Vec<Value>> {
     Ok(objects)
 }
 
-fn remote_write(opts: &RenderOptions, workspace: &WorkspaceRef) -> Result<RemoteWrite> {
+fn remote_write(opts: &Cli, workspace: &WorkspaceSection) -> Result<RemoteWrite> {
     let url = opts
         .remote_write_url
         .clone()
-        .or_else(|| workspace.remote_write_url.clone())
+        .or_else(|| WorkspaceSection::get(&workspace.remote_write_url).map(str::to_owned))
         .or_else(|| {
-            workspace
-                .prometheus_endpoint
-                .as_ref()
+            WorkspaceSection::get(&workspace.prometheus_endpoint)
                 .map(|endpoint| format!("{}/api/v1/remote_write", endpoint.trim_end_matches('/')))
         })
         .ok_or_else(|| {
@@ -163,8 +220,7 @@ fn remote_write(opts: &RenderOptions, workspace: &WorkspaceRef) -> Result<Remote
         Some(
             opts.region
                 .clone()
-                .or_else(|| workspace.region.clone())
-                .filter(|r| !r.is_empty())
+                .or_else(|| WorkspaceSection::get(&workspace.region).map(str::to_owned))
                 .ok_or_else(|| {
                     Error::usage("no SigV4 region: neither --region nor the document's `workspace.region` gives one")
                         .with_hint("pass --region REGION (or --no-sigv4 for a receiver that takes unsigned writes)")
@@ -174,32 +230,17 @@ fn remote_write(opts: &RenderOptions, workspace: &WorkspaceRef) -> Result<Remote
     Ok(RemoteWrite {
         url,
         sigv4_region,
-        batch_send_deadline: opts.batch_send_deadline.clone(),
+        batch_send_deadline: opts.batch_send_deadline.map(format_duration),
     })
 }
 
 /// Build the model from flags and document; every validation error is exit 2.
-pub fn build_model(opts: &RenderOptions, doc: &StateDoc) -> Result<AgentModel> {
-    let workspace: WorkspaceRef = doc.section_as("workspace")?.unwrap_or_default();
-    model::validate_duration(&opts.scrape_interval, "--scrape-interval")?;
-    if let Some(deadline) = &opts.batch_send_deadline {
-        model::validate_duration(deadline, "--batch-send-deadline")?;
-    }
+pub fn build_model(opts: &Cli, doc: &StateDoc) -> Result<AgentModel> {
+    let workspace = WorkspaceSection::from_doc(doc)?.unwrap_or_default();
     if opts.job_name.trim().is_empty() {
         return Err(Error::usage("--job-name is empty").with_hint("pass a job name such as envoy"));
     }
-    if !opts
-        .container
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '-')
-        || opts.container.is_empty()
-    {
-        return Err(Error::usage(format!(
-            "invalid --container `{}`: not a Kubernetes container name",
-            opts.container
-        ))
-        .with_hint("container names are lowercase letters, digits and '-', e.g. envoy"));
-    }
+    NameRule::Dns1123Label.validate("--container", &opts.container)?;
     let mut external_labels = BTreeMap::new();
     for spec in &opts.external_labels {
         let (name, value) = model::parse_label(spec, "--external-label")?;
@@ -227,7 +268,8 @@ pub fn build_model(opts: &RenderOptions, doc: &StateDoc) -> Result<AgentModel> {
     };
     Ok(AgentModel {
         job_name: opts.job_name.clone(),
-        scrape_interval: opts.scrape_interval.clone(),
+        // Written in Prometheus's own form: `90` may be typed, `1m30s` is written.
+        scrape_interval: format_duration(opts.scrape_interval),
         metrics_path: model::ENVOY_METRICS_PATH.to_owned(),
         targets,
         relabel,
@@ -236,35 +278,18 @@ pub fn build_model(opts: &RenderOptions, doc: &StateDoc) -> Result<AgentModel> {
     })
 }
 
-fn placement(opts: &RenderOptions, doc: &StateDoc, default_image: &str) -> Result<k8s::Placement> {
-    let irsa: IrsaRef = doc.section_as("irsa")?.unwrap_or_default();
-    let name_ok = |s: &str| {
-        !s.is_empty()
-            && s.len() <= 63
-            && s.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+fn placement(opts: &Cli, doc: &StateDoc, default_image: &str) -> Result<k8s::Placement> {
+    let irsa: IrsaSection = doc.section_as(ampkit::iam::SECTION)?.unwrap_or_default();
+    // A flag, else the irsa section, else the recipe's grafana-agent.
+    let pick = |flag: &Option<String>, from_doc: String| {
+        flag.clone()
+            .or(Some(from_doc).filter(|s| !s.is_empty()))
+            .unwrap_or_else(|| "grafana-agent".into())
     };
-    let namespace = opts
-        .namespace
-        .clone()
-        .or(irsa.namespace)
-        .unwrap_or_else(|| "grafana-agent".into());
-    let service_account = opts
-        .service_account
-        .clone()
-        .or(irsa.service_account)
-        .unwrap_or_else(|| "grafana-agent".into());
-    for (flag, value) in [
-        ("--namespace", &namespace),
-        ("--service-account", &service_account),
-    ] {
-        if !name_ok(value) {
-            return Err(
-                Error::usage(format!("invalid {flag} `{value}`: not a Kubernetes name"))
-                    .with_hint("use lowercase letters, digits and '-' (at most 63)"),
-            );
-        }
-    }
+    let namespace = pick(&opts.namespace, irsa.namespace);
+    let service_account = pick(&opts.service_account, irsa.service_account);
+    NameRule::Dns1123Label.validate("--namespace", &namespace)?;
+    NameRule::Dns1123Subdomain.validate("--service-account", &service_account)?;
     Ok(k8s::Placement {
         namespace,
         service_account,
@@ -279,7 +304,7 @@ fn manifest_file(stem: &str, objects: &[Value], format: Format) -> Result<Render
     Ok(match format {
         Format::Yaml => RenderedFile {
             name: format!("{stem}.yaml"),
-            content: k8s::to_yaml_stream(objects)?,
+            content: ampkit::kube::to_yaml_stream(objects)?,
         },
         Format::Json => RenderedFile {
             name: format!("{stem}.json"),
@@ -302,10 +327,7 @@ fn config_file(stem: &str, value: &impl Serialize, format: Format) -> Result<Ren
 }
 
 /// Render the files of a flavor; the first one is the main file (what `--stdout` prints).
-pub fn render_files(
-    opts: &RenderOptions,
-    doc: &StateDoc,
-) -> Result<(AgentModel, Vec<RenderedFile>)> {
+pub fn render_files(opts: &Cli, doc: &StateDoc) -> Result<(AgentModel, Vec<RenderedFile>)> {
     let model = build_model(opts, doc)?;
     let files = match opts.flavor {
         Flavor::PrometheusAgent => vec![config_file(
@@ -363,7 +385,7 @@ fn write_files(dir: &Path, files: &[RenderedFile]) -> Result<Vec<String>> {
 }
 
 /// The tool: render, write the files to `--out`, set the `agent` section.
-pub fn render(opts: &RenderOptions, doc: &mut StateDoc) -> Result<()> {
+pub fn render(opts: &Cli, doc: &mut StateDoc) -> Result<()> {
     let dir = opts.out.clone().ok_or_else(|| {
         Error::usage(
             "no output: give --out DIR to write the files, or --stdout to print the main one",
@@ -386,7 +408,7 @@ pub fn render(opts: &RenderOptions, doc: &mut StateDoc) -> Result<()> {
 }
 
 /// `--stdout`: the main file's text alone (for `kubectl apply -f -`); the document stops here.
-pub fn render_stdout(opts: &RenderOptions, doc: &StateDoc) -> Result<String> {
+pub fn render_stdout(opts: &Cli, doc: &StateDoc) -> Result<String> {
     let (_, files) = render_files(opts, doc)?;
     files
         .into_iter()

@@ -14,7 +14,6 @@ pub mod kube_forward;
 pub mod load;
 pub mod report;
 
-use std::io::Write;
 use std::net::ToSocketAddrs;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError};
@@ -23,12 +22,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::HOST;
 use http::{HeaderMap, Uri};
-/// The request types the flags parse into, for the binary (which has no `http` dependency).
-pub use http::{HeaderName, HeaderValue, Method};
+use http::{HeaderName, HeaderValue, Method};
 use tokio::time::Instant;
 
-use crate::doc::StateDoc;
-use crate::error::{Error, Result};
+use ampkit::cli::{LogArgs, ToolArgs};
+use ampkit::doc::StateDoc;
+use ampkit::error::{Error, Result};
+use ampkit::poll::Progress;
+use ampkit::timespec::{parse_duration, parse_positive_duration};
 use envoy_stats::{AdminClient, AdminRead};
 use kube_forward::KubeService;
 use load::{Load, Model, Plan, Template};
@@ -40,25 +41,89 @@ pub const SECTION: &str = "traffic";
 /// (and counted as cancelled); a second signal abandons them at once.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
-/// Everything the flags say, validated by the parsers below.
-#[derive(Debug, Clone, Default)]
-pub struct Options {
+/// The tool's name.
+pub const TOOL: &str = "envoy-traffic";
+
+/// Drive HTTP traffic through the mesh at a fixed rate (open model, latency from the intended
+/// send time) or concurrency (closed model); report percentiles, status codes and errors in
+/// the `traffic` section; with --envoy-admin, put Envoy's own counts next to ours.
+#[derive(clap::Parser, Debug, Clone)]
+#[command(
+    name = TOOL,
+    version,
+    after_help = "\
+Examples:
+  envoy-traffic --url http://127.0.0.1:18510/ --rate 50 --duration 60s
+  envoy-traffic --kube-service default/dj:9080 -c 32 -d 30s --envoy-admin http://127.0.0.1:9901
+  envoy-traffic -n 300 --paths /jazz,/metal -H 'x-envoy-fault-delay-request: 20' < state.json"
+)]
+pub struct Cli {
+    /// Target URL [default: the document's traffic.url or mesh.url, else AMPKIT_ENVOY_URL]
+    #[arg(long, value_name = "URL", conflicts_with = "kube_service")]
     pub url: Option<String>,
+
+    /// A Kubernetes service, reached through a port-forward
+    #[arg(long, value_name = "NAMESPACE/SERVICE:PORT", value_parser = kube_forward::parse_kube_service)]
     pub kube_service: Option<KubeService>,
+
+    /// Open model: requests per second, constant arrival rate
+    #[arg(long, value_name = "R", value_parser = parse_rate)]
     pub rate: Option<f64>,
+
+    /// Connections; alone it is the closed model (as fast as possible) [default: 10, or with
+    /// --rate enough for the rate]
+    #[arg(short, long, value_name = "C", value_parser = parse_concurrency)]
     pub concurrency: Option<usize>,
+
+    /// How long to send (e.g. 30s, 2m) [default: 10s unless --requests]
+    #[arg(short, long, value_name = "D", value_parser = parse_positive_duration)]
     pub duration: Option<Duration>,
+
+    /// How many requests to send (after the warmup)
+    #[arg(short = 'n', long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub requests: Option<u64>,
+
+    /// Send for this long first, outside the statistics
+    #[arg(long, value_name = "D", value_parser = parse_duration)]
     pub warmup: Option<Duration>,
+
+    /// HTTP method
+    #[arg(short = 'm', long, value_name = "METHOD", value_parser = parse_method)]
     pub method: Option<Method>,
+
+    /// A request header, repeatable (e.g. 'x-envoy-fault-delay-request: 20')
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
     pub headers: Vec<(HeaderName, HeaderValue)>,
+
+    /// Request body
+    #[arg(long, value_name = "TEXT")]
     pub body: Option<String>,
-    pub timeout: Option<Duration>,
+
+    /// Give up on a request after this long
+    #[arg(long, value_name = "D", value_parser = parse_positive_duration, default_value = "10s")]
+    pub timeout: Duration,
+
+    /// HTTP/2 with prior knowledge (h2c) instead of HTTP/1.1 keep-alive
+    #[arg(long)]
     pub http2: bool,
-    pub paths: Option<Vec<String>>,
-    pub envoy_admin: Option<Vec<String>>,
-    /// Draw the live progress line on stderr.
-    pub progress: bool,
+
+    /// Paths to spread the requests over, round-robin (e.g. /jazz,/metal) [default: the URL's]
+    // Spelled `std::vec::Vec` so that clap takes the list as one value, split by the parser.
+    #[arg(long, value_name = "PATH,...", value_parser = parse_paths)]
+    pub paths: Option<std::vec::Vec<String>>,
+
+    /// Envoy admin URLs to cross-check against [default: AMPKIT_ENVOY_ADMIN_URLS]
+    #[arg(long, value_name = "URL,...", value_parser = parse_admin_urls)]
+    pub envoy_admin: Option<std::vec::Vec<String>>,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+impl ToolArgs for Cli {
+    fn log_args(&self) -> &LogArgs {
+        &self.log
+    }
 }
 
 // ---- flag parsers (clap `value_parser`s: their errors name the flag) ------------------------
@@ -82,27 +147,20 @@ pub fn parse_rate(s: &str) -> std::result::Result<f64, String> {
     Ok(rate)
 }
 
-/// A duration such as `10s`, `1m30s`, `500ms`, or a bare number of seconds; above zero.
-pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
-    let d = parse_duration_or_zero(s)?;
-    if d.is_zero() {
-        return Err(format!("the duration must be above zero, got `{s}`"));
+/// `--concurrency`: 1 to 100,000 connections.
+fn parse_concurrency(s: &str) -> std::result::Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n @ 1..=100_000) => Ok(n),
+        _ => Err(format!(
+            "`{s}` is not a number of connections from 1 to 100000"
+        )),
     }
-    Ok(d)
 }
 
-/// Like [`parse_duration`], but zero is allowed (`--warmup 0`).
-pub fn parse_duration_or_zero(s: &str) -> std::result::Result<Duration, String> {
-    let t = s.trim();
-    if let Ok(secs) = t.parse::<f64>() {
-        if !secs.is_finite() || secs < 0.0 {
-            return Err(format!("`{s}` is not a duration (e.g. 10s, 1m30s, 500ms)"));
-        }
-        return Duration::try_from_secs_f64(secs)
-            .map_err(|_| format!("`{s}` is not a duration (e.g. 10s, 1m30s, 500ms)"));
-    }
-    humantime::parse_duration(t)
-        .map_err(|e| format!("`{s}` is not a duration (e.g. 10s, 1m30s, 500ms): {e}"))
+/// `--method`: any HTTP method, case-insensitive.
+fn parse_method(s: &str) -> std::result::Result<Method, String> {
+    Method::from_bytes(s.to_ascii_uppercase().as_bytes())
+        .map_err(|_| format!("`{s}` is not an HTTP method"))
 }
 
 /// `--header 'Name: value'`.
@@ -250,7 +308,7 @@ pub fn resolve_admins(flag: Option<&[String]>) -> Result<Vec<String>> {
 }
 
 /// The resolved plan and request template.
-fn plan(opts: &Options) -> Plan {
+fn plan(opts: &Cli) -> Plan {
     let (model, workers) = match opts.rate {
         Some(rate) => {
             // Enough connections for the asked rate at ~20 ms per request, and a floor so that
@@ -270,12 +328,12 @@ fn plan(opts: &Options) -> Plan {
         requests: opts.requests,
         duration,
         warmup: opts.warmup.unwrap_or_default(),
-        timeout: opts.timeout.unwrap_or(Duration::from_secs(10)),
+        timeout: opts.timeout,
         http2: opts.http2,
     }
 }
 
-fn template(target: &Target, paths: &[String], opts: &Options) -> Result<Template> {
+fn template(target: &Target, paths: &[String], opts: &Cli) -> Result<Template> {
     let resolved = (target.host.as_str(), target.port)
         .to_socket_addrs()
         .ok()
@@ -316,7 +374,7 @@ fn template(target: &Target, paths: &[String], opts: &Options) -> Result<Templat
     })
 }
 
-fn settings(opts: &Options, plan: &Plan) -> report::Settings {
+fn settings(opts: &Cli, plan: &Plan) -> report::Settings {
     report::Settings {
         model: match plan.model {
             Model::Open { .. } => "open",
@@ -345,7 +403,7 @@ fn settings(opts: &Options, plan: &Plan) -> report::Settings {
 
 /// The whole tool: resolve the target, read Envoy, run the load, read Envoy again, write the
 /// `traffic` section. Exit 1 when no request was answered at all.
-pub async fn run(opts: Options, doc: &mut StateDoc) -> Result<()> {
+pub async fn run(opts: Cli, doc: &mut StateDoc) -> Result<()> {
     let mut signals = match Signals::new() {
         Ok(s) => Some(s),
         Err(e) => {
@@ -396,7 +454,7 @@ pub async fn run(opts: Options, doc: &mut StateDoc) -> Result<()> {
     // One engine thread per core, as wrk's -t defaults to on a small machine.
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut load = Load::start(plan.clone(), template, threads)?;
-    let progress = opts.progress.then(|| spawn_progress(&load));
+    let progress = opts.log.progress().then(|| spawn_progress(&load));
     let signalled = supervise(&mut load, signals.as_mut()).await;
     let tally = load.snapshot();
     if let Some((done, handle)) = progress {
@@ -567,6 +625,7 @@ fn spawn_progress(load: &Load) -> (Arc<AtomicBool>, tokio::task::JoinHandle<()>)
     let histogram = load.shared.histogram.clone();
     let flag = done.clone();
     let handle = tokio::spawn(async move {
+        let line = Progress::new(TOOL, true);
         let mut last_completed = 0u64;
         let mut tick = tokio::time::interval(Duration::from_millis(1000));
         tick.tick().await;
@@ -587,20 +646,16 @@ fn spawn_progress(load: &Load) -> (Arc<AtomicBool>, tokio::task::JoinHandle<()>)
                     total.latency_us.value_at_quantile(0.99) as f64 / 1000.0
                 )
             };
-            let mut err = std::io::stderr().lock();
-            let _ = write!(
-                err,
-                "\r\x1b[K{:>5.1}s  sent {}  answered {}  errors {}  {} req/s  p99 {} ms",
+            line.show(format_args!(
+                "{:>5.1}s  sent {}  answered {}  errors {}  {} req/s  p99 {} ms",
                 start.elapsed().as_secs_f64(),
                 total.sent + total.warmup.sent,
                 answered,
                 total.errors.total() + total.warmup.errors,
                 rate,
                 p99
-            );
-            let _ = err.flush();
+            ));
         }
-        let _ = write!(std::io::stderr(), "\r\x1b[K");
     });
     (done, handle)
 }
@@ -620,14 +675,12 @@ mod tests {
     }
 
     #[test]
-    fn durations_take_units_or_seconds() {
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2.5"), Ok(Duration::from_millis(2500)));
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("5x").is_err());
-        assert_eq!(parse_duration_or_zero("0"), Ok(Duration::ZERO));
+    fn concurrency_and_methods_parse() {
+        assert_eq!(parse_concurrency("32"), Ok(32));
+        assert!(parse_concurrency("0").is_err());
+        assert!(parse_concurrency("100001").is_err());
+        assert_eq!(parse_method("post"), Ok(Method::POST));
+        assert!(parse_method("GE T").is_err());
     }
 
     #[test]

@@ -21,7 +21,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::load::PathCounts;
-use crate::error::{Error, Result};
+use ampkit::error::{Error, Result};
 
 /// Only the request counters: the regex Envoy filters `/stats` with.
 const STATS_FILTER: &str = r"^(http|cluster)\..+\.(downstream|upstream)_rq_(total|[1-5]xx)$";

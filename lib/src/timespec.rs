@@ -1,6 +1,11 @@
 //! Times and durations as people type them in a shell: `now`, `-5m`, `now-1h`, RFC 3339,
 //! Unix seconds, and Prometheus durations (`1h30m`, `15s`, `250ms`, or bare seconds).
 //!
+//! This is the one grammar of every duration flag of every tool (`--timeout`, `--duration`,
+//! `--scrape-interval`, `--activation-delay`, ...), so a value one tool takes, the next takes
+//! too. It is Prometheus's own, since many of these values end up in a Prometheus config or
+//! API call; a value written into a configuration is written back with [`format_duration`].
+//!
 //! Relative times are resolved once, against one `now`, so `--start -1h --end now` is exactly
 //! one hour; the API is then sent absolute Unix seconds, which every Prometheus accepts.
 
@@ -17,11 +22,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err("empty duration".into());
     }
     if let Ok(secs) = s.parse::<f64>() {
-        return if secs.is_finite() && secs >= 0.0 {
-            Ok(Duration::from_secs_f64(secs))
-        } else {
-            Err(format!("`{text}` is not a valid duration"))
-        };
+        // try_: a value past Duration's range (1e30) is an error, not a panic.
+        return Duration::try_from_secs_f64(secs)
+            .map_err(|_| format!("`{text}` is not a valid duration"));
     }
     const UNITS: [(&str, u64); 7] = [
         ("y", 365 * 24 * 3600 * 1000),
@@ -70,6 +73,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .ok_or_else(invalid)?;
     }
     Ok(Duration::from_millis(total_ms))
+}
+
+/// A duration above zero (`--duration`, `--scrape-interval`): the same grammar as
+/// [`parse_duration`], zero refused.
+pub fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d.is_zero() {
+        return Err(format!("the duration must be above zero, got `{text}`"));
+    }
+    Ok(d)
 }
 
 /// Parse a point in time: `now`, `now-5m`, `now+1h`, `-5m`, RFC 3339, or Unix seconds.
@@ -194,8 +207,37 @@ mod tests {
         assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
         assert_eq!(parse_duration("15"), Ok(Duration::from_secs(15)));
         assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
-        for bad in ["", "m", "5x", "30m1h", "5m5m", "-5m", "1.5m"] {
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("2w1d"), Ok(Duration::from_secs(15 * 86_400)));
+        for bad in [
+            "", "m", "5x", "30m1h", "5m5m", "-5m", "1.5m", "1.5s", "1min", "NaN", "inf", "1e30",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad} should fail");
+        }
+    }
+
+    #[test]
+    fn positive_durations_refuse_zero_in_every_spelling() {
+        assert_eq!(parse_positive_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(
+            parse_positive_duration("2.5"),
+            Ok(Duration::from_millis(2500))
+        );
+        for zero in ["0", "0s", "0m0s", "0.0"] {
+            let err = parse_positive_duration(zero).unwrap_err();
+            assert!(err.contains("above zero"), "{zero}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_parsed_duration_formats_back_to_a_prometheus_duration() {
+        for (typed, written) in [
+            ("15", "15s"),
+            ("90s", "1m30s"),
+            ("0.5", "500ms"),
+            ("2w", "14d"),
+        ] {
+            assert_eq!(format_duration(parse_duration(typed).unwrap()), written);
         }
     }
 

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::k8s::{self, AgentContainer, Placement};
 use super::model::{AgentModel, RelabelRule, Targets};
-use crate::error::Result;
+use ampkit::error::Result;
 
 pub const DEFAULT_IMAGE: &str = "grafana/alloy:v1.11.3";
 const CONFIG_KEY: &str = "config.alloy";

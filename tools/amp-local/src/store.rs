@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use ampkit::error::{Error, Result};
 
 /// Seconds since the epoch, as AMP's JSON carries timestamps.
 pub fn now_secs() -> f64 {

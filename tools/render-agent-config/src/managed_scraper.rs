@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::model::AgentModel;
 use super::prometheus::{self, PrometheusConfig};
-use crate::error::Result;
+use ampkit::error::Result;
 
 pub fn config(model: &AgentModel) -> PrometheusConfig {
     PrometheusConfig {

@@ -6,76 +6,95 @@
 //! then the namespace and annotated service account. `--pod-identity` swaps the OIDC trust for
 //! EKS Pod Identity. Re-running converges; the ledger lists only what a run created.
 
-pub mod iam;
 pub mod kube;
 
 use std::path::PathBuf;
 
 use aws_sdk_eks::Client as EksClient;
-use serde::{Deserialize, Serialize};
+use aws_sdk_eks::operation::describe_cluster::DescribeClusterError;
 
-use crate::aws::{self, AwsArgs, is_not_found, sdk_error};
-use crate::doc::{Resource, StateDoc};
-use crate::error::{Error, Result};
-use iam::Trust;
+use ampkit::amp::WorkspaceSection;
+use ampkit::aws::{self, AwsArgs, sdk_error};
+use ampkit::cli::{LogArgs, ToolArgs};
+use ampkit::doc::{MANAGED_BY, Resource, ResourceKind, StateDoc};
+use ampkit::error::{Error, Result};
+use ampkit::iam::{self, IdentityMode, IrsaSection, Trust};
+use ampkit::kube::NameRule;
 
-const TOOL: &str = "irsa-role";
+/// The tool's name, as recorded in the ledger.
+pub const TOOL: &str = "irsa-role";
 
-#[derive(Debug, Clone)]
+/// IAM role for the collector, trusted only by one Kubernetes service account (IRSA) or by
+/// EKS Pod Identity, allowed only to remote-write (and with --query, query) one workspace.
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = TOOL,
+    version,
+    after_help = "\
+Examples:
+  amp-workspace ensure --alias AMP-APPMESH | irsa-role create --cluster AMP-EKS-CLUSTER
+  irsa-role create --cluster demo --workspace-arn arn:aws:aps:eu-west-1:123456789012:workspace/ws-1 --no-kube
+  irsa-role create --cluster demo --pod-identity --manifest-out out/sa.yaml < state.json"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+impl ToolArgs for Cli {
+    fn log_args(&self) -> &LogArgs {
+        &self.log
+    }
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// Create or update the OIDC provider, role, policy and service account (converges)
+    Create(CreateOptions),
+}
+
+#[derive(clap::Args, Debug, Clone)]
 pub struct CreateOptions {
+    /// EKS cluster name
+    #[arg(long, value_name = "NAME")]
     pub cluster: String,
+    /// Namespace of the collector's service account
+    #[arg(long, value_name = "NAME", default_value = "grafana-agent")]
     pub namespace: String,
+    /// The collector's service account
+    #[arg(long, value_name = "NAME", default_value = "grafana-agent")]
     pub service_account: String,
+    /// IAM role name [default: ampkit-CLUSTER-NAMESPACE-SERVICEACCOUNT]
+    #[arg(long, value_name = "NAME")]
     pub role_name: Option<String>,
+    /// Workspace ARN the policy is scoped to [default: the document's workspace.arn]
+    #[arg(long, value_name = "ARN")]
     pub workspace_arn: Option<String>,
+    /// Also allow queries (aps:QueryMetrics, GetSeries, GetLabels, GetMetricMetadata)
+    #[arg(long)]
     pub query: bool,
+    /// Do not touch Kubernetes (no namespace, no service account)
+    #[arg(long)]
     pub no_kube: bool,
+    /// Write the namespace and service account manifest to FILE instead of applying it
+    #[arg(long, value_name = "FILE", conflicts_with = "no_kube")]
     pub manifest_out: Option<PathBuf>,
+    /// Use EKS Pod Identity (trust pods.eks.amazonaws.com + an association) instead of IRSA
+    #[arg(long)]
     pub pod_identity: bool,
+    /// SHA-1 thumbprint of the issuer's CA for a new OIDC provider [default: IAM derives it]
+    #[arg(long = "thumbprint", value_name = "HEX")]
     pub thumbprints: Vec<String>,
 }
 
-/// The `irsa` section.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct IrsaSection {
-    pub mode: &'static str,
-    pub cluster: String,
-    pub role_name: String,
-    pub role_arn: String,
-    pub inline_policy: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub oidc_provider_arn: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pod_identity_association_id: Option<String>,
-    pub namespace: String,
-    pub service_account: String,
-    pub workspace_arn: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub manifest: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct WorkspaceRef {
-    arn: Option<String>,
-}
-
-fn validate_k8s_name(flag: &str, value: &str) -> Result<()> {
-    let ok = !value.is_empty()
-        && value.len() <= 63
-        && value
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !value.starts_with('-')
-        && !value.ends_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(
-            Error::usage(format!("invalid {flag} `{value}`: not a Kubernetes name"))
-                .with_hint("use lowercase letters, digits and '-' (at most 63, not at either end)"),
-        )
+/// Run one `irsa-role` subcommand against the document.
+pub async fn run(cli: Cli, doc: &mut StateDoc) -> Result<()> {
+    match cli.command {
+        Command::Create(opts) => create(&opts, &cli.aws, doc).await,
     }
 }
 
@@ -118,9 +137,9 @@ fn role_name(opts: &CreateOptions) -> Result<String> {
 }
 
 fn workspace_arn(opts: &CreateOptions, doc: &StateDoc) -> Result<String> {
-    let from_doc = doc
-        .section_as::<WorkspaceRef>("workspace")?
-        .and_then(|w| w.arn);
+    let from_doc = WorkspaceSection::from_doc(doc)?
+        .map(|w| w.arn)
+        .filter(|arn| !arn.is_empty());
     let arn = opts.workspace_arn.clone().or(from_doc).ok_or_else(|| {
         Error::usage("no workspace ARN: neither --workspace-arn nor the document's `workspace.arn` gives one")
             .with_hint("pipe in the output of `amp-workspace ensure --alias NAME`, or pass --workspace-arn ARN")
@@ -158,10 +177,16 @@ async fn describe_cluster(eks: &EksClient, name: &str, region: &str) -> Result<C
                     .map(str::to_owned),
             })
         }
-        Err(err) if is_not_found(&err) => Err(Error::not_found(format!(
-            "EKS cluster `{name}` not found in region {region}"
-        ))
-        .with_hint("check --cluster and --region (`aws eks list-clusters`)")),
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(DescribeClusterError::is_resource_not_found_exception) =>
+        {
+            Err(
+                Error::not_found(format!("EKS cluster `{name}` not found in region {region}"))
+                    .with_hint("check --cluster and --region (`aws eks list-clusters`)"),
+            )
+        }
         Err(err) => Err(sdk_error(err, format!("describing EKS cluster {name}"))),
     }
 }
@@ -215,7 +240,7 @@ async fn ensure_pod_identity_association(
         .namespace(&opts.namespace)
         .service_account(&opts.service_account)
         .role_arn(role_arn)
-        .tags("managed-by", "ampkit")
+        .tags(MANAGED_BY.0, MANAGED_BY.1)
         .send()
         .await
         .map_err(|e| {
@@ -235,8 +260,8 @@ async fn ensure_pod_identity_association(
 
 /// `irsa-role create`.
 pub async fn create(opts: &CreateOptions, aws_args: &AwsArgs, doc: &mut StateDoc) -> Result<()> {
-    validate_k8s_name("--namespace", &opts.namespace)?;
-    validate_k8s_name("--service-account", &opts.service_account)?;
+    NameRule::Dns1123Label.validate("--namespace", &opts.namespace)?;
+    NameRule::Dns1123Subdomain.validate("--service-account", &opts.service_account)?;
     if opts.cluster.is_empty() {
         return Err(Error::usage("--cluster is empty").with_hint("pass the EKS cluster name"));
     }
@@ -252,7 +277,7 @@ pub async fn create(opts: &CreateOptions, aws_args: &AwsArgs, doc: &mut StateDoc
     // Kubernetes configuration is read before anything is created: a missing kubeconfig
     // should stop the run while there is nothing to clean up.
     let kube_client = if opts.manifest_out.is_none() && !opts.no_kube {
-        Some(kube::client().await?)
+        Some(ampkit::kube::client(kube::INSTEAD).await?)
     } else {
         None
     };
@@ -274,7 +299,8 @@ pub async fn create(opts: &CreateOptions, aws_args: &AwsArgs, doc: &mut StateDoc
             iam::ensure_oidc_provider(&iam_client, &issuer, &opts.thumbprints).await?;
         if created {
             doc.push_resource(
-                Resource::new("iam-oidc-provider", &provider_arn, TOOL).arn(&provider_arn),
+                Resource::new(ResourceKind::IamOidcProvider, &provider_arn, TOOL)
+                    .arn(&provider_arn),
             );
         }
         let trust = Trust::ServiceAccount {
@@ -300,7 +326,7 @@ pub async fn create(opts: &CreateOptions, aws_args: &AwsArgs, doc: &mut StateDoc
     let outcome = iam::ensure_role(&iam_client, &role, &trust, &description).await?;
     if outcome.created {
         doc.push_resource(
-            Resource::new("iam-role", &role, TOOL)
+            Resource::new(ResourceKind::IamRole, &role, TOOL)
                 .arn(&outcome.arn)
                 .detail("inlinePolicies", serde_json::json!([iam::POLICY_NAME])),
         );
@@ -311,7 +337,7 @@ pub async fn create(opts: &CreateOptions, aws_args: &AwsArgs, doc: &mut StateDoc
         // The role was someone else's: teardown removes our policy and leaves the role.
         doc.push_resource(
             Resource::new(
-                "iam-role-policy",
+                ResourceKind::IamRolePolicy,
                 format!("{role}/{}", iam::POLICY_NAME),
                 TOOL,
             )
@@ -323,7 +349,7 @@ pub async fn create(opts: &CreateOptions, aws_args: &AwsArgs, doc: &mut StateDoc
     let association_id = if opts.pod_identity {
         let (id, created) = ensure_pod_identity_association(&eks, opts, &outcome.arn).await?;
         if created {
-            let mut resource = Resource::new("eks-pod-identity-association", &id, TOOL)
+            let mut resource = Resource::new(ResourceKind::EksPodIdentityAssociation, &id, TOOL)
                 .region(&region)
                 .detail("clusterName", opts.cluster.as_str());
             if let Some(arn) = &cluster.arn {
@@ -367,12 +393,12 @@ pub async fn create(opts: &CreateOptions, aws_args: &AwsArgs, doc: &mut StateDoc
     };
 
     doc.set_section(
-        "irsa",
+        iam::SECTION,
         IrsaSection {
             mode: if opts.pod_identity {
-                "pod-identity"
+                IdentityMode::PodIdentity
             } else {
-                "irsa"
+                IdentityMode::Irsa
             },
             cluster: opts.cluster.clone(),
             role_name: role,

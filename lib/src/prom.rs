@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::sigv4_http::{SignedClient, transport_error};
+use crate::http::{SignedClient, transport_error};
 
 /// A Prometheus-compatible API rooted at a base URL (a workspace's `prometheusEndpoint`, or a
 /// Prometheus server's root).

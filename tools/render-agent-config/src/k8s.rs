@@ -9,15 +9,14 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec, Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, Namespace,
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
     ObjectFieldSelector, PodSpec, PodTemplateSpec, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use serde::Serialize;
 use serde_json::Value;
 
-use crate::error::{Error, Result};
+use ampkit::error::Result;
 
 /// Where the agent runs and as whom.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,24 +26,8 @@ pub struct Placement {
     pub image: String,
 }
 
-fn meta(name: &str, namespace: Option<&str>) -> ObjectMeta {
-    ObjectMeta {
-        name: Some(name.to_owned()),
-        namespace: namespace.map(str::to_owned),
-        labels: Some(BTreeMap::from([(
-            "app.kubernetes.io/managed-by".to_owned(),
-            "ampkit".to_owned(),
-        )])),
-        ..ObjectMeta::default()
-    }
-}
-
-pub fn namespace(name: &str) -> Namespace {
-    Namespace {
-        metadata: meta(name, None),
-        ..Namespace::default()
-    }
-}
+use ampkit::kube::metadata as meta;
+pub use ampkit::kube::{namespace, to_value, to_yaml_stream};
 
 pub fn config_map(name: &str, namespace: &str, key: &str, content: String) -> ConfigMap {
     ConfigMap {
@@ -204,22 +187,6 @@ pub fn deployment(app: &str, placement: &Placement, container: &AgentContainer<'
         }),
         ..Deployment::default()
     }
-}
-
-/// A typed object as JSON (k8s-openapi adds `apiVersion` and `kind`).
-pub fn to_value(object: &impl Serialize) -> Result<Value> {
-    serde_json::to_value(object)
-        .map_err(|e| Error::internal(format!("could not serialize a Kubernetes object: {e}")))
-}
-
-/// Several objects as one multi-document YAML stream, for `kubectl apply -f`.
-pub fn to_yaml_stream(objects: &[Value]) -> Result<String> {
-    let mut out = String::new();
-    for object in objects {
-        out.push_str("---\n");
-        out.push_str(&super::to_yaml(object)?);
-    }
-    Ok(out)
 }
 
 /// Several objects as a `v1` `List`, the JSON form `kubectl apply -f` takes.

@@ -14,7 +14,7 @@ use super::prometheus::{
     self, Authorization, GlobalConfig, KubernetesSdConfig, PrometheusConfig, RelabelConfig,
     RemoteWriteConfig, ScrapeConfig, TlsConfig,
 };
-use crate::error::{Error, Result};
+use ampkit::error::{Error, Result};
 
 pub const DEFAULT_IMAGE: &str = "grafana/agent:v0.44.2";
 const CONFIG_KEY: &str = "agent.yml";

@@ -10,23 +10,56 @@
 //! resultType, result}` with `result` exactly as Prometheus returned it); `--raw` prints only
 //! the API's `data`, `--format table` a table.
 
-pub mod client;
 pub mod format;
-pub mod timespec;
 
-use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
-use crate::aws::{AwsArgs, resolve_region};
-use crate::cli;
-use crate::doc::StateDoc;
-use crate::error::{Error, ErrorKind, Result};
-use crate::sigv4_http::SignedClient;
-use client::{PromClient, parse_response, query_data};
+use ampkit::amp::{self, WorkspaceSection};
+use ampkit::aws::{AwsArgs, resolve_region};
+use ampkit::cli::{self, LogArgs, ToolArgs};
+use ampkit::doc::StateDoc;
+use ampkit::error::{Error, ErrorKind, Result};
+use ampkit::http::SignedClient;
+use ampkit::poll::{self, Attempt, Pace, Progress};
+use ampkit::prom::{PromClient, parse_response, query_data};
+use ampkit::timespec::{self, parse_duration};
+
+/// The tool's name.
+pub const TOOL: &str = "promql";
+
+/// PromQL queries, signed with SigV4 (service `aps`) using the AWS credential chain. The
+/// endpoint comes from the document's workspace.prometheusEndpoint, --workspace-id or --url;
+/// the answer goes into the `query` section of the document.
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = TOOL,
+    version,
+    after_help = "\
+Examples:
+  amp-workspace ensure --alias AMP-APPMESH | promql query 'sum(rate(envoy_http_downstream_rq_total[1m]))'
+  promql --workspace-id ws-1234 range 'up' --start -1h --step 1m --format table
+  promql wait 'sum(envoy_http_downstream_rq_total) > 0' --timeout 5m < state.json"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub options: Options,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+impl ToolArgs for Cli {
+    fn log_args(&self) -> &LogArgs {
+        &self.log
+    }
+}
 
 /// The SigV4 signing name of AMP.
 pub const SIGNING_NAME: &str = "aps";
@@ -60,7 +93,7 @@ pub struct Options {
     #[arg(long, global = true, value_enum, default_value_t = Format::Json)]
     pub format: Format,
     /// Give up after this long, e.g. 30s [default: 2m for wait, 1m otherwise]
-    #[arg(long, global = true, value_name = "DURATION", value_parser = duration_arg)]
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
 }
 
@@ -106,7 +139,7 @@ pub enum Command {
         )]
         end: String,
         /// Resolution, e.g. 15s [default: the range / 250, at least 1s]
-        #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         step: Option<Duration>,
     },
     /// List the series that match selectors
@@ -140,7 +173,7 @@ pub enum Command {
         /// PromQL expression
         expr: String,
         /// Time between attempts
-        #[arg(long, default_value = "2s", value_name = "DURATION", value_parser = duration_arg)]
+        #[arg(long, default_value = "2s", value_name = "DURATION", value_parser = parse_duration)]
         interval: Duration,
         /// Hold only when every returned value compares so, e.g. --compare '>' 0
         #[arg(long, num_args = 2, value_names = ["OP", "N"], allow_hyphen_values = true)]
@@ -148,18 +181,15 @@ pub enum Command {
     },
 }
 
-fn duration_arg(text: &str) -> std::result::Result<Duration, String> {
-    timespec::parse_duration(text)
-}
-
 /// Run one `promql` subcommand and write its answer.
-pub async fn run(
-    command: Command,
-    options: Options,
-    aws: AwsArgs,
-    progress: bool,
-    doc: &mut StateDoc,
-) -> Result<()> {
+pub async fn run(cli: Cli, doc: &mut StateDoc) -> Result<()> {
+    let Cli {
+        command,
+        options,
+        aws,
+        log,
+    } = cli;
+    let progress = Progress::new(TOOL, log.progress());
     if options.raw && options.format == Format::Table {
         return Err(
             Error::usage("--raw and --format table both choose the output")
@@ -303,7 +333,7 @@ pub async fn run(
                 compare,
                 interval,
                 (deadline, timeout),
-                progress,
+                &progress,
             )
             .await?;
             section.insert("expr".into(), expr.clone().into());
@@ -330,10 +360,11 @@ pub async fn run(
 
 /// The client for the endpoint the flags or the document name.
 async fn connect(options: &Options, mut aws: AwsArgs, doc: &StateDoc) -> Result<PromClient> {
+    let workspace = WorkspaceSection::from_doc(doc)?.unwrap_or_default();
     // The workspace's own region signs its requests unless --region says otherwise.
     if aws.region.is_none()
         && options.url.is_none()
-        && let Some(region) = doc.str_field("workspace", "region")
+        && let Some(region) = WorkspaceSection::get(&workspace.region)
     {
         aws.region = Some(region.to_owned());
     }
@@ -344,8 +375,8 @@ async fn connect(options: &Options, mut aws: AwsArgs, doc: &StateDoc) -> Result<
             Error::usage("no AWS region is configured (needed for --workspace-id)")
                 .with_hint("pass --region or set AWS_REGION")
         })?;
-        workspace_endpoint(id, region.as_ref())
-    } else if let Some(endpoint) = doc.str_field("workspace", "prometheusEndpoint") {
+        amp::workspace_endpoint(id, region.as_ref(), amp::endpoint_from_env().as_deref())
+    } else if let Some(endpoint) = WorkspaceSection::get(&workspace.prometheus_endpoint) {
         endpoint.to_owned()
     } else {
         return Err(Error::usage("no endpoint to query").with_hint(
@@ -358,16 +389,6 @@ async fn connect(options: &Options, mut aws: AwsArgs, doc: &StateDoc) -> Result<
         SignedClient::for_endpoint(&aws, SIGNING_NAME, &base).await?
     };
     PromClient::new(client, &base)
-}
-
-/// A workspace's query endpoint, honouring the endpoint overrides the SDK itself reads.
-pub fn workspace_endpoint(id: &str, region: &str) -> String {
-    let custom = ["AWS_ENDPOINT_URL_AMP", "AWS_ENDPOINT_URL"]
-        .iter()
-        .filter_map(|name| std::env::var(name).ok())
-        .find(|v| !v.trim().is_empty());
-    let base = custom.unwrap_or_else(|| format!("https://aps-workspaces.{region}.amazonaws.com"));
-    format!("{}/workspaces/{id}/", base.trim().trim_end_matches('/'))
 }
 
 /// About 250 points per series, never below 1s: readable and cheap.
@@ -417,11 +438,11 @@ fn emit(
         tracing::warn!("Prometheus: {warning}");
     }
     if options.raw {
-        return write_stdout(&[answer.data.get().as_bytes(), b"\n"]);
+        return cli::write_stdout(&[answer.data.get().as_bytes(), b"\n"]);
     }
     if options.format == Format::Table {
         let text = format::table(kind, answer.data.get())?;
-        return write_stdout(&[text.as_bytes()]);
+        return cli::write_stdout(&[text.as_bytes()]);
     }
     let result: &RawValue = if matches!(kind, "instant" | "range") {
         let data = query_data(answer.data)?;
@@ -435,35 +456,18 @@ fn emit(
     }
     section.insert("result".into(), RESULT_PLACEHOLDER.into());
     doc.set_section("query", Value::Object(section))?;
-    let text = doc.render(std::io::stdout().is_terminal());
+    let text = doc.render(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     let token = serde_json::to_string(RESULT_PLACEHOLDER)
         .map_err(|e| Error::internal(format!("could not encode the placeholder: {e}")))?;
     let (before, after) = text
         .rsplit_once(&token)
         .ok_or_else(|| Error::internal("the result placeholder is missing from the document"))?;
-    write_stdout(&[
+    cli::write_stdout(&[
         before.as_bytes(),
         result.get().as_bytes(),
         after.as_bytes(),
         b"\n",
     ])
-}
-
-/// Write pieces to stdout instead of the frame's document; a closed pipe is not an error.
-fn write_stdout(pieces: &[&[u8]]) -> Result<()> {
-    cli::stdout_written();
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    let written = pieces
-        .iter()
-        .try_for_each(|piece| out.write_all(piece))
-        .and_then(|()| out.flush());
-    match written {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(Error::internal(format!("could not write to stdout: {e}")))
-        }
-        _ => Ok(()),
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -587,64 +591,58 @@ async fn wait(
     compare: Option<Compare>,
     interval: Duration,
     (deadline, timeout): (Instant, Duration),
-    progress: bool,
+    progress: &Progress,
 ) -> Result<(Vec<u8>, u64)> {
-    let started = Instant::now();
-    let mut attempts = 0u64;
-    let mut shown = false;
-    let mut last: String;
-    let outcome = loop {
-        attempts += 1;
-        let form = [
-            ("query", expr.to_owned()),
-            ("time", timespec::api_time(OffsetDateTime::now_utc())),
-        ];
-        match prom
-            .post_form(&["api", "v1", "query"], &form, deadline)
-            .await
-        {
-            Ok(body) => {
-                let answer = parse_response(&body, Some(expr))?;
-                let data = query_data(answer.data)?;
-                let result: Value = serde_json::from_str(data.result.get())
-                    .map_err(|e| Error::remote(format!("the query answer is not JSON: {e}")))?;
-                let (ok, summary) = check(&data.result_type, &result, compare);
-                if ok {
-                    break Ok(body);
-                }
-                last = summary;
-            }
-            // The endpoint may come up (or recover) while we wait.
-            Err(err) if matches!(err.kind, ErrorKind::Remote) => last = err.message.clone(),
-            Err(err) => break Err(err),
-        }
-        let elapsed = started.elapsed().as_secs();
-        if progress {
-            shown = true;
-            eprint!(
-                "\rpromql: waiting for `{expr}`: {elapsed}s, attempt {attempts}, last: {last}\x1b[K"
-            );
-        } else {
-            tracing::info!("waiting for `{expr}`: {elapsed}s, attempt {attempts}, last: {last}");
-        }
+    let pace = Pace {
         // Keep a little time for the last attempt's request itself.
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left <= LAST_ATTEMPT {
-            break Err(Error::remote(format!(
-                "`{expr}` did not hold within {} ({attempts} attempts; last: {last})",
-                timespec::format_duration(timeout)
+        last_attempt: LAST_ATTEMPT,
+        ..Pace::every(interval, deadline.saturating_duration_since(Instant::now()))
+    };
+    poll::until(
+        &format!("`{expr}`"),
+        pace,
+        progress,
+        || async move {
+            let form = [
+                ("query", expr.to_owned()),
+                ("time", timespec::api_time(OffsetDateTime::now_utc())),
+            ];
+            match prom
+                .post_form(&["api", "v1", "query"], &form, deadline)
+                .await
+            {
+                Ok(body) => {
+                    let answer = parse_response(&body, Some(expr))?;
+                    let data = query_data(answer.data)?;
+                    let result: Value = serde_json::from_str(data.result.get())
+                        .map_err(|e| Error::remote(format!("the query answer is not JSON: {e}")))?;
+                    let (ok, summary) = check(&data.result_type, &result, compare);
+                    Ok(if ok {
+                        Attempt::Done(body)
+                    } else {
+                        Attempt::Pending(summary)
+                    })
+                }
+                // The endpoint may come up (or recover) while we wait.
+                Err(err) if matches!(err.kind, ErrorKind::Remote) => {
+                    Ok(Attempt::Pending(err.message))
+                }
+                Err(err) => Err(err),
+            }
+        },
+        |t| {
+            Error::remote(format!(
+                "`{expr}` did not hold within {} ({} attempts; last: {})",
+                timespec::format_duration(timeout),
+                t.attempts,
+                t.last
             ))
             .with_hint(
                 "raise --timeout, or check that metrics reach the workspace (promql series ...)",
-            ));
-        }
-        tokio::time::sleep(interval.min(left - LAST_ATTEMPT)).await;
-    };
-    if shown {
-        // Erase the progress line; the document and errors say how it ended.
-        eprint!("\r\x1b[K");
-    }
-    outcome.map(|body| (body, attempts))
+            )
+        },
+    )
+    .await
 }
 
 #[cfg(test)]
@@ -687,18 +685,5 @@ mod tests {
             default_step(time::Duration::seconds(10)),
             Duration::from_secs(1)
         );
-    }
-
-    #[test]
-    fn workspace_endpoints_follow_the_region() {
-        // Only meaningful without an endpoint override in the environment.
-        if std::env::var_os("AWS_ENDPOINT_URL_AMP").is_none()
-            && std::env::var_os("AWS_ENDPOINT_URL").is_none()
-        {
-            assert_eq!(
-                workspace_endpoint("ws-1", "eu-west-1"),
-                "https://aps-workspaces.eu-west-1.amazonaws.com/workspaces/ws-1/"
-            );
-        }
     }
 }

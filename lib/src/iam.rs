@@ -7,11 +7,51 @@
 //! here our statement replaces its own earlier versions, and the policy names one workspace.
 
 use aws_sdk_iam::Client;
+use aws_sdk_iam::operation::get_role::GetRoleError;
+use aws_sdk_iam::operation::get_role_policy::GetRolePolicyError;
 use aws_sdk_iam::types::Tag;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::aws::{is_not_found, sdk_error};
+use crate::aws::sdk_error;
+use crate::doc::MANAGED_BY;
 use crate::error::{Error, Result};
+
+/// The document's key of [`IrsaSection`].
+pub const SECTION: &str = "irsa";
+
+/// How the collector's pods get the role.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IdentityMode {
+    /// IAM roles for service accounts: the service account's OIDC token.
+    #[default]
+    Irsa,
+    /// EKS Pod Identity: an association of the service account with the role.
+    PodIdentity,
+}
+
+/// The `irsa` section, written by irsa-role; render-agent-config reads where the collector
+/// runs (namespace, service account) from it. Reading defaults every field, since a user may
+/// hand-write only those.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct IrsaSection {
+    pub mode: IdentityMode,
+    pub cluster: String,
+    pub role_name: String,
+    pub role_arn: String,
+    pub inline_policy: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oidc_provider_arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod_identity_association_id: Option<String>,
+    pub namespace: String,
+    pub service_account: String,
+    pub workspace_arn: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<String>,
+}
 
 pub const STS_AUDIENCE: &str = "sts.amazonaws.com";
 pub const POD_IDENTITY_SERVICE: &str = "pods.eks.amazonaws.com";
@@ -27,8 +67,8 @@ pub const QUERY_ACTIONS: &[&str] = &[
 
 pub fn managed_by_tag() -> Result<Tag> {
     Tag::builder()
-        .key("managed-by")
-        .value("ampkit")
+        .key(MANAGED_BY.0)
+        .value(MANAGED_BY.1)
         .build()
         .map_err(|e| Error::internal(format!("could not build an IAM tag: {e}")))
 }
@@ -273,7 +313,11 @@ pub async fn ensure_role(
                 created: false,
             })
         }
-        Err(err) if is_not_found(&err) => {
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(GetRoleError::is_no_such_entity_exception) =>
+        {
             let created = iam
                 .create_role()
                 .role_name(name)
@@ -303,7 +347,13 @@ pub async fn ensure_inline_policy(iam: &Client, role: &str, document: &Value) ->
         .await
     {
         Ok(found) => Some(decode_document(found.policy_document())?),
-        Err(err) if is_not_found(&err) => None,
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(GetRolePolicyError::is_no_such_entity_exception) =>
+        {
+            None
+        }
         Err(err) => {
             return Err(sdk_error(
                 err,

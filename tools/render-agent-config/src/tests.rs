@@ -9,16 +9,17 @@ use serde_json::json;
 use super::prometheus::PrometheusConfig;
 use super::*;
 
-fn options(flavor: Flavor) -> RenderOptions {
-    RenderOptions {
+fn options(flavor: Flavor) -> Cli {
+    Cli {
         flavor,
         format: Format::Yaml,
         out: None,
+        stdout: false,
         targets: Vec::new(),
         remote_write_url: None,
         region: None,
         no_sigv4: false,
-        scrape_interval: "15s".into(),
+        scrape_interval: Duration::from_secs(15),
         batch_send_deadline: None,
         external_labels: Vec::new(),
         job_name: "envoy".into(),
@@ -27,6 +28,7 @@ fn options(flavor: Flavor) -> RenderOptions {
         namespace: None,
         service_account: None,
         image: None,
+        log: LogArgs::default(),
     }
 }
 
@@ -98,15 +100,15 @@ fn tempfile_dir() -> PathBuf {
     dir
 }
 
-fn static_options(flavor: Flavor) -> RenderOptions {
-    RenderOptions {
+fn static_options(flavor: Flavor) -> Cli {
+    Cli {
         targets: vec![
             "127.0.0.1:19311,service=dj,namespace=prod".into(),
             "127.0.0.1:19313,service=jazz,namespace=prod".into(),
         ],
         external_labels: vec!["cluster=demo".into()],
-        batch_send_deadline: Some("1s".into()),
-        scrape_interval: "5s".into(),
+        batch_send_deadline: Some(Duration::from_secs(1)),
+        scrape_interval: Duration::from_secs(5),
         ..options(flavor)
     }
 }
@@ -158,7 +160,7 @@ fn prometheus_agent_kubernetes_discovery_passes_promtool() {
 
 #[test]
 fn flags_win_over_the_document_and_no_sigv4_drops_signing() {
-    let opts = RenderOptions {
+    let opts = Cli {
         remote_write_url: Some("http://127.0.0.1:9090/api/v1/write".into()),
         no_sigv4: true,
         ..static_options(Flavor::PrometheusAgent)
@@ -168,7 +170,7 @@ fn flags_win_over_the_document_and_no_sigv4_drops_signing() {
     assert_eq!(rw.url, "http://127.0.0.1:9090/api/v1/write");
     assert_eq!(rw.sigv4_region, None);
 
-    let opts = RenderOptions {
+    let opts = Cli {
         region: Some("us-east-2".into()),
         ..static_options(Flavor::PrometheusAgent)
     };
@@ -203,7 +205,7 @@ fn grafana_agent_manifests_are_typed_current_and_their_scrape_configs_pass_promt
     merged
         .set_section("irsa", doc.section("irsa").unwrap())
         .unwrap();
-    let opts = RenderOptions {
+    let opts = Cli {
         image: Some("grafana/agent:v0.44.2".into()),
         ..options(Flavor::GrafanaAgent)
     };
@@ -261,7 +263,7 @@ fn grafana_agent_manifests_are_typed_current_and_their_scrape_configs_pass_promt
 
 #[test]
 fn grafana_agent_static_targets_go_to_the_one_replica_deployment_and_json_is_a_list() {
-    let opts = RenderOptions {
+    let opts = Cli {
         format: Format::Json,
         ..static_options(Flavor::GrafanaAgent)
     };
@@ -346,7 +348,7 @@ fn managed_scraper_blob_is_a_scrape_only_config_that_passes_promtool() {
     assert!(config.remote_write.is_empty());
     promtool_check(&config, false, false);
 
-    let opts = RenderOptions {
+    let opts = Cli {
         format: Format::Json,
         ..options(Flavor::ManagedScraper)
     };
@@ -362,37 +364,37 @@ fn managed_scraper_blob_is_a_scrape_only_config_that_passes_promtool() {
 
 #[test]
 fn invalid_input_is_exit_2() {
-    let cases: Vec<(RenderOptions, &str)> = vec![
+    let cases: Vec<(Cli, &str)> = vec![
         (
-            RenderOptions {
+            Cli {
                 targets: vec!["nohost".into()],
                 ..options(Flavor::PrometheusAgent)
             },
             "nohost",
         ),
         (
-            RenderOptions {
-                scrape_interval: "fast".into(),
+            Cli {
+                container: "Envoy".into(),
                 ..options(Flavor::PrometheusAgent)
             },
-            "--scrape-interval",
+            "--container",
         ),
         (
-            RenderOptions {
+            Cli {
                 external_labels: vec!["9=x".into()],
                 ..options(Flavor::PrometheusAgent)
             },
             "--external-label",
         ),
         (
-            RenderOptions {
+            Cli {
                 remote_write_url: Some("ftp://x".into()),
                 ..options(Flavor::PrometheusAgent)
             },
             "ftp://x",
         ),
         (
-            RenderOptions {
+            Cli {
                 namespace: Some("Bad_NS".into()),
                 ..options(Flavor::GrafanaAgent)
             },

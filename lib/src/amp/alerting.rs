@@ -1,33 +1,21 @@
-//! Rules and alert manager definitions: validated the way AMP validates them, then turned
-//! into what the real Prometheus and Alertmanager read.
+//! AMP's rules and alert manager definitions: checked the way AMP checks them before it
+//! accepts them, so that a tool refuses a bad file before it reaches AWS, and amp-local
+//! refuses exactly what AMP refuses.
 //!
-//! All workspaces share one Prometheus and one Alertmanager. To keep their alerts apart,
-//! every alerting rule written for a workspace gets the label `ampkit_workspace=<id>`, and
-//! the Alertmanager configuration is the merge of every workspace's definition: each one's
-//! route tree becomes a child of the root route matching that label, and its receivers, time
-//! intervals and inhibit rules are renamed or scoped to it. The root route discards alerts
-//! that belong to no workspace with a definition.
-//!
-//! AMP accepts only SNS receivers, with `sigv4.region` and `topic_arn`, and rejects `api_url`;
-//! AMP itself then publishes with its own credentials. amp-local does the same on the
-//! caller's behalf: it writes the SNS endpoint (moto locally) and its own keys into each
-//! `sns_config` of the file the Alertmanager reads.
+//! AMP accepts only SNS receivers, with `sigv4.region` and `topic_arn`, and rejects `api_url`
+//! (AMP publishes with its own credentials).
 
 use std::collections::BTreeSet;
 
 use serde_norway::{Mapping, Value};
 
-/// The label that ties an alert to its workspace.
-pub const WORKSPACE_LABEL: &str = "ampkit_workspace";
-
-/// The receiver that takes alerts of no workspace.
-const DISCARD: &str = "amp-local-discard";
-
-fn key(s: &str) -> Value {
+/// A YAML mapping key.
+pub fn key(s: &str) -> Value {
     Value::String(s.to_owned())
 }
 
-fn get<'a>(map: &'a Mapping, k: &str) -> Option<&'a Value> {
+/// A field of a YAML mapping.
+pub fn get<'a>(map: &'a Mapping, k: &str) -> Option<&'a Value> {
     map.get(key(k))
 }
 
@@ -104,41 +92,6 @@ pub fn validate_rules(yaml: &str) -> Result<Value, String> {
         }
     }
     Ok(doc)
-}
-
-/// The rule file Prometheus reads for one namespace: the caller's rules, with every alerting
-/// rule labelled with its workspace.
-pub fn render_rule_file(mut doc: Value, workspace_id: &str) -> Result<String, String> {
-    if let Some(groups) = doc
-        .as_mapping_mut()
-        .and_then(|m| m.get_mut(key("groups")))
-        .and_then(Value::as_sequence_mut)
-    {
-        for group in groups {
-            let Some(rules) = group
-                .as_mapping_mut()
-                .and_then(|g| g.get_mut(key("rules")))
-                .and_then(Value::as_sequence_mut)
-            else {
-                continue;
-            };
-            for rule in rules {
-                let Some(r) = rule.as_mapping_mut() else {
-                    continue;
-                };
-                if r.get(key("alert")).is_none() {
-                    continue;
-                }
-                let labels = r
-                    .entry(key("labels"))
-                    .or_insert_with(|| Value::Mapping(Mapping::new()));
-                if let Value::Mapping(labels) = labels {
-                    labels.insert(key(WORKSPACE_LABEL), key(workspace_id));
-                }
-            }
-        }
-    }
-    serde_norway::to_string(&doc).map_err(|e| format!("cannot write the rules: {e}"))
 }
 
 /// A validated alert manager definition: the Alertmanager configuration and its templates.
@@ -293,170 +246,6 @@ fn check_route_receivers(route: &Mapping, names: &BTreeSet<String>) -> Result<()
     Ok(())
 }
 
-/// What amp-local adds to every SNS receiver so the real Alertmanager can publish.
-#[derive(Debug, Clone)]
-pub struct SnsAccess {
-    pub endpoint: Option<String>,
-    pub access_key: String,
-    pub secret_key: String,
-}
-
-fn scoped(ws: &str, name: &str) -> String {
-    format!("{ws}/{name}")
-}
-
-fn rename_list(map: &mut Mapping, field: &str, ws: &str) {
-    if let Some(Value::Sequence(items)) = map.get_mut(key(field)) {
-        for item in items {
-            if let Some(s) = item.as_str() {
-                *item = key(&scoped(ws, s));
-            }
-        }
-    }
-}
-
-fn rename_route(route: &mut Mapping, ws: &str) {
-    if let Some(Value::String(r)) = route.get_mut(key("receiver")) {
-        *r = scoped(ws, r);
-    }
-    rename_list(route, "mute_time_intervals", ws);
-    rename_list(route, "active_time_intervals", ws);
-    if let Some(Value::Sequence(children)) = route.get_mut(key("routes")) {
-        for child in children {
-            if let Some(child) = child.as_mapping_mut() {
-                rename_route(child, ws);
-            }
-        }
-    }
-}
-
-fn add_matcher(rule: &mut Mapping, map_field: &str, list_field: &str, ws: &str) {
-    if let Some(Value::Mapping(m)) = rule.get_mut(key(map_field)) {
-        m.insert(key(WORKSPACE_LABEL), key(ws));
-        return;
-    }
-    let matcher = key(&format!("{WORKSPACE_LABEL}=\"{ws}\""));
-    match rule.get_mut(key(list_field)) {
-        Some(Value::Sequence(list)) => list.push(matcher),
-        _ => {
-            rule.insert(key(list_field), Value::Sequence(vec![matcher]));
-        }
-    }
-}
-
-/// The one Alertmanager configuration for every workspace's definition.
-/// `templates_glob` is where the definitions' template files are written.
-pub fn render_alertmanager_config(
-    definitions: &[(String, Definition)],
-    sns: &SnsAccess,
-    templates_glob: Option<&str>,
-) -> Result<String, String> {
-    let mut routes = Vec::new();
-    let mut receivers = vec![Value::Mapping(Mapping::from_iter([(
-        key("name"),
-        key(DISCARD),
-    )]))];
-    let mut inhibit_rules = Vec::new();
-    let mut time_intervals = Vec::new();
-    let mut mute_time_intervals = Vec::new();
-
-    for (ws, def) in definitions {
-        let config = &def.config;
-        if let Some(Value::Mapping(route)) = get(config, "route") {
-            let mut route = route.clone();
-            rename_route(&mut route, ws);
-            let matcher = key(&format!("{WORKSPACE_LABEL}=\"{ws}\""));
-            route.insert(key("matchers"), Value::Sequence(vec![matcher]));
-            route.insert(key("continue"), Value::Bool(false));
-            routes.push(Value::Mapping(route));
-        }
-        if let Some(Value::Sequence(list)) = get(config, "receivers") {
-            for receiver in list {
-                let Some(mut r) = receiver.as_mapping().cloned() else {
-                    continue;
-                };
-                if let Some(Value::String(name)) = r.get_mut(key("name")) {
-                    *name = scoped(ws, name);
-                }
-                if let Some(Value::Sequence(configs)) = r.get_mut(key("sns_configs")) {
-                    for c in configs {
-                        let Some(c) = c.as_mapping_mut() else {
-                            continue;
-                        };
-                        if let Some(endpoint) = &sns.endpoint {
-                            c.insert(key("api_url"), key(endpoint));
-                        }
-                        if let Some(Value::Mapping(sigv4)) = c.get_mut(key("sigv4")) {
-                            sigv4.insert(key("access_key"), key(&sns.access_key));
-                            sigv4.insert(key("secret_key"), key(&sns.secret_key));
-                        }
-                    }
-                }
-                receivers.push(Value::Mapping(r));
-            }
-        }
-        if let Some(Value::Sequence(list)) = get(config, "inhibit_rules") {
-            for rule in list {
-                let Some(mut rule) = rule.as_mapping().cloned() else {
-                    continue;
-                };
-                add_matcher(&mut rule, "source_match", "source_matchers", ws);
-                add_matcher(&mut rule, "target_match", "target_matchers", ws);
-                inhibit_rules.push(Value::Mapping(rule));
-            }
-        }
-        for (field, out) in [
-            ("time_intervals", &mut time_intervals),
-            ("mute_time_intervals", &mut mute_time_intervals),
-        ] {
-            if let Some(Value::Sequence(list)) = get(config, field) {
-                for interval in list {
-                    let Some(mut interval) = interval.as_mapping().cloned() else {
-                        continue;
-                    };
-                    if let Some(Value::String(name)) = interval.get_mut(key("name")) {
-                        *name = scoped(ws, name);
-                    }
-                    out.push(Value::Mapping(interval));
-                }
-            }
-        }
-    }
-
-    let mut root = Mapping::new();
-    root.insert(key("receiver"), key(DISCARD));
-    root.insert(key("group_wait"), key("1s"));
-    root.insert(key("group_interval"), key("5s"));
-    root.insert(key("repeat_interval"), key("1h"));
-    if !routes.is_empty() {
-        root.insert(key("routes"), Value::Sequence(routes));
-    }
-    let mut out = Mapping::new();
-    out.insert(key("route"), Value::Mapping(root));
-    out.insert(key("receivers"), Value::Sequence(receivers));
-    if !inhibit_rules.is_empty() {
-        out.insert(key("inhibit_rules"), Value::Sequence(inhibit_rules));
-    }
-    if !time_intervals.is_empty() {
-        out.insert(key("time_intervals"), Value::Sequence(time_intervals));
-    }
-    if !mute_time_intervals.is_empty() {
-        out.insert(
-            key("mute_time_intervals"),
-            Value::Sequence(mute_time_intervals),
-        );
-    }
-    if let Some(glob) = templates_glob {
-        out.insert(key("templates"), Value::Sequence(vec![key(glob)]));
-    }
-    let body = serde_norway::to_string(&Value::Mapping(out))
-        .map_err(|e| format!("cannot write the Alertmanager configuration: {e}"))?;
-    Ok(format!(
-        "# Generated by amp-local from the workspaces' alert manager definitions; \
-         edits are overwritten.\n{body}"
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -464,14 +253,8 @@ mod tests {
     const RULES: &str = "groups:\n- name: g\n  rules:\n  - alert: High\n    expr: up > 0\n    for: 1m\n  - record: r:up\n    expr: sum(up)\n";
 
     #[test]
-    fn rules_are_checked_and_alerts_labelled() {
-        let doc = validate_rules(RULES).expect("valid");
-        let out = render_rule_file(doc, "ws-1").expect("renders");
-        let back: Value = serde_norway::from_str(&out).expect("yaml");
-        let rules = &back["groups"][0]["rules"];
-        assert_eq!(rules[0]["labels"][WORKSPACE_LABEL], key("ws-1"));
-        assert!(rules[1].get("labels").is_none());
-
+    fn rules_are_checked_the_amp_way() {
+        assert!(validate_rules(RULES).is_ok());
         for bad in [
             "groups: [",
             "- a\n- b\n",
@@ -517,32 +300,5 @@ mod tests {
                 .expect_err("refused")
                 .contains("nope")
         );
-    }
-
-    #[test]
-    fn merged_config_scopes_each_workspace() {
-        let def = validate_definition(DEF).expect("valid");
-        let sns = SnsAccess {
-            endpoint: Some("http://127.0.0.1:5000".into()),
-            access_key: "AK".into(),
-            secret_key: "SK".into(),
-        };
-        let out = render_alertmanager_config(
-            &[("ws-1".into(), def.clone()), ("ws-2".into(), def)],
-            &sns,
-            None,
-        )
-        .expect("renders");
-        let v: Value = serde_norway::from_str(&out).expect("yaml");
-        assert_eq!(v["route"]["receiver"], key(DISCARD));
-        assert_eq!(v["route"]["routes"][1]["receiver"], key("ws-2/sns"));
-        assert_eq!(
-            v["route"]["routes"][0]["routes"][0]["receiver"],
-            key("ws-1/sns")
-        );
-        let sns0 = &v["receivers"][1]["sns_configs"][0];
-        assert_eq!(sns0["api_url"], key("http://127.0.0.1:5000"));
-        assert_eq!(sns0["sigv4"]["access_key"], key("AK"));
-        assert_eq!(sns0["sigv4"]["region"], key("eu-west-1"));
     }
 }

@@ -35,8 +35,10 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::error::{Error, Result};
 use alerting::SnsAccess;
+use ampkit::cli::{LogArgs, ToolArgs};
+use ampkit::error::{Error, Result};
+use ampkit::timespec::parse_duration;
 use sigv4_verify::{Received, Verifier};
 use store::{State, StateFile, write_atomically};
 
@@ -66,6 +68,113 @@ pub struct Options {
     pub credentials: BTreeMap<String, String>,
     pub activation_delay: Duration,
     pub sns_endpoint: Option<String>,
+}
+
+/// The program's name.
+pub const TOOL: &str = "amp-local";
+
+/// Serve AMP's API (workspaces, rule groups namespaces, alert manager definitions, remote
+/// write and queries) on 127.0.0.1, verifying every request's SigV4 signature, and back it
+/// with a real Prometheus (rules, data) and Alertmanager (alerts).
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = TOOL,
+    version,
+    after_help = "\
+Examples:
+  amp-local --prometheus-url http://127.0.0.1:9090 --rules-dir rules/ --data-dir data/ --region eu-west-1
+  amp-local --listen 127.0.0.1:18501 --prometheus-url http://127.0.0.1:18502 --rules-dir r/ --data-dir d/ \\
+    --alertmanager-url http://127.0.0.1:18503 --alertmanager-config am.yml --credentials keys.txt
+  scripts/local-stack up   # starts it with the rest of the local stack"
+)]
+pub struct Cli {
+    /// Address to listen on
+    #[arg(long, default_value = "127.0.0.1:9095", value_name = "ADDR:PORT")]
+    pub listen: SocketAddr,
+    /// Base URL clients reach amp-local at (prometheusEndpoint uses it) [default: http://<listen>]
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+    /// The Prometheus receiver (remote-write receiver and lifecycle API enabled)
+    #[arg(long, value_name = "URL")]
+    pub prometheus_url: String,
+    /// The Alertmanager whose configuration amp-local writes and reloads
+    #[arg(long, value_name = "URL")]
+    pub alertmanager_url: Option<String>,
+    /// Directory the Prometheus reads rule files from (its rule_files glob: DIR/*.yml)
+    #[arg(long, value_name = "DIR")]
+    pub rules_dir: PathBuf,
+    /// The configuration file the Alertmanager reads; amp-local owns and rewrites it
+    #[arg(long, value_name = "FILE")]
+    pub alertmanager_config: Option<PathBuf>,
+    /// Where the workspaces, rules and definitions are kept (state.json)
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// Region requests must be signed for
+    #[arg(long, env = "AWS_REGION", value_name = "REGION")]
+    pub region: String,
+    /// Account id used in ARNs
+    #[arg(long, default_value = "123456789012", value_name = "ID")]
+    pub account_id: String,
+    /// Access keys accepted: lines `ACCESS_KEY_ID SECRET`, or a JSON object; also
+    /// AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY from the environment
+    #[arg(long, value_name = "FILE")]
+    pub credentials: Option<PathBuf>,
+    /// How long workspaces stay CREATING (and DELETING) before they turn ACTIVE (gone)
+    #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
+    pub activation_delay: Duration,
+    /// SNS endpoint the Alertmanager publishes to [default: AWS_ENDPOINT_URL_SNS, AWS_ENDPOINT_URL]
+    #[arg(long, value_name = "URL")]
+    pub sns_endpoint: Option<String>,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+impl ToolArgs for Cli {
+    fn log_args(&self) -> &LogArgs {
+        &self.log
+    }
+}
+
+/// Serve until stopped, with the options the flags and the environment give.
+pub async fn run(cli: Cli) -> Result<()> {
+    serve(Options::from_cli(cli)?).await
+}
+
+impl Options {
+    /// The flags resolved: keys from the file and the environment, the SNS endpoint from the
+    /// flag or the variables the AWS SDK reads.
+    pub fn from_cli(cli: Cli) -> Result<Self> {
+        let mut credentials = match &cli.credentials {
+            Some(path) => read_credentials_file(path)?,
+            None => BTreeMap::new(),
+        };
+        if let (Ok(key), Ok(secret)) = (
+            std::env::var("AWS_ACCESS_KEY_ID"),
+            std::env::var("AWS_SECRET_ACCESS_KEY"),
+        ) && !key.is_empty()
+        {
+            credentials.entry(key).or_insert(secret);
+        }
+        let sns_endpoint = cli.sns_endpoint.or_else(|| {
+            ["AWS_ENDPOINT_URL_SNS", "AWS_ENDPOINT_URL"]
+                .iter()
+                .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+        });
+        Ok(Options {
+            listen: cli.listen,
+            public_url: cli.public_url,
+            prometheus_url: cli.prometheus_url,
+            alertmanager_url: cli.alertmanager_url,
+            rules_dir: cli.rules_dir,
+            alertmanager_config: cli.alertmanager_config,
+            data_dir: cli.data_dir,
+            region: cli.region,
+            account_id: cli.account_id,
+            credentials,
+            activation_delay: cli.activation_delay,
+            sns_endpoint,
+        })
+    }
 }
 
 /// Read access keys from a file: one `ACCESS_KEY_ID SECRET` pair per line (`#` comments), or

@@ -29,7 +29,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
-use crate::error::{Error, Result};
+use ampkit::error::{Error, Result};
 
 /// Highest latency the histograms hold; longer ones are clamped (a request that long has
 /// long since hit `--timeout`).

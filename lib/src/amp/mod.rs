@@ -1,0 +1,453 @@
+//! Amazon Managed Service for Prometheus: the `workspace` section that later tools read, and
+//! every workspace call (create, find by alias, describe, list, wait, delete).
+//!
+//! amp-workspace creates and finds workspaces here; teardown deletes them with the same calls;
+//! render-agent-config, irsa-role and promql read the section through [`WorkspaceSection`].
+//! Waits use the SDK's own waiters (`WorkspaceActive`, `WorkspaceDeleted`), whose acceptors
+//! are AMP's published ones; only the statuses they do not cover are polled by hand.
+
+pub mod alerting;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_amp::Client;
+use aws_sdk_amp::client::Waiters;
+use aws_sdk_amp::error::SdkError;
+use aws_sdk_amp::operation::describe_workspace::DescribeWorkspaceError;
+use aws_sdk_amp::types::{WorkspaceDescription, WorkspaceStatusCode};
+use aws_smithy_runtime_api::client::waiters::error::WaiterError;
+use serde::{Deserialize, Serialize};
+
+use crate::aws::sdk_error;
+use crate::doc::{MANAGED_BY, StateDoc};
+use crate::error::{Error, Result};
+use crate::poll::{self, Attempt, Pace, Progress};
+use crate::timespec::format_duration;
+
+/// The document's key of [`WorkspaceSection`].
+pub const SECTION: &str = "workspace";
+/// The pseudo-status of a workspace that is gone (`wait --status DELETED`).
+pub const DELETED: &str = "DELETED";
+
+/// The `workspace` section, written by amp-workspace. Every field defaults to empty when
+/// reading, since a user may hand-write only the one a tool needs (`remoteWriteUrl`, say);
+/// [`WorkspaceSection::get`] treats empty as absent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct WorkspaceSection {
+    pub workspace_id: String,
+    pub alias: Option<String>,
+    pub arn: String,
+    pub status: String,
+    pub region: String,
+    pub prometheus_endpoint: String,
+    pub remote_write_url: String,
+    pub query_url: String,
+}
+
+impl WorkspaceSection {
+    /// The section of `doc`, if it has one (malformed is an input error naming it).
+    pub fn from_doc(doc: &StateDoc) -> Result<Option<Self>> {
+        doc.section_as(SECTION)
+    }
+
+    /// A field that is set: `Some` only when not empty.
+    pub fn get(field: &str) -> Option<&str> {
+        Some(field).filter(|f| !f.is_empty())
+    }
+}
+
+/// AMP's data-plane root of a workspace (`.../workspaces/ID/`): on `endpoint` when one is
+/// configured (AWS_ENDPOINT_URL_AMP, as the SDK reads it), else the region's public one.
+pub fn workspace_endpoint(id: &str, region: &str, endpoint: Option<&str>) -> String {
+    let base = endpoint
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("https://aps-workspaces.{region}.amazonaws.com"));
+    format!("{}/workspaces/{id}/", base.trim().trim_end_matches('/'))
+}
+
+/// The AMP endpoint the environment configures: `AWS_ENDPOINT_URL_AMP`, else
+/// `AWS_ENDPOINT_URL`, as the SDK resolves them.
+pub fn endpoint_from_env() -> Option<String> {
+    ["AWS_ENDPOINT_URL_AMP", "AWS_ENDPOINT_URL"]
+        .iter()
+        .filter_map(|name| std::env::var(name).ok())
+        .find(|v| !v.trim().is_empty())
+}
+
+/// One entry of the `workspaces` section written by `amp-workspace list`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkspaceListing {
+    pub workspace_id: String,
+    pub alias: Option<String>,
+    pub arn: String,
+    pub status: String,
+    pub region: String,
+    pub tags: HashMap<String, String>,
+}
+
+/// The workspaces of one account and region.
+pub struct Workspaces {
+    pub client: Client,
+    pub region: String,
+}
+
+fn status_of(ws: &WorkspaceDescription) -> String {
+    ws.status()
+        .map(|s| s.status_code().as_str().to_owned())
+        .unwrap_or_else(|| "UNKNOWN".into())
+}
+
+fn describe_error(e: SdkError<DescribeWorkspaceError>, id: &str, region: &str) -> Error {
+    let not_found = e
+        .as_service_error()
+        .is_some_and(DescribeWorkspaceError::is_resource_not_found_exception);
+    let err = sdk_error(e, format!("describing workspace {id}"));
+    if not_found {
+        err.with_hint(format!(
+            "no workspace {id} in {region}; list them with `amp-workspace list`"
+        ))
+    } else {
+        err
+    }
+}
+
+impl Workspaces {
+    pub fn new(config: &aws_config::SdkConfig) -> Self {
+        Workspaces {
+            client: Client::new(config),
+            region: crate::aws::region_of(config),
+        }
+    }
+
+    /// Create a workspace tagged `managed-by=ampkit` (plus `tags`); returns its id and ARN.
+    pub async fn create(&self, alias: &str, tags: &[(String, String)]) -> Result<(String, String)> {
+        let mut request = self.client.create_workspace().alias(alias);
+        for (key, value) in tags.iter().filter(|(k, _)| k != MANAGED_BY.0) {
+            request = request.tags(key, value);
+        }
+        let created = request
+            .tags(MANAGED_BY.0, MANAGED_BY.1)
+            .send()
+            .await
+            .map_err(|e| sdk_error(e, format!("creating workspace `{alias}`")))?;
+        Ok((created.workspace_id().to_owned(), created.arn().to_owned()))
+    }
+
+    pub async fn describe(&self, id: &str) -> Result<WorkspaceDescription> {
+        let out = self
+            .client
+            .describe_workspace()
+            .workspace_id(id)
+            .send()
+            .await
+            .map_err(|e| describe_error(e, id, &self.region))?;
+        out.workspace.ok_or_else(|| {
+            Error::remote(format!(
+                "describing workspace {id}: the answer has no workspace"
+            ))
+        })
+    }
+
+    /// The workspace, or `None` when the service says it does not exist.
+    pub async fn find(&self, id: &str) -> Result<Option<WorkspaceDescription>> {
+        match self
+            .client
+            .describe_workspace()
+            .workspace_id(id)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out.workspace),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(DescribeWorkspaceError::is_resource_not_found_exception) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(describe_error(e, id, &self.region)),
+        }
+    }
+
+    /// All workspaces (the service filters by alias prefix, moto by exact alias; callers
+    /// filter again themselves so both behave the same).
+    pub async fn list(&self, alias: Option<&str>) -> Result<Vec<WorkspaceListing>> {
+        let mut pages = self
+            .client
+            .list_workspaces()
+            .set_alias(alias.map(str::to_owned))
+            .into_paginator()
+            .items()
+            .send();
+        let mut out = Vec::new();
+        while let Some(item) = pages.next().await {
+            let w = item.map_err(|e| sdk_error(e, "listing workspaces"))?;
+            out.push(WorkspaceListing {
+                workspace_id: w.workspace_id().to_owned(),
+                alias: w.alias().map(str::to_owned),
+                arn: w.arn().to_owned(),
+                status: w
+                    .status()
+                    .map(|s| s.status_code().as_str().to_owned())
+                    .unwrap_or_else(|| "UNKNOWN".into()),
+                region: self.region.clone(),
+                tags: w.tags().cloned().unwrap_or_default(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Start deleting a workspace (AMP deletes asynchronously: DELETING, then gone).
+    pub async fn delete(&self, id: &str) -> Result<()> {
+        self.client
+            .delete_workspace()
+            .workspace_id(id)
+            .send()
+            .await
+            .map_err(|e| sdk_error(e, format!("deleting workspace {id}")))?;
+        Ok(())
+    }
+
+    /// Wait until the workspace has status `want` (or is gone, for [`DELETED`]); the last
+    /// description, `None` once gone.
+    pub async fn wait_for(
+        &self,
+        id: &str,
+        want: &str,
+        timeout: Duration,
+        progress: &Progress,
+    ) -> Result<Option<WorkspaceDescription>> {
+        if want == WorkspaceStatusCode::Active.as_str() {
+            return self
+                .wait_until_active(id, timeout, progress)
+                .await
+                .map(Some);
+        }
+        if want == DELETED {
+            return self
+                .wait_until_deleted(id, timeout, progress)
+                .await
+                .map(|()| None);
+        }
+        // No SDK waiter for the transitional statuses: poll.
+        let (found, _) = poll::until(
+            &format!("{id} to be {want}"),
+            Pace {
+                timeout,
+                interval: Duration::from_millis(500),
+                max_interval: Duration::from_secs(5),
+                last_attempt: Duration::ZERO,
+            },
+            progress,
+            || async move {
+                let ws = self.describe(id).await?;
+                let status = status_of(&ws);
+                Ok(if status == want {
+                    Attempt::Done(ws)
+                } else {
+                    Attempt::Pending(status)
+                })
+            },
+            |t| self.timed_out(id, want, timeout, &t.last),
+        )
+        .await?;
+        Ok(Some(found))
+    }
+
+    fn timed_out(&self, id: &str, want: &str, timeout: Duration, status: &str) -> Error {
+        Error::remote(format!(
+            "workspace {id} is still {status} after {} (waiting for {want})",
+            format_duration(timeout)
+        ))
+        .with_hint("wait longer with `amp-workspace wait --timeout 10m`")
+    }
+
+    /// The SDK's `WorkspaceActive` waiter. Its acceptors retry on CREATING and UPDATING only,
+    /// so a workspace that failed to create is caught first, and again when the wait ends.
+    pub async fn wait_until_active(
+        &self,
+        id: &str,
+        timeout: Duration,
+        progress: &Progress,
+    ) -> Result<WorkspaceDescription> {
+        let ws = self.describe(id).await?;
+        let status = status_of(&ws);
+        if status == WorkspaceStatusCode::Active.as_str() {
+            return Ok(ws);
+        }
+        if status == WorkspaceStatusCode::CreationFailed.as_str() {
+            return Err(creation_failed(id));
+        }
+        let waited = poll::while_showing(
+            &format!("{id} to be ACTIVE (now {status})"),
+            progress,
+            self.client
+                .wait_until_workspace_active()
+                .workspace_id(id)
+                .wait(timeout),
+        )
+        .await;
+        match waited {
+            Ok(done) => match done.into_result() {
+                Ok(out) => out.workspace.ok_or_else(|| {
+                    Error::remote(format!("workspace {id}: the answer has no workspace"))
+                }),
+                Err(e) => Err(describe_error(e, id, &self.region)),
+            },
+            Err(WaiterError::ExceededMaxWait(_) | WaiterError::FailureState(_)) => {
+                let now = self.find(id).await?;
+                match now.as_ref().map(status_of) {
+                    None => Err(Error::not_found(format!(
+                        "workspace {id} disappeared while waiting for it"
+                    ))),
+                    Some(s) if s == WorkspaceStatusCode::CreationFailed.as_str() => {
+                        Err(creation_failed(id))
+                    }
+                    Some(s) => Err(self.timed_out(id, "ACTIVE", timeout, &s)),
+                }
+            }
+            Err(WaiterError::OperationFailed(failed)) => {
+                Err(describe_error(failed.into_error(), id, &self.region))
+            }
+            Err(other) => Err(Error::remote(format!(
+                "waiting for workspace {id}: {other}"
+            ))),
+        }
+    }
+
+    /// The SDK's `WorkspaceDeleted` waiter: done when DescribeWorkspace says not found.
+    pub async fn wait_until_deleted(
+        &self,
+        id: &str,
+        timeout: Duration,
+        progress: &Progress,
+    ) -> Result<()> {
+        let waited = poll::while_showing(
+            &format!("{id} to be deleted"),
+            progress,
+            self.client
+                .wait_until_workspace_deleted()
+                .workspace_id(id)
+                .wait(timeout),
+        )
+        .await;
+        match waited {
+            Ok(_) => Ok(()),
+            Err(WaiterError::ExceededMaxWait(_) | WaiterError::FailureState(_)) => {
+                let status = self
+                    .find(id)
+                    .await?
+                    .map_or_else(|| DELETED.to_owned(), |ws| status_of(&ws));
+                if status == DELETED {
+                    return Ok(());
+                }
+                Err(self.timed_out(id, DELETED, timeout, &status))
+            }
+            Err(WaiterError::OperationFailed(failed)) => {
+                Err(describe_error(failed.into_error(), id, &self.region))
+            }
+            Err(other) => Err(Error::remote(format!(
+                "waiting for workspace {id} to be deleted: {other}"
+            ))),
+        }
+    }
+
+    /// The section for a described workspace; the endpoint always ends in `/`.
+    pub fn section(&self, ws: &WorkspaceDescription) -> WorkspaceSection {
+        let id = ws.workspace_id();
+        let mut endpoint = ws
+            .prometheus_endpoint()
+            .map(str::to_owned)
+            .unwrap_or_else(|| workspace_endpoint(id, &self.region, None));
+        if !endpoint.ends_with('/') {
+            endpoint.push('/');
+        }
+        WorkspaceSection {
+            workspace_id: id.to_owned(),
+            alias: ws.alias().map(str::to_owned),
+            arn: ws.arn().to_owned(),
+            status: status_of(ws),
+            region: self.region.clone(),
+            remote_write_url: format!("{endpoint}api/v1/remote_write"),
+            query_url: format!("{endpoint}api/v1/query"),
+            prometheus_endpoint: endpoint,
+        }
+    }
+}
+
+fn creation_failed(id: &str) -> Error {
+    Error::remote(format!("workspace {id} failed to create (CREATION_FAILED)")).with_hint(
+        "delete it with `amp-workspace delete` and create it again; check the account's AMP quotas",
+    )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workspace_endpoints_follow_the_region_or_the_configured_endpoint() {
+        assert_eq!(
+            workspace_endpoint("ws-1", "eu-west-1", None),
+            "https://aps-workspaces.eu-west-1.amazonaws.com/workspaces/ws-1/"
+        );
+        assert_eq!(
+            workspace_endpoint("ws-1", "eu-west-1", Some(" http://127.0.0.1:18501/ ")),
+            "http://127.0.0.1:18501/workspaces/ws-1/"
+        );
+    }
+
+    #[test]
+    fn a_partial_section_reads_and_empty_fields_are_absent() {
+        let doc =
+            StateDoc::parse(r#"{"workspace":{"remoteWriteUrl":"https://x/api/v1/remote_write"}}"#)
+                .unwrap();
+        let ws = WorkspaceSection::from_doc(&doc).unwrap().unwrap();
+        assert_eq!(
+            WorkspaceSection::get(&ws.remote_write_url),
+            Some("https://x/api/v1/remote_write")
+        );
+        assert_eq!(WorkspaceSection::get(&ws.arn), None);
+        assert!(
+            WorkspaceSection::from_doc(&StateDoc::new())
+                .unwrap()
+                .is_none()
+        );
+        let bad = StateDoc::parse(r#"{"workspace":{"arn":7}}"#).unwrap();
+        assert_eq!(WorkspaceSection::from_doc(&bad).unwrap_err().exit_code(), 2);
+    }
+
+    #[test]
+    fn a_full_section_round_trips_with_the_keys_readers_use() {
+        let ws = WorkspaceSection {
+            workspace_id: "ws-1".into(),
+            alias: Some("a".into()),
+            arn: "arn:aws:aps:eu-west-1:123456789012:workspace/ws-1".into(),
+            status: "ACTIVE".into(),
+            region: "eu-west-1".into(),
+            prometheus_endpoint: "http://h/workspaces/ws-1/".into(),
+            remote_write_url: "http://h/workspaces/ws-1/api/v1/remote_write".into(),
+            query_url: "http://h/workspaces/ws-1/api/v1/query".into(),
+        };
+        let value = serde_json::to_value(&ws).unwrap();
+        for key in [
+            "workspaceId",
+            "alias",
+            "arn",
+            "status",
+            "region",
+            "prometheusEndpoint",
+            "remoteWriteUrl",
+            "queryUrl",
+        ] {
+            assert!(value.get(key).is_some(), "{key} missing from {value}");
+        }
+        assert_eq!(
+            serde_json::from_value::<WorkspaceSection>(value).unwrap(),
+            ws
+        );
+    }
+}

@@ -1,0 +1,323 @@
+//! `amp-workspace`: find or create an Amazon Managed Service for Prometheus workspace, wait for
+//! it, describe, list and delete it, and publish its endpoints in the document.
+//!
+//! The section `workspace` ([`ampkit::amp::WorkspaceSection`]) is what later tools read: the
+//! agent config writes to `remoteWriteUrl`, `promql` and Grafana query `prometheusEndpoint`.
+//! `ensure` makes a pipeline re-runnable: it finds the workspace by its exact alias and
+//! creates one only when there is none, and only a workspace this run created goes into the
+//! ledger, so teardown never deletes a workspace it merely found. Aliases are not unique in
+//! AMP, so two workspaces with the same alias are an error to resolve by hand, never a silent
+//! pick. Workspaces we create are tagged `managed-by=ampkit`.
+
+use std::time::Duration;
+
+use ampkit::amp::{self, DELETED, WorkspaceListing, WorkspaceSection, Workspaces};
+use ampkit::aws::{self, AwsArgs};
+use ampkit::cli::{LogArgs, ToolArgs};
+use ampkit::doc::{Resource, ResourceKind, StateDoc};
+use ampkit::error::{Error, Result};
+use ampkit::poll::Progress;
+use ampkit::timespec::parse_duration;
+
+/// The tool's name, as recorded in the ledger.
+pub const TOOL: &str = "amp-workspace";
+
+/// Amazon Managed Service for Prometheus workspaces. Reads the state document on stdin and
+/// writes it on stdout with the `workspace` section (and the ledger entry when it creates one).
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = TOOL,
+    version,
+    after_help = "\
+Examples:
+  amp-workspace ensure --alias AMP-APPMESH > state.json
+  amp-workspace list --alias AMP- | jq -r '.workspaces[].workspaceId'
+  amp-workspace delete --wait < state.json"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// How long a wait for a status may take, e.g. 90s, 10m
+    #[arg(long, global = true, default_value = "5m", value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Duration,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+impl ToolArgs for Cli {
+    fn log_args(&self) -> &LogArgs {
+        &self.log
+    }
+}
+
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Find the workspace with exactly this alias, or create it; wait until ACTIVE
+    Ensure {
+        /// Workspace alias
+        #[arg(long)]
+        alias: String,
+        /// Tag for a workspace this creates, KEY=VALUE (repeatable); managed-by=ampkit is always set
+        #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
+        tags: Vec<(String, String)>,
+    },
+    /// Create a workspace (always a new one); wait until ACTIVE
+    Create {
+        /// Workspace alias
+        #[arg(long)]
+        alias: String,
+        /// Tag, KEY=VALUE (repeatable); managed-by=ampkit is always set
+        #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
+        tags: Vec<(String, String)>,
+        /// Return at once instead of waiting until ACTIVE
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Describe a workspace into the document
+    Describe {
+        /// Workspace id [default: workspace.workspaceId of the document]
+        #[arg(long, value_name = "ID")]
+        workspace_id: Option<String>,
+    },
+    /// List workspaces (into the `workspaces` section)
+    List {
+        /// Only workspaces whose alias starts with this
+        #[arg(long, value_name = "PREFIX")]
+        alias: Option<String>,
+    },
+    /// Wait until a workspace has a status
+    Wait {
+        /// Workspace id [default: workspace.workspaceId of the document]
+        #[arg(long, value_name = "ID")]
+        workspace_id: Option<String>,
+        /// Status to wait for: ACTIVE, CREATING, UPDATING, DELETING, or DELETED (gone)
+        #[arg(long, default_value = "ACTIVE", value_parser = parse_status)]
+        status: String,
+    },
+    /// Delete a workspace
+    Delete {
+        /// Workspace id [default: workspace.workspaceId of the document]
+        #[arg(long, value_name = "ID")]
+        workspace_id: Option<String>,
+        /// Wait until it is gone
+        #[arg(long)]
+        wait: bool,
+    },
+}
+
+fn parse_tag(text: &str) -> std::result::Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("`{text}` is not KEY=VALUE")),
+    }
+}
+
+fn parse_status(text: &str) -> std::result::Result<String, String> {
+    let status = text.trim().to_ascii_uppercase();
+    match status.as_str() {
+        "ACTIVE" | "CREATING" | "UPDATING" | "DELETING" | DELETED => Ok(status),
+        _ => Err(format!(
+            "`{text}` is not a status to wait for (ACTIVE, CREATING, UPDATING, DELETING, DELETED)"
+        )),
+    }
+}
+
+/// The workspaces client and how this run waits.
+struct Run {
+    workspaces: Workspaces,
+    timeout: Duration,
+    progress: Progress,
+}
+
+/// Run one `amp-workspace` subcommand against the document.
+pub async fn run(cli: Cli, doc: &mut StateDoc) -> Result<()> {
+    let config = aws::load(&cli.aws).await?;
+    let run = Run {
+        workspaces: Workspaces::new(&config),
+        timeout: cli.timeout,
+        progress: Progress::new(TOOL, cli.log.progress()),
+    };
+    let ws = &run.workspaces;
+    match cli.command {
+        Command::Ensure { alias, tags } => ensure(&run, &alias, &tags, doc).await,
+        Command::Create {
+            alias,
+            tags,
+            no_wait,
+        } => create(&run, &alias, &tags, !no_wait, doc).await,
+        Command::Describe { workspace_id } => {
+            let id = workspace_id_from(workspace_id, doc)?;
+            let found = ws.describe(&id).await?;
+            doc.set_section(amp::SECTION, ws.section(&found))
+        }
+        Command::List { alias } => {
+            let matching: Vec<WorkspaceListing> = ws
+                .list(None)
+                .await?
+                .into_iter()
+                .filter(|w| {
+                    alias
+                        .as_deref()
+                        .is_none_or(|prefix| w.alias.as_deref().unwrap_or("").starts_with(prefix))
+                })
+                .collect();
+            doc.set_section("workspaces", matching)
+        }
+        Command::Wait {
+            workspace_id,
+            status,
+        } => {
+            let id = workspace_id_from(workspace_id, doc)?;
+            match ws
+                .wait_for(&id, &status, run.timeout, &run.progress)
+                .await?
+            {
+                Some(found) => doc.set_section(amp::SECTION, ws.section(&found)),
+                None => mark_status(doc, &id, DELETED),
+            }
+        }
+        Command::Delete { workspace_id, wait } => {
+            let id = workspace_id_from(workspace_id, doc)?;
+            // Not every implementation reports an unknown id on delete (moto does not);
+            // describing first makes "not there" exit 3 everywhere.
+            ws.describe(&id).await?;
+            ws.delete(&id).await?;
+            mark_status(doc, &id, "DELETING")?;
+            if wait {
+                ws.wait_until_deleted(&id, run.timeout, &run.progress)
+                    .await?;
+                mark_status(doc, &id, DELETED)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn ensure(
+    run: &Run,
+    alias: &str,
+    tags: &[(String, String)],
+    doc: &mut StateDoc,
+) -> Result<()> {
+    let ws = &run.workspaces;
+    let found: Vec<WorkspaceListing> = ws
+        .list(Some(alias))
+        .await?
+        .into_iter()
+        .filter(|w| w.alias.as_deref() == Some(alias) && w.status != "DELETING")
+        .collect();
+    match found.as_slice() {
+        [] => create(run, alias, tags, true, doc).await,
+        [one] => {
+            tracing::info!("found workspace {} with alias {alias}", one.workspace_id);
+            let active = ws
+                .wait_until_active(&one.workspace_id, run.timeout, &run.progress)
+                .await?;
+            doc.set_section(amp::SECTION, ws.section(&active))
+        }
+        many => {
+            let listed: Vec<String> = many
+                .iter()
+                .map(|w| format!("{} ({})", w.workspace_id, w.status))
+                .collect();
+            Err(Error::input(format!(
+                "{} workspaces have the alias `{alias}`: {}",
+                many.len(),
+                listed.join(", ")
+            ))
+            .with_hint(
+                "delete the extra ones (amp-workspace delete --workspace-id ID), or use one with amp-workspace describe --workspace-id ID",
+            ))
+        }
+    }
+}
+
+async fn create(
+    run: &Run,
+    alias: &str,
+    tags: &[(String, String)],
+    wait: bool,
+    doc: &mut StateDoc,
+) -> Result<()> {
+    let ws = &run.workspaces;
+    let (id, arn) = ws.create(alias, tags).await?;
+    // Into the ledger before anything else can fail, so teardown can always find it.
+    doc.push_resource(
+        Resource::new(ResourceKind::AmpWorkspace, &id, TOOL)
+            .arn(arn)
+            .region(&ws.region)
+            .detail("alias", alias),
+    );
+    tracing::info!("created workspace {id} with alias {alias}");
+    let described = if wait {
+        ws.wait_until_active(&id, run.timeout, &run.progress)
+            .await?
+    } else {
+        ws.describe(&id).await?
+    };
+    doc.set_section(amp::SECTION, ws.section(&described))
+}
+
+fn workspace_id_from(flag: Option<String>, doc: &StateDoc) -> Result<String> {
+    if let Some(id) = flag.filter(|id| !id.is_empty()) {
+        return Ok(id);
+    }
+    WorkspaceSection::from_doc(doc)?
+        .map(|ws| ws.workspace_id)
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| {
+            Error::usage("no workspace id: --workspace-id is absent and the document has no workspace.workspaceId")
+                .with_hint("pass --workspace-id ID, or pipe in the output of `amp-workspace ensure`")
+        })
+}
+
+/// Update the status in the document's section if it describes this workspace.
+fn mark_status(doc: &mut StateDoc, id: &str, status: &str) -> Result<()> {
+    if let Some(mut section) = WorkspaceSection::from_doc(doc)?
+        && section.workspace_id == id
+    {
+        section.status = status.to_owned();
+        doc.set_section(amp::SECTION, section)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_and_statuses_parse() {
+        assert_eq!(parse_tag("team=obs"), Ok(("team".into(), "obs".into())));
+        assert_eq!(parse_tag("k="), Ok(("k".into(), String::new())));
+        assert!(parse_tag("=v").is_err());
+        assert!(parse_tag("novalue").is_err());
+        assert_eq!(parse_status("active"), Ok("ACTIVE".into()));
+        assert!(parse_status("GONE").is_err());
+    }
+
+    #[test]
+    fn the_id_flag_wins_over_the_document() {
+        let doc = StateDoc::parse(r#"{"workspace":{"workspaceId":"ws-doc"}}"#).unwrap();
+        assert_eq!(
+            workspace_id_from(Some("ws-flag".into()), &doc).unwrap(),
+            "ws-flag"
+        );
+        assert_eq!(workspace_id_from(None, &doc).unwrap(), "ws-doc");
+        let err = workspace_id_from(None, &StateDoc::new()).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn delete_marks_only_the_same_workspace() {
+        let mut doc =
+            StateDoc::parse(r#"{"workspace":{"workspaceId":"ws-1","status":"ACTIVE"}}"#).unwrap();
+        mark_status(&mut doc, "ws-2", "DELETING").unwrap();
+        assert_eq!(doc.str_field("workspace", "status"), Some("ACTIVE"));
+        mark_status(&mut doc, "ws-1", "DELETING").unwrap();
+        assert_eq!(doc.str_field("workspace", "status"), Some("DELETING"));
+    }
+}
