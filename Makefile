@@ -20,8 +20,10 @@ build:
 release:
 	$(CARGO) build --workspace --bins --release
 
-## Formatting and lints, warnings are errors
+## Formatting and lints, warnings are errors (adds rustfmt and clippy to the toolchain if missing)
 lint:
+	@$(CARGO) fmt --version >/dev/null 2>&1 && $(CARGO) clippy --version >/dev/null 2>&1 \
+		|| rustup component add rustfmt clippy
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
@@ -46,3 +48,9 @@ local-status:
 ## Run the whole recipe on the local stack
 demo:
 	scripts/demo
+
+## Stop the local stacks (yours and the tests') and remove their data; installs stay in .local/
+clean-local:
+	scripts/local-stack down || true
+	AMPKIT_STACK_DIR=$(CURDIR)/.local/test-run scripts/local-stack down || true
+	rm -rf .local/run .local/test-run out

@@ -205,3 +205,127 @@ fn no_region_is_a_usage_error_naming_the_fix() {
     }
     assert_eq!(run.doc(), json!({}), "the document still passes on");
 }
+
+/// Every program, pipeline tools and the amp-local server alike.
+fn all_programs() -> impl Iterator<Item = &'static str> {
+    TOOLS
+        .iter()
+        .map(|(name, _)| *name)
+        .chain(std::iter::once("amp-local"))
+}
+
+#[test]
+fn help_ends_with_examples_that_name_the_tool() {
+    for name in all_programs() {
+        let run = tool(name).args(["--help"]).run();
+        run.expect_code(0);
+        let (_, examples) = run
+            .stdout
+            .split_once("Examples:\n")
+            .unwrap_or_else(|| panic!("{name}: no Examples section in\n{}", run.stdout));
+        let lines: Vec<&str> = examples
+            .lines()
+            .filter(|l| l.trim_start().starts_with(name) || l.contains(&format!("| {name}")))
+            .collect();
+        assert!(
+            (2..=4).contains(&lines.len()),
+            "{name}: two or three examples using it, got {lines:?}"
+        );
+    }
+}
+
+#[test]
+fn completions_are_printed_for_bash_zsh_and_fish_and_bash_loads_them() {
+    for name in all_programs() {
+        for (shell, marker) in [
+            ("bash", "complete -F"),
+            ("zsh", "#compdef"),
+            ("fish", "complete -c"),
+        ] {
+            let run = tool(name).args(["--completions", shell]).run();
+            run.expect_code(0);
+            assert!(
+                run.stdout.contains(marker),
+                "{name} {shell}: {}",
+                run.stdout
+            );
+            assert!(run.stdout.contains(name), "{name} {shell}");
+        }
+        // The bash script really registers a completion for the program.
+        let script = tool(name).args(["--completions", "bash"]).run().stdout;
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), script).unwrap();
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "source {} && complete -p {name}",
+                file.path().display()
+            ))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains(name),
+            "{name}: bash did not register the completion: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Not a shell: exit 2 naming the flag.
+    let run = tool("promql").args(["--completions", "tcsh"]).run();
+    run.expect_code(2);
+    let message = run.error()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("--completions"), "{message}");
+}
+
+/// One duration grammar: a value one tool refuses, every tool refuses, naming its flag.
+#[test]
+fn every_duration_flag_refuses_the_same_values() {
+    let flags: &[(&str, &[&str], &str)] = &[
+        ("amp-workspace", &["list"], "--timeout"),
+        ("promql", &["labels"], "--timeout"),
+        ("envoy-traffic", &["--requests", "1"], "--duration"),
+        (
+            "render-agent-config",
+            &[
+                "--flavor",
+                "prometheus-agent",
+                "--out",
+                "target/contract-out",
+            ],
+            "--scrape-interval",
+        ),
+    ];
+    for (name, args, flag) in flags {
+        for bad in ["fast", "1min", "1.5s", "-5m", "30m1h"] {
+            let run = tool(name).args(*args).args([*flag, bad]).stdin("{}").run();
+            run.expect_code(2);
+            let message = run.error()["error"]["message"].as_str().unwrap().to_owned();
+            assert!(message.contains(flag), "{name} {flag} {bad}: {message}");
+            assert!(message.contains(bad), "{name} {flag} {bad}: {message}");
+        }
+    }
+}
+
+/// A duration typed in any accepted form is written in Prometheus's own form.
+#[test]
+fn a_scrape_interval_in_seconds_is_written_as_a_prometheus_duration() {
+    let out = tempfile::tempdir().unwrap();
+    let run = tool("render-agent-config")
+        .args([
+            "--flavor",
+            "prometheus-agent",
+            "--scrape-interval",
+            "90",
+            "--remote-write-url",
+            "http://127.0.0.1:1/api/v1/write",
+            "--no-sigv4",
+            "--target",
+            "127.0.0.1:9901",
+            "--out",
+        ])
+        .args([out.path()])
+        .stdin("{}")
+        .run();
+    run.expect_code(0);
+    let config = std::fs::read_to_string(out.path().join("prometheus-agent.yml")).unwrap();
+    assert!(config.contains("scrape_interval: 1m30s"), "{config}");
+}

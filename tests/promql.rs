@@ -1,8 +1,7 @@
 //! promql against the local stack: real Envoy metrics, scraped and remote-written by a
 //! Prometheus agent, queried through a workspace on amp-local (SigV4-signed) and compared with
 //! what the Prometheus receiver itself answers for the same expression at the same time.
-//! Without amp-local in the stack the signed path is not available, and the same checks run
-//! against the receiver with `--url ... --no-sign`.
+//! amp-local is part of every local stack: without it these tests fail, never pass unsigned.
 
 use std::io::Write;
 use std::sync::OnceLock;
@@ -116,37 +115,19 @@ fn start_agent(stack: &ampkit_e2e::Stack) {
     assert_eq!(run.code, 0, "local-stack agent failed:\n{}", run.stderr);
 }
 
-/// Where promql sends its queries in these tests.
-#[derive(Clone)]
-enum Target {
-    /// A workspace on amp-local: the document of `amp-workspace ensure`.
-    Workspace(Value),
-    /// The receiver itself, unsigned.
-    Receiver(String),
-}
-
-fn target() -> Target {
-    static TARGET: OnceLock<Target> = OnceLock::new();
+/// The document promql reads in these tests: a workspace on amp-local, from
+/// `amp-workspace ensure`, so every query is SigV4-signed and checked.
+fn target() -> Value {
+    static TARGET: OnceLock<Value> = OnceLock::new();
     TARGET
         .get_or_init(|| {
-            let stack = stack();
-            match &stack.amp_url {
-                Some(_) => {
-                    let alias = format!("promql-e2e-{}", std::process::id());
-                    let run = tool("amp-workspace")
-                        .args(["ensure", "--alias", &alias])
-                        .run();
-                    run.expect_code(0);
-                    let doc = run.doc();
-                    Target::Workspace(json!({"workspace": doc["workspace"]}))
-                }
-                None => {
-                    eprintln!(
-                        "note: amp-local is not in the stack; querying the receiver unsigned"
-                    );
-                    Target::Receiver(stack.prometheus_url)
-                }
-            }
+            let alias = format!("promql-e2e-{}", std::process::id());
+            let run = tool("amp-workspace")
+                .args(["ensure", "--alias", &alias])
+                .run();
+            run.expect_code(0);
+            let doc = run.doc();
+            json!({"workspace": doc["workspace"]})
         })
         .clone()
 }
@@ -156,10 +137,7 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
-    match target() {
-        Target::Workspace(doc) => tool("promql").args(args).stdin_doc(&doc),
-        Target::Receiver(url) => tool("promql").args(args).args(["--url", &url, "--no-sign"]),
-    }
+    tool("promql").args(args).stdin_doc(&target())
 }
 
 fn query_section(run: &Run) -> Value {
@@ -348,17 +326,13 @@ fn raw_prints_only_data_and_table_prints_columns() {
 #[test]
 fn the_document_passes_through_with_the_query_section() {
     metrics_flowing();
-    let mut doc = match target() {
-        Target::Workspace(doc) => doc,
-        Target::Receiver(_) => json!({}),
-    };
+    let mut doc = target();
     doc["resources"] = json!([{"type": "amp-workspace", "id": "ws-x", "tool": "amp-workspace"}]);
     doc["other"] = json!({"n": 1});
-    let mut invocation = tool("promql").args(["query", "scalar(vector(42))", "--time", "-1m"]);
-    if let Target::Receiver(url) = target() {
-        invocation = invocation.args(["--url", &url, "--no-sign"]);
-    }
-    let run = invocation.stdin_doc(&doc).run();
+    let run = tool("promql")
+        .args(["query", "scalar(vector(42))", "--time", "-1m"])
+        .stdin_doc(&doc)
+        .run();
     run.expect_code(0);
     let out = run.doc();
     assert_eq!(out["resources"], doc["resources"]);
@@ -511,10 +485,7 @@ fn an_endpoint_that_is_down_or_hangs_is_exit_1_within_the_timeout() {
 
 #[test]
 fn workspace_errors_unknown_id_and_bad_signature() {
-    let Some(amp_url) = stack().amp_url else {
-        eprintln!("skipped: amp-local is not in the stack");
-        return;
-    };
+    let amp_url = stack().amp_url;
     let run = tool("promql")
         .args([
             "query",
@@ -527,9 +498,7 @@ fn workspace_errors_unknown_id_and_bad_signature() {
     run.expect_code(3);
     assert_eq!(run.error()["error"]["kind"], "not-found");
 
-    let Target::Workspace(doc) = target() else {
-        return;
-    };
+    let doc = target();
     let run = tool("promql")
         .args(["query", "vector(1)"])
         .env("AWS_SECRET_ACCESS_KEY", unique_name("wrong-secret"))

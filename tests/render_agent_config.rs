@@ -214,15 +214,11 @@ fn host_port(url: &str) -> String {
         .to_owned()
 }
 
-/// POST a PromQL instant query (SigV4-signed for amp-local, plain for the receiver).
-async fn query(url: &str, expr: &str, signed: bool) -> Value {
-    let client = if signed {
-        ampkit::http::SignedClient::new(&ampkit::aws::AwsArgs::default(), "aps")
-            .await
-            .unwrap()
-    } else {
-        ampkit::http::SignedClient::unsigned().unwrap()
-    };
+/// POST a PromQL instant query to amp-local, SigV4-signed.
+async fn query(url: &str, expr: &str) -> Value {
+    let client = ampkit::http::SignedClient::new(&ampkit::aws::AwsArgs::default(), "aps")
+        .await
+        .unwrap();
     let request = client
         .http()
         .post(url)
@@ -243,33 +239,17 @@ async fn query(url: &str, expr: &str, signed: bool) -> Value {
 fn the_prometheus_agent_output_ships_envoy_metrics_to_the_workspace() {
     let s = stack();
     let run_id = unique_name("render");
-    // The workspace: amp-local when the stack has it (SigV4 checked on every write), else the
-    // receiver's own remote-write endpoint.
-    let (doc, remote_write_flags, query_url, signed) = if s.amp_url.is_some() {
-        let ws = tool("amp-workspace")
-            .args(["ensure", "--alias", &run_id])
-            .stdin("{}")
-            .run();
-        ws.expect_code(0);
-        let doc = ws.doc();
-        let query_url = doc["workspace"]["queryUrl"]
-            .as_str()
-            .expect("workspace.queryUrl")
-            .to_owned();
-        (doc, Vec::new(), query_url, true)
-    } else {
-        let write = format!("{}/api/v1/write", s.prometheus_url);
-        (
-            json!({}),
-            vec![
-                "--remote-write-url".to_owned(),
-                write,
-                "--no-sigv4".to_owned(),
-            ],
-            format!("{}/api/v1/query", s.prometheus_url),
-            false,
-        )
-    };
+    // The workspace on amp-local: SigV4 checked on every write.
+    let ws = tool("amp-workspace")
+        .args(["ensure", "--alias", &run_id])
+        .stdin("{}")
+        .run();
+    ws.expect_code(0);
+    let doc = ws.doc();
+    let query_url = doc["workspace"]["queryUrl"]
+        .as_str()
+        .expect("workspace.queryUrl")
+        .to_owned();
     let services = ["dj", "jazz", "metal"];
     assert_eq!(s.envoy_admin_urls.len(), 3);
     let mut args: Vec<String> = vec![
@@ -289,7 +269,6 @@ fn the_prometheus_agent_output_ships_envoy_metrics_to_the_workspace() {
             host_port(admin)
         ));
     }
-    args.extend(remote_write_flags);
     let out = tempfile::tempdir().unwrap();
     args.extend(["--out".to_owned(), out.path().display().to_string()]);
     let rendered = tool("render-agent-config")
@@ -318,7 +297,7 @@ fn the_prometheus_agent_output_ships_envoy_metrics_to_the_workspace() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(90);
     let result = loop {
-        let body = rt.block_on(query(&query_url, &expr, signed));
+        let body = rt.block_on(query(&query_url, &expr));
         let result = body["data"]["result"]
             .as_array()
             .cloned()
@@ -356,7 +335,6 @@ fn the_prometheus_agent_output_ships_envoy_metrics_to_the_workspace() {
     let body = rt.block_on(query(
         &query_url,
         &format!("sum by (service) (envoy_cluster_upstream_cx_total{{run=\"{run_id}\",namespace=\"prod\"}})"),
-        signed,
     ));
     let services_with_clusters: Vec<&str> = body["data"]["result"]
         .as_array()

@@ -74,6 +74,10 @@ pub fn region_of(config: &SdkConfig) -> String {
     config.region().map(|r| r.to_string()).unwrap_or_default()
 }
 
+/// The one table of service error codes, for the exit code of an error nobody handled: code
+/// says which kind (and so which exit code) it is. Decisions ("exists", "already gone") never
+/// read it: they match the SDK's generated error variants (`is_*()`) where they are made.
+///
 /// Service error codes that mean "it does not exist".
 const NOT_FOUND_CODES: &[&str] = &[
     "ResourceNotFoundException",
@@ -132,16 +136,6 @@ where
         .with_hint("check the credentials are configured (AWS_PROFILE, AWS_ACCESS_KEY_ID)"),
         _ => Error::remote(format!("{doing}: {}", DisplayErrorContext(&err))),
     }
-}
-
-/// Whether an SDK error is the service saying "not found".
-pub fn is_not_found<E, R>(err: &SdkError<E, R>) -> bool
-where
-    E: ProvideErrorMetadata,
-{
-    err.as_service_error()
-        .and_then(|e| e.code())
-        .is_some_and(|code| NOT_FOUND_CODES.contains(&code))
 }
 
 #[cfg(test)]

@@ -16,7 +16,8 @@ use tracing::level_filters::LevelFilter;
 use crate::doc::StateDoc;
 use crate::error::{self, Error, Result};
 
-/// Verbosity flags shared by every tool. Logs go to stderr; stdout is the document's.
+/// Verbosity flags of every tool, added by the frame to each tool's own flags (a tool does not
+/// declare them). Logs go to stderr; stdout is the document's.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct LogArgs {
     /// More logging on stderr (-v info, -vv debug, -vvv trace)
@@ -46,9 +47,11 @@ impl LogArgs {
     }
 }
 
-/// What a tool's flag struct provides to the frame.
-pub trait ToolArgs: clap::Parser {
-    fn log_args(&self) -> &LogArgs;
+static LOG_ARGS: OnceLock<LogArgs> = OnceLock::new();
+
+/// Whether this run may draw live progress on stderr (a terminal, not `--quiet`).
+pub fn progress() -> bool {
+    LOG_ARGS.get().is_some_and(LogArgs::progress)
 }
 
 /// Which tokio runtime the tool needs: a single thread starts fastest (a `promql` call is a
@@ -117,9 +120,10 @@ fn build_runtime(runtime: Runtime) -> std::io::Result<tokio::runtime::Runtime> {
 /// The flag every tool has: `--completions SHELL` prints the completion script and exits.
 const COMPLETIONS: &str = "completions";
 
-/// `C`'s command with `--completions` added; exclusive, so it is only ever given alone.
+/// `C`'s command with the frame's flags added: `-v`/`-q`, and `--completions` (exclusive, so
+/// only ever given alone).
 fn command<C: clap::Parser>() -> clap::Command {
-    C::command().arg(
+    <LogArgs as clap::Args>::augment_args(C::command()).arg(
         clap::Arg::new(COMPLETIONS)
             .long(COMPLETIONS)
             .value_name("SHELL")
@@ -189,7 +193,10 @@ fn clap_message(err: &clap::Error) -> String {
 
 /// Parse flags the clap way, but report errors the ampkit way (JSON line, exit 2).
 /// With `pass_doc_on`, a refused command line still passes the document on unchanged.
-fn parse_args<C: clap::Parser>(tool: &str, pass_doc_on: bool) -> std::result::Result<C, ExitCode> {
+fn parse_args<C: clap::Parser>(
+    tool: &str,
+    pass_doc_on: bool,
+) -> std::result::Result<(C, LogArgs), ExitCode> {
     use clap::error::ErrorKind as ClapKind;
     let cmd = command::<C>();
     if let Some(shell) = completions_wanted(&cmd) {
@@ -205,11 +212,11 @@ fn parse_args<C: clap::Parser>(tool: &str, pass_doc_on: bool) -> std::result::Re
         };
         return Err(ExitCode::from(code));
     }
-    let err = match cmd
-        .try_get_matches()
-        .and_then(|mut matches| C::from_arg_matches_mut(&mut matches))
-    {
-        Ok(args) => return Ok(args),
+    let err = match cmd.try_get_matches().and_then(|mut matches| {
+        let log = <LogArgs as clap::FromArgMatches>::from_arg_matches(&matches)?;
+        Ok((C::from_arg_matches_mut(&mut matches)?, log))
+    }) {
+        Ok(parsed) => return Ok(parsed),
         Err(err) => err,
     };
     if matches!(
@@ -265,18 +272,21 @@ pub fn write_document(doc: &StateDoc) -> Result<()> {
 /// an exit code. This is the whole of a tool's `main`.
 pub fn run<C, F>(tool: &'static str, runtime: Runtime, body: F) -> ExitCode
 where
-    C: ToolArgs,
+    C: clap::Parser,
     F: AsyncFnOnce(C, &mut StateDoc) -> Result<()>,
 {
     let _ = TOOL_NAME.set(tool);
     // Before parsing: a flag definition clap rejects panics inside `try_parse`.
     install_panic_hook();
     let args = match panic::catch_unwind(|| parse_args::<C>(tool, true)) {
-        Ok(Ok(args)) => args,
+        Ok(Ok((args, log))) => {
+            init_logging(&log);
+            let _ = LOG_ARGS.set(log);
+            args
+        }
         Ok(Err(code)) => return code,
         Err(_) => return ExitCode::from(Error::internal("panic").exit_code()),
     };
-    init_logging(args.log_args());
 
     let mut doc = match StateDoc::read_stdin() {
         Ok(doc) => doc,
@@ -322,17 +332,20 @@ where
 /// logging, panic and error conventions, but no state document on stdin or stdout.
 pub fn run_without_doc<C, F>(tool: &'static str, runtime: Runtime, body: F) -> ExitCode
 where
-    C: ToolArgs,
+    C: clap::Parser,
     F: AsyncFnOnce(C) -> Result<()>,
 {
     let _ = TOOL_NAME.set(tool);
     install_panic_hook();
     let args = match panic::catch_unwind(|| parse_args::<C>(tool, false)) {
-        Ok(Ok(args)) => args,
+        Ok(Ok((args, log))) => {
+            init_logging(&log);
+            let _ = LOG_ARGS.set(log);
+            args
+        }
         Ok(Err(code)) => return code,
         Err(_) => return ExitCode::from(Error::internal("panic").exit_code()),
     };
-    init_logging(args.log_args());
     let result = match build_runtime(runtime) {
         Ok(rt) => match panic::catch_unwind(AssertUnwindSafe(|| rt.block_on(body(args)))) {
             Ok(result) => result,

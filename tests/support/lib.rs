@@ -61,8 +61,8 @@ pub struct Stack {
     pub prometheus_url: String,
     pub alertmanager_url: String,
     pub agent_url: String,
-    /// amp-local, once it is part of the stack.
-    pub amp_url: Option<String>,
+    /// amp-local: every AMP call of the tests goes there.
+    pub amp_url: String,
     pub stack_dir: PathBuf,
 }
 
@@ -90,7 +90,7 @@ pub fn stack() -> Stack {
         prometheus_url: required_env("AMPKIT_PROMETHEUS_URL"),
         alertmanager_url: required_env("AMPKIT_ALERTMANAGER_URL"),
         agent_url: required_env("AMPKIT_AGENT_URL"),
-        amp_url: std::env::var("AWS_ENDPOINT_URL_AMP").ok(),
+        amp_url: required_env("AWS_ENDPOINT_URL_AMP"),
         stack_dir: PathBuf::from(required_env("AMPKIT_STACK_DIR")),
     }
 }

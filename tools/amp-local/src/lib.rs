@@ -36,7 +36,6 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use alerting::SnsAccess;
-use ampkit::cli::{LogArgs, ToolArgs};
 use ampkit::error::{Error, Result};
 use ampkit::timespec::parse_duration;
 use sigv4_verify::{Received, Verifier};
@@ -125,14 +124,6 @@ pub struct Cli {
     /// SNS endpoint the Alertmanager publishes to [default: AWS_ENDPOINT_URL_SNS, AWS_ENDPOINT_URL]
     #[arg(long, value_name = "URL")]
     pub sns_endpoint: Option<String>,
-    #[command(flatten)]
-    pub log: LogArgs,
-}
-
-impl ToolArgs for Cli {
-    fn log_args(&self) -> &LogArgs {
-        &self.log
-    }
 }
 
 /// Serve until stopped, with the options the flags and the environment give.

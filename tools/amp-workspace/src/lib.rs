@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use ampkit::amp::{self, DELETED, WorkspaceListing, WorkspaceSection, Workspaces};
 use ampkit::aws::{self, AwsArgs};
-use ampkit::cli::{LogArgs, ToolArgs};
 use ampkit::doc::{Resource, ResourceKind, StateDoc};
 use ampkit::error::{Error, Result};
 use ampkit::poll::Progress;
@@ -42,14 +41,6 @@ pub struct Cli {
     pub timeout: Duration,
     #[command(flatten)]
     pub aws: AwsArgs,
-    #[command(flatten)]
-    pub log: LogArgs,
-}
-
-impl ToolArgs for Cli {
-    fn log_args(&self) -> &LogArgs {
-        &self.log
-    }
 }
 
 #[derive(clap::Subcommand, Debug, Clone)]
@@ -137,7 +128,7 @@ pub async fn run(cli: Cli, doc: &mut StateDoc) -> Result<()> {
     let run = Run {
         workspaces: Workspaces::new(&config),
         timeout: cli.timeout,
-        progress: Progress::new(TOOL, cli.log.progress()),
+        progress: Progress::new(TOOL, ampkit::cli::progress()),
     };
     let ws = &run.workspaces;
     match cli.command {

@@ -25,7 +25,6 @@ use http::{HeaderMap, Uri};
 use http::{HeaderName, HeaderValue, Method};
 use tokio::time::Instant;
 
-use ampkit::cli::{LogArgs, ToolArgs};
 use ampkit::doc::StateDoc;
 use ampkit::error::{Error, Result};
 use ampkit::poll::Progress;
@@ -115,15 +114,6 @@ pub struct Cli {
     /// Envoy admin URLs to cross-check against [default: AMPKIT_ENVOY_ADMIN_URLS]
     #[arg(long, value_name = "URL,...", value_parser = parse_admin_urls)]
     pub envoy_admin: Option<std::vec::Vec<String>>,
-
-    #[command(flatten)]
-    pub log: LogArgs,
-}
-
-impl ToolArgs for Cli {
-    fn log_args(&self) -> &LogArgs {
-        &self.log
-    }
 }
 
 // ---- flag parsers (clap `value_parser`s: their errors name the flag) ------------------------
@@ -454,7 +444,7 @@ pub async fn run(opts: Cli, doc: &mut StateDoc) -> Result<()> {
     // One engine thread per core, as wrk's -t defaults to on a small machine.
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut load = Load::start(plan.clone(), template, threads)?;
-    let progress = opts.log.progress().then(|| spawn_progress(&load));
+    let progress = ampkit::cli::progress().then(|| spawn_progress(&load));
     let signalled = supervise(&mut load, signals.as_mut()).await;
     let tally = load.snapshot();
     if let Some((done, handle)) = progress {

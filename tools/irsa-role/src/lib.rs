@@ -15,7 +15,6 @@ use aws_sdk_eks::operation::describe_cluster::DescribeClusterError;
 
 use ampkit::amp::WorkspaceSection;
 use ampkit::aws::{self, AwsArgs, sdk_error};
-use ampkit::cli::{LogArgs, ToolArgs};
 use ampkit::doc::{MANAGED_BY, Resource, ResourceKind, StateDoc};
 use ampkit::error::{Error, Result};
 use ampkit::iam::{self, IdentityMode, IrsaSection, Trust};
@@ -41,14 +40,6 @@ pub struct Cli {
     pub command: Command,
     #[command(flatten)]
     pub aws: AwsArgs,
-    #[command(flatten)]
-    pub log: LogArgs,
-}
-
-impl ToolArgs for Cli {
-    fn log_args(&self) -> &LogArgs {
-        &self.log
-    }
 }
 
 #[derive(clap::Subcommand, Debug)]

@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 
 use ampkit::amp::{self, WorkspaceSection};
 use ampkit::aws::{AwsArgs, resolve_region};
-use ampkit::cli::{self, LogArgs, ToolArgs};
+use ampkit::cli;
 use ampkit::doc::StateDoc;
 use ampkit::error::{Error, ErrorKind, Result};
 use ampkit::http::SignedClient;
@@ -51,14 +51,6 @@ pub struct Cli {
     pub options: Options,
     #[command(flatten)]
     pub aws: AwsArgs,
-    #[command(flatten)]
-    pub log: LogArgs,
-}
-
-impl ToolArgs for Cli {
-    fn log_args(&self) -> &LogArgs {
-        &self.log
-    }
 }
 
 /// The SigV4 signing name of AMP.
@@ -187,9 +179,8 @@ pub async fn run(cli: Cli, doc: &mut StateDoc) -> Result<()> {
         command,
         options,
         aws,
-        log,
     } = cli;
-    let progress = Progress::new(TOOL, log.progress());
+    let progress = Progress::new(TOOL, cli::progress());
     if options.raw && options.format == Format::Table {
         return Err(
             Error::usage("--raw and --format table both choose the output")

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use ampkit::amp::WorkspaceSection;
-use ampkit::cli::{self, LogArgs, ToolArgs};
+use ampkit::cli;
 use ampkit::doc::StateDoc;
 use ampkit::error::{Error, Result};
 use ampkit::iam::IrsaSection;
@@ -119,14 +119,6 @@ pub struct Cli {
     /// Container image of the agent, pinned [default: per flavor]
     #[arg(long, value_name = "IMAGE")]
     pub image: Option<String>,
-    #[command(flatten)]
-    pub log: LogArgs,
-}
-
-impl ToolArgs for Cli {
-    fn log_args(&self) -> &LogArgs {
-        &self.log
-    }
 }
 
 /// The tool: the files into `--out` and the `agent` section, or `--stdout`'s main file.

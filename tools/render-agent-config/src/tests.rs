@@ -28,7 +28,6 @@ fn options(flavor: Flavor) -> Cli {
         namespace: None,
         service_account: None,
         image: None,
-        log: LogArgs::default(),
     }
 }
 
