@@ -296,7 +296,12 @@ fn every_duration_flag_refuses_the_same_values() {
     ];
     for (name, args, flag) in flags {
         for bad in ["fast", "1min", "1.5s", "-5m", "30m1h"] {
-            let run = tool(name).args(*args).args([*flag, bad]).stdin("{}").run();
+            // `--flag=value`, so that `-5m` is taken as the value, not as a flag.
+            let run = tool(name)
+                .args(*args)
+                .args([format!("{flag}={bad}")])
+                .stdin("{}")
+                .run();
             run.expect_code(2);
             let message = run.error()["error"]["message"].as_str().unwrap().to_owned();
             assert!(message.contains(flag), "{name} {flag} {bad}: {message}");

@@ -65,23 +65,19 @@ fn metrics_flowing() {
             let path = ["/", "/jazz", "/metal"][i % 3];
             http_get(&format!("{}{path}", stack.envoy_url));
         }
-        let present = |at: f64| {
-            let answer = receiver(
-                "query",
-                &[
-                    ("query", format!("sum({ENVOY_SELECTOR})")),
-                    ("time", at.to_string()),
-                ],
-            );
+        let present = |expr: String, at: f64| {
+            let answer = receiver("query", &[("query", expr), ("time", at.to_string())]);
             answer["data"]["result"]
                 .as_array()
                 .is_some_and(|r| !r.is_empty())
         };
-        if !present(unix_now()) {
+        if !present(format!("sum({ENVOY_SELECTOR})"), unix_now()) {
             start_agent(&stack);
         }
+        // Flowing means a rate can be taken at the settled time: two samples in the window
+        // that the range test's `rate(...[10s])` uses, not just the first one.
         let deadline = Instant::now() + Duration::from_secs(90);
-        while !present(settled_time()) {
+        while !present(format!("sum(rate({ENVOY_SELECTOR}[10s]))"), settled_time()) {
             assert!(
                 Instant::now() < deadline,
                 "no Envoy metrics reached the receiver within 90s"

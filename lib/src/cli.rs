@@ -54,6 +54,16 @@ pub fn progress() -> bool {
     LOG_ARGS.get().is_some_and(LogArgs::progress)
 }
 
+/// What the frame needs to know of a tool besides its flags.
+#[derive(Debug, Clone, Copy)]
+pub struct Tool {
+    /// The program's name, as in the ledger and in error lines.
+    pub name: &'static str,
+    pub runtime: Runtime,
+    /// Two or three command lines to copy, shown at the end of `--help`.
+    pub examples: &'static [&'static str],
+}
+
 /// Which tokio runtime the tool needs: a single thread starts fastest (a `promql` call is a
 /// few milliseconds), several threads are for load generation and servers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,10 +130,24 @@ fn build_runtime(runtime: Runtime) -> std::io::Result<tokio::runtime::Runtime> {
 /// The flag every tool has: `--completions SHELL` prints the completion script and exits.
 const COMPLETIONS: &str = "completions";
 
-/// `C`'s command with the frame's flags added: `-v`/`-q`, and `--completions` (exclusive, so
-/// only ever given alone).
-fn command<C: clap::Parser>() -> clap::Command {
-    <LogArgs as clap::Args>::augment_args(C::command()).arg(
+/// `C`'s command with what every tool has: its name and version, the examples at the end of
+/// `--help`, `-v`/`-q`, and `--completions` (exclusive, so only ever given alone).
+fn command<C: clap::Parser>(tool: &Tool) -> clap::Command {
+    let examples: String = tool
+        .examples
+        .iter()
+        .map(|line| format!("\n  {line}"))
+        .collect();
+    // In the template's literal text rather than `after_help`, which clap wraps at the
+    // terminal's width: an example is copied as one line.
+    let template = format!(
+        "{{before-help}}{{about-with-newline}}\n{{usage-heading}} {{usage}}\n\n{{all-args}}{{after-help}}\n\nExamples:{examples}"
+    );
+    let cmd = C::command()
+        .name(tool.name)
+        .version(env!("CARGO_PKG_VERSION"))
+        .help_template(template);
+    <LogArgs as clap::Args>::augment_args(cmd).arg(
         clap::Arg::new(COMPLETIONS)
             .long(COMPLETIONS)
             .value_name("SHELL")
@@ -194,19 +218,19 @@ fn clap_message(err: &clap::Error) -> String {
 /// Parse flags the clap way, but report errors the ampkit way (JSON line, exit 2).
 /// With `pass_doc_on`, a refused command line still passes the document on unchanged.
 fn parse_args<C: clap::Parser>(
-    tool: &str,
+    tool: &Tool,
     pass_doc_on: bool,
 ) -> std::result::Result<(C, LogArgs), ExitCode> {
     use clap::error::ErrorKind as ClapKind;
-    let cmd = command::<C>();
+    let cmd = command::<C>(tool);
     if let Some(shell) = completions_wanted(&cmd) {
         let mut cmd = cmd;
         let mut script = Vec::new();
-        clap_complete::generate(shell, &mut cmd, tool, &mut script);
+        clap_complete::generate(shell, &mut cmd, tool.name, &mut script);
         let code = match write_stdout(&[&script]) {
             Ok(()) => 0,
             Err(err) => {
-                error::report(tool, &err);
+                error::report(tool.name, &err);
                 err.exit_code()
             }
         };
@@ -233,10 +257,10 @@ fn parse_args<C: clap::Parser>(
         };
         return Err(ExitCode::from(code));
     }
-    let usage = command::<C>().render_usage().to_string();
+    let usage = command::<C>(tool).render_usage().to_string();
     let err = Error::usage(clap_message(&err))
-        .with_hint(format!("{usage}; run `{tool} --help` for all flags"));
-    error::report(tool, &err);
+        .with_hint(format!("{usage}; run `{} --help` for all flags", tool.name));
+    error::report(tool.name, &err);
     // Nothing was done, and nothing may be lost: pass the document on unchanged.
     if pass_doc_on && let Ok(doc) = StateDoc::read_stdin() {
         let _ = write_document(&doc);
@@ -268,99 +292,85 @@ pub fn write_document(doc: &StateDoc) -> Result<()> {
     write_stdout(&[text.as_bytes(), b"\n"])
 }
 
-/// Run a tool: parse `C`, read the document, run `body` on it, write it, map the result to
-/// an exit code. This is the whole of a tool's `main`.
-pub fn run<C, F>(tool: &'static str, runtime: Runtime, body: F) -> ExitCode
-where
-    C: clap::Parser,
-    F: AsyncFnOnce(C, &mut StateDoc) -> Result<()>,
-{
-    let _ = TOOL_NAME.set(tool);
+/// What every run does first: name the tool, install the panic hook, parse the flags and
+/// start logging. `Err` is the exit code of a run that ends here (help, completions, bad flags).
+fn start<C: clap::Parser>(tool: &Tool, pass_doc_on: bool) -> std::result::Result<C, ExitCode> {
+    let _ = TOOL_NAME.set(tool.name);
     // Before parsing: a flag definition clap rejects panics inside `try_parse`.
     install_panic_hook();
-    let args = match panic::catch_unwind(|| parse_args::<C>(tool, true)) {
+    match panic::catch_unwind(|| parse_args::<C>(tool, pass_doc_on)) {
         Ok(Ok((args, log))) => {
             init_logging(&log);
             let _ = LOG_ARGS.set(log);
-            args
+            Ok(args)
         }
-        Ok(Err(code)) => return code,
-        Err(_) => return ExitCode::from(Error::internal("panic").exit_code()),
-    };
+        Ok(Err(code)) => Err(code),
+        Err(_) => Err(ExitCode::from(Error::internal("panic").exit_code())),
+    }
+}
 
-    let mut doc = match StateDoc::read_stdin() {
-        Ok(doc) => doc,
-        Err(err) => {
-            error::report(tool, &err);
-            return ExitCode::from(err.exit_code());
-        }
-    };
-
-    let outcome = panic::catch_unwind(AssertUnwindSafe(|| match build_runtime(runtime) {
-        Ok(rt) => rt.block_on(body(args, &mut doc)),
+/// Run `work` on the tool's runtime. A panic is an internal error that the hook has already
+/// reported (so the result says whether one happened).
+fn execute(tool: &Tool, work: impl Future<Output = Result<()>>) -> (Result<()>, bool) {
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| match build_runtime(tool.runtime) {
+        Ok(rt) => rt.block_on(work),
         Err(e) => Err(Error::internal(format!(
             "could not start the async runtime: {e}"
         ))),
     }));
-
-    let (result, panicked) = match outcome {
+    match outcome {
         Ok(result) => (result, false),
-        // The hook already reported the panic.
         Err(_) => (Err(Error::internal("panic")), true),
-    };
-
-    // The document goes out in every case: it carries the ledger of what was created.
-    if !STDOUT_WRITTEN.load(Ordering::SeqCst)
-        && let Err(err) = write_document(&doc)
-    {
-        error::report(tool, &err);
-        return ExitCode::from(err.exit_code());
     }
+}
 
+/// The exit code of a run, its error reported unless the panic hook already did.
+fn finish(tool: &Tool, (result, panicked): (Result<()>, bool)) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             if !panicked {
-                error::report(tool, &err);
+                error::report(tool.name, &err);
             }
             ExitCode::from(err.exit_code())
         }
     }
 }
 
+/// Run a tool: parse `C`, read the document, run `body` on it, write it, map the result to
+/// an exit code. This is the whole of a tool's `main`.
+pub fn run<C, F>(tool: &Tool, body: F) -> ExitCode
+where
+    C: clap::Parser,
+    F: AsyncFnOnce(C, &mut StateDoc) -> Result<()>,
+{
+    let args = match start::<C>(tool, true) {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
+    let mut doc = match StateDoc::read_stdin() {
+        Ok(doc) => doc,
+        Err(err) => return finish(tool, (Err(err), false)),
+    };
+    let outcome = execute(tool, body(args, &mut doc));
+    // The document goes out in every case: it carries the ledger of what was created.
+    if !STDOUT_WRITTEN.load(Ordering::SeqCst)
+        && let Err(err) = write_document(&doc)
+    {
+        return finish(tool, (Err(err), false));
+    }
+    finish(tool, outcome)
+}
+
 /// Run a program that is not a pipeline stage (a server such as amp-local): the same flags,
 /// logging, panic and error conventions, but no state document on stdin or stdout.
-pub fn run_without_doc<C, F>(tool: &'static str, runtime: Runtime, body: F) -> ExitCode
+pub fn run_without_doc<C, F>(tool: &Tool, body: F) -> ExitCode
 where
     C: clap::Parser,
     F: AsyncFnOnce(C) -> Result<()>,
 {
-    let _ = TOOL_NAME.set(tool);
-    install_panic_hook();
-    let args = match panic::catch_unwind(|| parse_args::<C>(tool, false)) {
-        Ok(Ok((args, log))) => {
-            init_logging(&log);
-            let _ = LOG_ARGS.set(log);
-            args
-        }
-        Ok(Err(code)) => return code,
-        Err(_) => return ExitCode::from(Error::internal("panic").exit_code()),
-    };
-    let result = match build_runtime(runtime) {
-        Ok(rt) => match panic::catch_unwind(AssertUnwindSafe(|| rt.block_on(body(args)))) {
-            Ok(result) => result,
-            // The hook already reported the panic.
-            Err(_) => return ExitCode::from(Error::internal("panic").exit_code()),
-        },
-        Err(e) => Err(Error::internal(format!(
-            "could not start the async runtime: {e}"
-        ))),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            error::report(tool, &err);
-            ExitCode::from(err.exit_code())
-        }
+    match start::<C>(tool, false) {
+        Ok(args) => finish(tool, execute(tool, body(args))),
+        Err(code) => code,
     }
 }

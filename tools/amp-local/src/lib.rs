@@ -36,6 +36,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use alerting::SnsAccess;
+use ampkit::cli::{Runtime, Tool};
 use ampkit::error::{Error, Result};
 use ampkit::timespec::parse_duration;
 use sigv4_verify::{Received, Verifier};
@@ -69,23 +70,24 @@ pub struct Options {
     pub sns_endpoint: Option<String>,
 }
 
-/// The program's name.
-pub const TOOL: &str = "amp-local";
+/// The program's name, as in the ledger and in error lines.
+pub const NAME: &str = "amp-local";
+
+/// What the frame needs to know of this tool besides its flags.
+pub const TOOL: Tool = Tool {
+    name: NAME,
+    runtime: Runtime::MultiThread,
+    examples: &[
+        "amp-local --prometheus-url http://127.0.0.1:9090 --rules-dir rules/ --data-dir data/ --region eu-west-1",
+        "amp-local --listen 127.0.0.1:18501 --prometheus-url http://127.0.0.1:18502 --rules-dir r/ --data-dir d/ --alertmanager-url http://127.0.0.1:18503 --alertmanager-config am.yml --credentials keys.txt",
+        "scripts/local-stack up   # starts it with the rest of the local stack",
+    ],
+};
 
 /// Serve AMP's API (workspaces, rule groups namespaces, alert manager definitions, remote
 /// write and queries) on 127.0.0.1, verifying every request's SigV4 signature, and back it
 /// with a real Prometheus (rules, data) and Alertmanager (alerts).
 #[derive(clap::Parser, Debug)]
-#[command(
-    name = TOOL,
-    version,
-    after_help = "\
-Examples:
-  amp-local --prometheus-url http://127.0.0.1:9090 --rules-dir rules/ --data-dir data/ --region eu-west-1
-  amp-local --listen 127.0.0.1:18501 --prometheus-url http://127.0.0.1:18502 --rules-dir r/ --data-dir d/ \\
-    --alertmanager-url http://127.0.0.1:18503 --alertmanager-config am.yml --credentials keys.txt
-  scripts/local-stack up   # starts it with the rest of the local stack"
-)]
 pub struct Cli {
     /// Address to listen on
     #[arg(long, default_value = "127.0.0.1:9095", value_name = "ADDR:PORT")]

@@ -3,8 +3,6 @@
 
 use std::process::ExitCode;
 
-use ampkit::cli::Runtime;
-
 fn main() -> ExitCode {
-    ampkit::cli::run_without_doc(amp_local::TOOL, Runtime::MultiThread, amp_local::run)
+    ampkit::cli::run_without_doc(&amp_local::TOOL, amp_local::run)
 }

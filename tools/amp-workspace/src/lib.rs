@@ -13,26 +13,29 @@ use std::time::Duration;
 
 use ampkit::amp::{self, DELETED, WorkspaceListing, WorkspaceSection, Workspaces};
 use ampkit::aws::{self, AwsArgs};
+use ampkit::cli::{Runtime, Tool};
 use ampkit::doc::{Resource, ResourceKind, StateDoc};
 use ampkit::error::{Error, Result};
 use ampkit::poll::Progress;
 use ampkit::timespec::parse_duration;
 
-/// The tool's name, as recorded in the ledger.
-pub const TOOL: &str = "amp-workspace";
+/// The program's name, as in the ledger and in error lines.
+pub const NAME: &str = "amp-workspace";
+
+/// What the frame needs to know of this tool besides its flags.
+pub const TOOL: Tool = Tool {
+    name: NAME,
+    runtime: Runtime::CurrentThread,
+    examples: &[
+        "amp-workspace ensure --alias AMP-APPMESH > state.json",
+        "amp-workspace list --alias AMP- | jq -r '.workspaces[].workspaceId'",
+        "amp-workspace delete --wait < state.json",
+    ],
+};
 
 /// Amazon Managed Service for Prometheus workspaces. Reads the state document on stdin and
 /// writes it on stdout with the `workspace` section (and the ledger entry when it creates one).
 #[derive(clap::Parser, Debug)]
-#[command(
-    name = TOOL,
-    version,
-    after_help = "\
-Examples:
-  amp-workspace ensure --alias AMP-APPMESH > state.json
-  amp-workspace list --alias AMP- | jq -r '.workspaces[].workspaceId'
-  amp-workspace delete --wait < state.json"
-)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -128,7 +131,7 @@ pub async fn run(cli: Cli, doc: &mut StateDoc) -> Result<()> {
     let run = Run {
         workspaces: Workspaces::new(&config),
         timeout: cli.timeout,
-        progress: Progress::new(TOOL, ampkit::cli::progress()),
+        progress: Progress::new(NAME, ampkit::cli::progress()),
     };
     let ws = &run.workspaces;
     match cli.command {
@@ -236,7 +239,7 @@ async fn create(
     let (id, arn) = ws.create(alias, tags).await?;
     // Into the ledger before anything else can fail, so teardown can always find it.
     doc.push_resource(
-        Resource::new(ResourceKind::AmpWorkspace, &id, TOOL)
+        Resource::new(ResourceKind::AmpWorkspace, &id, NAME)
             .arn(arn)
             .region(&ws.region)
             .detail("alias", alias),

@@ -3,12 +3,6 @@
 
 use std::process::ExitCode;
 
-use ampkit::cli::Runtime;
-
 fn main() -> ExitCode {
-    ampkit::cli::run(
-        amp_workspace::TOOL,
-        Runtime::CurrentThread,
-        amp_workspace::run,
-    )
+    ampkit::cli::run(&amp_workspace::TOOL, amp_workspace::run)
 }

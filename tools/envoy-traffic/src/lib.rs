@@ -25,6 +25,7 @@ use http::{HeaderMap, Uri};
 use http::{HeaderName, HeaderValue, Method};
 use tokio::time::Instant;
 
+use ampkit::cli::{Runtime, Tool};
 use ampkit::doc::StateDoc;
 use ampkit::error::{Error, Result};
 use ampkit::poll::Progress;
@@ -40,22 +41,24 @@ pub const SECTION: &str = "traffic";
 /// (and counted as cancelled); a second signal abandons them at once.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
-/// The tool's name.
-pub const TOOL: &str = "envoy-traffic";
+/// The program's name, as in the ledger and in error lines.
+pub const NAME: &str = "envoy-traffic";
+
+/// What the frame needs to know of this tool besides its flags.
+pub const TOOL: Tool = Tool {
+    name: NAME,
+    runtime: Runtime::MultiThread,
+    examples: &[
+        "envoy-traffic --url http://127.0.0.1:18510/ --rate 50 --duration 60s",
+        "envoy-traffic --kube-service default/dj:9080 -c 32 -d 30s --envoy-admin http://127.0.0.1:9901",
+        "envoy-traffic -n 300 --paths /jazz,/metal -H 'x-envoy-fault-delay-request: 20' < state.json",
+    ],
+};
 
 /// Drive HTTP traffic through the mesh at a fixed rate (open model, latency from the intended
 /// send time) or concurrency (closed model); report percentiles, status codes and errors in
 /// the `traffic` section; with --envoy-admin, put Envoy's own counts next to ours.
 #[derive(clap::Parser, Debug, Clone)]
-#[command(
-    name = TOOL,
-    version,
-    after_help = "\
-Examples:
-  envoy-traffic --url http://127.0.0.1:18510/ --rate 50 --duration 60s
-  envoy-traffic --kube-service default/dj:9080 -c 32 -d 30s --envoy-admin http://127.0.0.1:9901
-  envoy-traffic -n 300 --paths /jazz,/metal -H 'x-envoy-fault-delay-request: 20' < state.json"
-)]
 pub struct Cli {
     /// Target URL [default: the document's traffic.url or mesh.url, else AMPKIT_ENVOY_URL]
     #[arg(long, value_name = "URL", conflicts_with = "kube_service")]
@@ -615,7 +618,7 @@ fn spawn_progress(load: &Load) -> (Arc<AtomicBool>, tokio::task::JoinHandle<()>)
     let histogram = load.shared.histogram.clone();
     let flag = done.clone();
     let handle = tokio::spawn(async move {
-        let line = Progress::new(TOOL, true);
+        let line = Progress::new(NAME, true);
         let mut last_completed = 0u64;
         let mut tick = tokio::time::interval(Duration::from_millis(1000));
         tick.tick().await;

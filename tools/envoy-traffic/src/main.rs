@@ -3,12 +3,6 @@
 
 use std::process::ExitCode;
 
-use ampkit::cli::Runtime;
-
 fn main() -> ExitCode {
-    ampkit::cli::run(
-        envoy_traffic::TOOL,
-        Runtime::MultiThread,
-        envoy_traffic::run,
-    )
+    ampkit::cli::run(&envoy_traffic::TOOL, envoy_traffic::run)
 }

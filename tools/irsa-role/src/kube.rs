@@ -16,7 +16,7 @@ use ampkit::doc::{Resource, ResourceKind, StateDoc};
 use ampkit::error::{Error, Result};
 use ampkit::kube::{self, namespace};
 
-use crate::TOOL;
+use crate::NAME;
 
 pub const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
 
@@ -68,7 +68,7 @@ pub async fn ensure(
         doc.push_resource(Resource::new(
             ResourceKind::K8sNamespace,
             namespace_name,
-            TOOL,
+            NAME,
         ));
     }
 
@@ -90,7 +90,7 @@ pub async fn ensure(
                 Resource::new(
                     ResourceKind::K8sServiceAccount,
                     format!("{namespace_name}/{sa}"),
-                    TOOL,
+                    NAME,
                 )
                 .detail("namespace", namespace_name)
                 .detail("name", sa),

@@ -15,26 +15,29 @@ use aws_sdk_eks::operation::describe_cluster::DescribeClusterError;
 
 use ampkit::amp::WorkspaceSection;
 use ampkit::aws::{self, AwsArgs, sdk_error};
+use ampkit::cli::{Runtime, Tool};
 use ampkit::doc::{MANAGED_BY, Resource, ResourceKind, StateDoc};
 use ampkit::error::{Error, Result};
 use ampkit::iam::{self, IdentityMode, IrsaSection, Trust};
 use ampkit::kube::NameRule;
 
-/// The tool's name, as recorded in the ledger.
-pub const TOOL: &str = "irsa-role";
+/// The program's name, as in the ledger and in error lines.
+pub const NAME: &str = "irsa-role";
+
+/// What the frame needs to know of this tool besides its flags.
+pub const TOOL: Tool = Tool {
+    name: NAME,
+    runtime: Runtime::CurrentThread,
+    examples: &[
+        "amp-workspace ensure --alias AMP-APPMESH | irsa-role create --cluster AMP-EKS-CLUSTER",
+        "irsa-role create --cluster demo --workspace-arn arn:aws:aps:eu-west-1:123456789012:workspace/ws-1 --no-kube",
+        "irsa-role create --cluster demo --pod-identity --manifest-out out/sa.yaml < state.json",
+    ],
+};
 
 /// IAM role for the collector, trusted only by one Kubernetes service account (IRSA) or by
 /// EKS Pod Identity, allowed only to remote-write (and with --query, query) one workspace.
 #[derive(clap::Parser, Debug)]
-#[command(
-    name = TOOL,
-    version,
-    after_help = "\
-Examples:
-  amp-workspace ensure --alias AMP-APPMESH | irsa-role create --cluster AMP-EKS-CLUSTER
-  irsa-role create --cluster demo --workspace-arn arn:aws:aps:eu-west-1:123456789012:workspace/ws-1 --no-kube
-  irsa-role create --cluster demo --pod-identity --manifest-out out/sa.yaml < state.json"
-)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -290,7 +293,7 @@ pub async fn create(opts: &CreateOptions, aws_args: &AwsArgs, doc: &mut StateDoc
             iam::ensure_oidc_provider(&iam_client, &issuer, &opts.thumbprints).await?;
         if created {
             doc.push_resource(
-                Resource::new(ResourceKind::IamOidcProvider, &provider_arn, TOOL)
+                Resource::new(ResourceKind::IamOidcProvider, &provider_arn, NAME)
                     .arn(&provider_arn),
             );
         }
@@ -317,7 +320,7 @@ pub async fn create(opts: &CreateOptions, aws_args: &AwsArgs, doc: &mut StateDoc
     let outcome = iam::ensure_role(&iam_client, &role, &trust, &description).await?;
     if outcome.created {
         doc.push_resource(
-            Resource::new(ResourceKind::IamRole, &role, TOOL)
+            Resource::new(ResourceKind::IamRole, &role, NAME)
                 .arn(&outcome.arn)
                 .detail("inlinePolicies", serde_json::json!([iam::POLICY_NAME])),
         );
@@ -330,7 +333,7 @@ pub async fn create(opts: &CreateOptions, aws_args: &AwsArgs, doc: &mut StateDoc
             Resource::new(
                 ResourceKind::IamRolePolicy,
                 format!("{role}/{}", iam::POLICY_NAME),
-                TOOL,
+                NAME,
             )
             .detail("roleName", role.as_str())
             .detail("policyName", iam::POLICY_NAME),
@@ -340,7 +343,7 @@ pub async fn create(opts: &CreateOptions, aws_args: &AwsArgs, doc: &mut StateDoc
     let association_id = if opts.pod_identity {
         let (id, created) = ensure_pod_identity_association(&eks, opts, &outcome.arn).await?;
         if created {
-            let mut resource = Resource::new(ResourceKind::EksPodIdentityAssociation, &id, TOOL)
+            let mut resource = Resource::new(ResourceKind::EksPodIdentityAssociation, &id, NAME)
                 .region(&region)
                 .detail("clusterName", opts.cluster.as_str());
             if let Some(arn) = &cluster.arn {

@@ -2,8 +2,6 @@
 
 use std::process::ExitCode;
 
-use ampkit::cli::Runtime;
-
 fn main() -> ExitCode {
-    ampkit::cli::run(irsa_role::TOOL, Runtime::CurrentThread, irsa_role::run)
+    ampkit::cli::run(&irsa_role::TOOL, irsa_role::run)
 }

@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 
 use ampkit::amp::{self, WorkspaceSection};
 use ampkit::aws::{AwsArgs, resolve_region};
-use ampkit::cli;
+use ampkit::cli::{self, Runtime, Tool};
 use ampkit::doc::StateDoc;
 use ampkit::error::{Error, ErrorKind, Result};
 use ampkit::http::SignedClient;
@@ -28,22 +28,24 @@ use ampkit::poll::{self, Attempt, Pace, Progress};
 use ampkit::prom::{PromClient, parse_response, query_data};
 use ampkit::timespec::{self, parse_duration};
 
-/// The tool's name.
-pub const TOOL: &str = "promql";
+/// The program's name, as in the ledger and in error lines.
+pub const NAME: &str = "promql";
+
+/// What the frame needs to know of this tool besides its flags.
+pub const TOOL: Tool = Tool {
+    name: NAME,
+    runtime: Runtime::CurrentThread,
+    examples: &[
+        "amp-workspace ensure --alias AMP-APPMESH | promql query 'sum(rate(envoy_http_downstream_rq_total[1m]))'",
+        "promql --workspace-id ws-1234 range 'up' --start -1h --step 1m --format table",
+        "promql wait 'sum(envoy_http_downstream_rq_total) > 0' --timeout 5m < state.json",
+    ],
+};
 
 /// PromQL queries, signed with SigV4 (service `aps`) using the AWS credential chain. The
 /// endpoint comes from the document's workspace.prometheusEndpoint, --workspace-id or --url;
 /// the answer goes into the `query` section of the document.
 #[derive(clap::Parser, Debug)]
-#[command(
-    name = TOOL,
-    version,
-    after_help = "\
-Examples:
-  amp-workspace ensure --alias AMP-APPMESH | promql query 'sum(rate(envoy_http_downstream_rq_total[1m]))'
-  promql --workspace-id ws-1234 range 'up' --start -1h --step 1m --format table
-  promql wait 'sum(envoy_http_downstream_rq_total) > 0' --timeout 5m < state.json"
-)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -180,7 +182,7 @@ pub async fn run(cli: Cli, doc: &mut StateDoc) -> Result<()> {
         options,
         aws,
     } = cli;
-    let progress = Progress::new(TOOL, cli::progress());
+    let progress = Progress::new(NAME, cli::progress());
     if options.raw && options.format == Format::Table {
         return Err(
             Error::usage("--raw and --format table both choose the output")

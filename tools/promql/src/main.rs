@@ -2,8 +2,6 @@
 
 use std::process::ExitCode;
 
-use ampkit::cli::Runtime;
-
 fn main() -> ExitCode {
-    ampkit::cli::run(promql::TOOL, Runtime::CurrentThread, promql::run)
+    ampkit::cli::run(&promql::TOOL, promql::run)
 }

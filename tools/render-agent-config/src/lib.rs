@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use ampkit::amp::WorkspaceSection;
-use ampkit::cli;
+use ampkit::cli::{self, Runtime, Tool};
 use ampkit::doc::StateDoc;
 use ampkit::error::{Error, Result};
 use ampkit::iam::IrsaSection;
@@ -29,8 +29,19 @@ use ampkit::kube::NameRule;
 use ampkit::timespec::{format_duration, parse_positive_duration};
 use model::{AgentModel, RemoteWrite, Targets};
 
-/// The tool's name.
-pub const TOOL: &str = "render-agent-config";
+/// The program's name, as in the ledger and in error lines.
+pub const NAME: &str = "render-agent-config";
+
+/// What the frame needs to know of this tool besides its flags.
+pub const TOOL: Tool = Tool {
+    name: NAME,
+    runtime: Runtime::CurrentThread,
+    examples: &[
+        "amp-workspace ensure --alias AMP-APPMESH | render-agent-config --flavor grafana-agent --out out/",
+        "render-agent-config --flavor alloy --stdout < state.json | kubectl apply -f -",
+        "render-agent-config --flavor prometheus-agent --target 127.0.0.1:9901,service=dj --out out/ < state.json",
+    ],
+};
 
 /// Which collector the configuration is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -58,15 +69,6 @@ pub enum Format {
 /// workspace with SigV4: Grafana Agent or Alloy manifests, a Prometheus agent config, or an
 /// AMP managed-scraper blob. Reads `workspace` (and `irsa`) from the document; flags win.
 #[derive(clap::Parser, Debug, Clone)]
-#[command(
-    name = TOOL,
-    version,
-    after_help = "\
-Examples:
-  amp-workspace ensure --alias AMP-APPMESH | render-agent-config --flavor grafana-agent --out out/
-  render-agent-config --flavor alloy --stdout < state.json | kubectl apply -f -
-  render-agent-config --flavor prometheus-agent --target 127.0.0.1:9901,service=dj --out out/ < state.json"
-)]
 pub struct Cli {
     /// Which collector to render for
     #[arg(long, value_enum)]

@@ -2,12 +2,6 @@
 
 use std::process::ExitCode;
 
-use ampkit::cli::Runtime;
-
 fn main() -> ExitCode {
-    ampkit::cli::run(
-        render_agent_config::TOOL,
-        Runtime::CurrentThread,
-        render_agent_config::run,
-    )
+    ampkit::cli::run(&render_agent_config::TOOL, render_agent_config::run)
 }
