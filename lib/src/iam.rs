@@ -94,26 +94,41 @@ pub enum Trust {
 }
 
 impl Trust {
-    pub fn statement(&self) -> Value {
+    /// For IRSA: the `sub` condition key (`<issuer>:sub`) and the service account it names.
+    fn subject(&self) -> Option<(String, String)> {
         match self {
             Trust::ServiceAccount {
-                provider_arn,
                 issuer,
                 namespace,
                 service_account,
-            } => {
-                let host = issuer_host_path(issuer);
-                json!({
-                    "Effect": "Allow",
-                    "Principal": {"Federated": provider_arn},
-                    "Action": "sts:AssumeRoleWithWebIdentity",
-                    "Condition": {"StringEquals": {
-                        format!("{host}:sub"): format!("system:serviceaccount:{namespace}:{service_account}"),
-                        format!("{host}:aud"): STS_AUDIENCE,
-                    }}
-                })
-            }
-            Trust::PodIdentity => json!({
+                ..
+            } => Some((
+                format!("{}:sub", issuer_host_path(issuer)),
+                format!("system:serviceaccount:{namespace}:{service_account}"),
+            )),
+            Trust::PodIdentity => None,
+        }
+    }
+
+    pub fn statement(&self) -> Value {
+        match (self, self.subject()) {
+            (
+                Trust::ServiceAccount {
+                    provider_arn,
+                    issuer,
+                    ..
+                },
+                Some((sub_key, sub)),
+            ) => json!({
+                "Effect": "Allow",
+                "Principal": {"Federated": provider_arn},
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": {"StringEquals": {
+                    sub_key: sub,
+                    format!("{}:aud", issuer_host_path(issuer)): STS_AUDIENCE,
+                }}
+            }),
+            _ => json!({
                 "Effect": "Allow",
                 "Principal": {"Service": POD_IDENTITY_SERVICE},
                 "Action": ["sts:AssumeRole", "sts:TagSession"],
@@ -124,15 +139,8 @@ impl Trust {
     /// Whether an existing statement is an earlier version of ours (same principal and, for
     /// IRSA, the same service account), which ours replaces.
     fn supersedes(&self, existing: &Value) -> bool {
-        match self {
-            Trust::ServiceAccount {
-                provider_arn,
-                issuer,
-                namespace,
-                service_account,
-            } => {
-                let sub_key = format!("{}:sub", issuer_host_path(issuer));
-                let sub = format!("system:serviceaccount:{namespace}:{service_account}");
+        match (self, self.subject()) {
+            (Trust::ServiceAccount { provider_arn, .. }, Some((sub_key, sub))) => {
                 existing["Principal"]["Federated"] == provider_arn.as_str()
                     && existing["Condition"]
                         .as_object()
@@ -140,7 +148,7 @@ impl Trust {
                         .flat_map(|ops| ops.values())
                         .any(|keys| keys[&sub_key] == sub.as_str())
             }
-            Trust::PodIdentity => existing["Principal"]["Service"] == POD_IDENTITY_SERVICE,
+            _ => existing["Principal"]["Service"] == POD_IDENTITY_SERVICE,
         }
     }
 }

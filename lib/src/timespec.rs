@@ -243,27 +243,19 @@ mod tests {
 
     #[test]
     fn relative_and_absolute_times() {
-        assert_eq!(parse_time("now", NOW), Ok(NOW));
-        assert_eq!(
-            parse_time("-5m", NOW),
-            Ok(datetime!(2026-03-04 05:01:07.5 UTC))
-        );
-        assert_eq!(
-            parse_time("now-1h", NOW),
-            Ok(datetime!(2026-03-04 04:06:07.5 UTC))
-        );
-        assert_eq!(
-            parse_time("+30s", NOW),
-            Ok(datetime!(2026-03-04 05:06:37.5 UTC))
-        );
-        assert_eq!(
-            parse_time("2026-01-02T15:04:05+02:00", NOW),
-            Ok(datetime!(2026-01-02 13:04:05 UTC))
-        );
-        assert_eq!(
-            parse_time("1700000000.25", NOW),
-            Ok(datetime!(2023-11-14 22:13:20.25 UTC))
-        );
+        for (typed, expected) in [
+            ("now", NOW),
+            ("-5m", datetime!(2026-03-04 05:01:07.5 UTC)),
+            ("now-1h", datetime!(2026-03-04 04:06:07.5 UTC)),
+            ("+30s", datetime!(2026-03-04 05:06:37.5 UTC)),
+            (
+                "2026-01-02T15:04:05+02:00",
+                datetime!(2026-01-02 13:04:05 UTC),
+            ),
+            ("1700000000.25", datetime!(2023-11-14 22:13:20.25 UTC)),
+        ] {
+            assert_eq!(parse_time(typed, NOW), Ok(expected), "{typed}");
+        }
         assert!(parse_time("yesterday", NOW).is_err());
         assert!(parse_time("-5q", NOW).is_err());
     }

@@ -76,19 +76,47 @@ fn method_not_allowed(method: &Method, what: &str) -> Response {
     .into_response()
 }
 
-/// `/workspaces/<id>/api/v1/...`: remote write and the Prometheus query API.
-pub async fn handle(
-    app: &App,
-    method: &Method,
-    workspace_id: &str,
-    rest: &[String],
-    query: &str,
-    headers: &HeaderMap,
-    body: Bytes,
-) -> Response {
-    if !active(app, workspace_id) {
-        return workspace_not_found(workspace_id).into_response();
+/// A data-plane request: `/workspaces/<workspace_id>/<api>/<rest...>`.
+pub struct DataRequest<'a> {
+    pub method: &'a Method,
+    pub workspace_id: &'a str,
+    pub rest: &'a [String],
+    pub query: &'a str,
+    pub headers: &'a HeaderMap,
+    pub body: Bytes,
+}
+
+/// Which of AMP's data-plane APIs a request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// `api/v1/...`: remote write and the Prometheus query API.
+    Prometheus,
+    /// `alertmanager/api/v2/...`: the Alertmanager API.
+    Alertmanager,
+}
+
+/// A data-plane request, answered only for a workspace that exists and is ACTIVE (404
+/// otherwise, as AMP does).
+pub async fn handle(app: &App, api: Api, req: DataRequest<'_>) -> Response {
+    if !active(app, req.workspace_id) {
+        return workspace_not_found(req.workspace_id).into_response();
     }
+    match api {
+        Api::Prometheus => prometheus(app, req).await,
+        Api::Alertmanager => alertmanager(app, req).await,
+    }
+}
+
+/// `/workspaces/<id>/api/v1/...`: remote write and the Prometheus query API.
+async fn prometheus(app: &App, req: DataRequest<'_>) -> Response {
+    let DataRequest {
+        method,
+        workspace_id,
+        rest,
+        query,
+        headers,
+        body,
+    } = req;
     let what = format!("api/v1/{}", rest.join("/"));
     // AMP's ListRules and ListAlerts: this workspace's rules and alerts only.
     match (
@@ -196,18 +224,15 @@ async fn alerts(app: &App, workspace_id: &str) -> Response {
 
 /// `/workspaces/<id>/alertmanager/api/v2/...`: the Alertmanager API, as AMP serves it.
 /// Alerts and alert groups are limited to this workspace's.
-pub async fn alertmanager(
-    app: &App,
-    method: &Method,
-    workspace_id: &str,
-    rest: &[String],
-    query: &str,
-    headers: &HeaderMap,
-    body: Bytes,
-) -> Response {
-    if !active(app, workspace_id) {
-        return workspace_not_found(workspace_id).into_response();
-    }
+async fn alertmanager(app: &App, req: DataRequest<'_>) -> Response {
+    let DataRequest {
+        method,
+        workspace_id,
+        rest,
+        query,
+        headers,
+        body,
+    } = req;
     let what = format!("alertmanager/api/v2/{}", rest.join("/"));
     let Some(am) = &app.opts.alertmanager_url else {
         return unknown_operation(format!("{what}: amp-local runs without --alertmanager-url"));

@@ -713,34 +713,27 @@ async fn handle(AxumState(app): AxumState<Arc<App>>, req: Request) -> Response {
     }
     let segs = segments(&path);
     let query = parts.uri.query().unwrap_or_default().to_owned();
-    if segs.len() >= 4 && segs[0] == "workspaces" && segs[2] == "api" && segs[3] == "v1" {
-        return data::handle(
-            &app,
-            &parts.method,
-            &segs[1],
-            &segs[4..],
-            &query,
-            &parts.headers,
+    let data_api = match segs.as_slice() {
+        [ws, _, api, v1, ..] if ws == "workspaces" && api == "api" && v1 == "v1" => {
+            Some((data::Api::Prometheus, 4))
+        }
+        [ws, _, am, api, v2, ..]
+            if ws == "workspaces" && am == "alertmanager" && api == "api" && v2 == "v2" =>
+        {
+            Some((data::Api::Alertmanager, 5))
+        }
+        _ => None,
+    };
+    if let Some((api, skip)) = data_api {
+        let req = data::DataRequest {
+            method: &parts.method,
+            workspace_id: &segs[1],
+            rest: &segs[skip..],
+            query: &query,
+            headers: &parts.headers,
             body,
-        )
-        .await;
-    }
-    if segs.len() >= 5
-        && segs[0] == "workspaces"
-        && segs[2] == "alertmanager"
-        && segs[3] == "api"
-        && segs[4] == "v2"
-    {
-        return data::alertmanager(
-            &app,
-            &parts.method,
-            &segs[1],
-            &segs[5..],
-            &query,
-            &parts.headers,
-            body,
-        )
-        .await;
+        };
+        return data::handle(&app, api, req).await;
     }
     control::handle(&app, &parts.method, &segs, &query, &body)
         .await

@@ -129,8 +129,19 @@ mod tests {
     use super::*;
     use ampkit::kube::testing::{self, Call, not_found};
     use http::{Method, StatusCode};
+    use serde_json::Value;
 
     const ARN: &str = "arn:aws:iam::123456789012:role/ampkit-agent";
+    const NAMESPACE_PATH: &str = "/api/v1/namespaces/grafana-agent";
+    const ACCOUNT_PATH: &str = "/api/v1/namespaces/grafana-agent/serviceaccounts/grafana-agent";
+
+    /// The two reads of a run where the namespace and the service account exist.
+    fn both_found(ns: Value, sa: Value) -> Vec<Call> {
+        vec![
+            Call::get(NAMESPACE_PATH).reply(StatusCode::OK, ns),
+            Call::get(ACCOUNT_PATH).reply(StatusCode::OK, sa),
+        ]
+    }
 
     async fn run_scenario(expected: Vec<Call>, role_arn: Option<&str>) -> StateDoc {
         let (client, server) = testing::serve(expected);
@@ -198,25 +209,13 @@ mod tests {
         .unwrap();
         let mut patched = old.clone();
         patched["metadata"]["annotations"][ROLE_ARN_ANNOTATION] = json!(ARN);
-        let doc = run_scenario(
-            vec![
-                Call::new(Method::GET, "/api/v1/namespaces/grafana-agent")
-                    .reply(StatusCode::OK, ns),
-                Call::new(
-                    Method::GET,
-                    "/api/v1/namespaces/grafana-agent/serviceaccounts/grafana-agent",
-                )
-                .reply(StatusCode::OK, old),
-                Call::new(
-                    Method::PATCH,
-                    "/api/v1/namespaces/grafana-agent/serviceaccounts/grafana-agent",
-                )
+        let mut calls = both_found(ns, old);
+        calls.push(
+            Call::new(Method::PATCH, ACCOUNT_PATH)
                 .body(json!({"metadata": {"annotations": {ROLE_ARN_ANNOTATION: ARN}}}))
                 .reply(StatusCode::OK, patched),
-            ],
-            Some(ARN),
-        )
-        .await;
+        );
+        let doc = run_scenario(calls, Some(ARN)).await;
         assert!(
             doc.resources().is_empty(),
             "nothing was created, so nothing is ledgered"
@@ -228,19 +227,7 @@ mod tests {
         let ns = serde_json::to_value(namespace("grafana-agent")).unwrap();
         let sa = serde_json::to_value(service_account("grafana-agent", "grafana-agent", Some(ARN)))
             .unwrap();
-        let doc = run_scenario(
-            vec![
-                Call::new(Method::GET, "/api/v1/namespaces/grafana-agent")
-                    .reply(StatusCode::OK, ns),
-                Call::new(
-                    Method::GET,
-                    "/api/v1/namespaces/grafana-agent/serviceaccounts/grafana-agent",
-                )
-                .reply(StatusCode::OK, sa),
-            ],
-            Some(ARN),
-        )
-        .await;
+        let doc = run_scenario(both_found(ns, sa), Some(ARN)).await;
         assert!(doc.resources().is_empty());
     }
 }
