@@ -159,12 +159,15 @@ fn command<C: clap::Parser>(tool: &Tool) -> clap::Command {
 
 /// `--completions SHELL` alone on the command line: the shell to print completions for. The
 /// check parses with the tool's own command, relaxed only in that a subcommand is not
-/// required, so `amp-workspace --completions bash` works although `amp-workspace` alone is
+/// required and no flag takes its value from the environment, so `amp-workspace --completions bash` works although `amp-workspace` alone is
 /// an error.
 fn completions_wanted(cmd: &clap::Command) -> Option<clap_complete::Shell> {
     cmd.clone()
         .subcommand_required(false)
         .arg_required_else_help(false)
+        // A value from the environment (amp-local's AWS_REGION) must not count as "given with
+        // --completions".
+        .mut_args(|arg| arg.env(None::<&'static str>))
         .try_get_matches()
         .ok()?
         .get_one::<clap_complete::Shell>(COMPLETIONS)
