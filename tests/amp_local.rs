@@ -11,7 +11,7 @@ use std::time::Duration;
 use ampkit_e2e::amp_local::{
     REMOTE_WRITE_HEADERS, Signer, free_port, now_ms, remote_write_body, series,
 };
-use ampkit_e2e::{Stack, repo_root, stack, unique_name};
+use ampkit_e2e::{Stack, repo_root, stack, unique_name, urlencode};
 use aws_config::BehaviorVersion;
 use aws_sdk_amp::client::Waiters;
 use aws_sdk_amp::primitives::Blob;
@@ -99,6 +99,24 @@ async fn prometheus_query(stack: &Stack, query: &str) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// A read of a workspace's Prometheus API (`op` after `api/v1/`) through amp-local,
+/// SigV4-signed, its parameters in the query string of a GET.
+async fn amp_read(stack: &Stack, ws: &str, op: &str, params: &[(&str, &str)]) -> (u16, Value) {
+    let query = params
+        .iter()
+        .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    let url = format!("{}/workspaces/{ws}/api/v1/{op}?{query}", amp_url(stack));
+    let response = Signer::for_stack(stack)
+        .request(&http(), "GET", &url, &[], Vec::new())
+        .send()
+        .await
+        .expect("amp-local answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
 /// Instant query through amp-local, SigV4-signed, in the POST form.
 async fn amp_query(stack: &Stack, ws: &str, query: &str) -> (u16, Value) {
     let url = format!("{}/workspaces/{ws}/api/v1/query", amp_url(stack));
@@ -116,17 +134,6 @@ async fn amp_query(stack: &Stack, ws: &str, query: &str) -> (u16, Value) {
         .expect("amp-local answers");
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// A process killed when the test ends, however it ends.
@@ -422,34 +429,12 @@ async fn a_prometheus_agent_remote_writes_through_amp_local_with_its_own_sigv4()
     let client = sdk().await;
     let id = active_workspace(&client, &unique_name("amp-local-agent")).await;
     let marker = unique_name("agent");
-    let port = free_port();
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let config = format!(
-        "global:\n  scrape_interval: 1s\n  external_labels:\n    ampkit_test: {marker}\n\
-         scrape_configs:\n  - job_name: agent-self\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n\
-         remote_write:\n  - url: {amp}/workspaces/{id}/api/v1/remote_write\n    sigv4:\n      region: {region}\n      access_key: {ak}\n      secret_key: {sk}\n    queue_config:\n      batch_send_deadline: 1s\n",
-        amp = amp_url(&stack),
-        region = stack.region,
-        ak = stack.access_key_id,
-        sk = stack.secret_access_key,
-    );
-    let config_path = dir.path().join("agent.yml");
-    std::fs::write(&config_path, config).expect("agent config written");
-    let log = std::fs::File::create(dir.path().join("agent.log")).expect("log file");
-    let _agent = Process(
-        Command::new(local_bin("prometheus"))
-            .arg("--enable-feature=agent")
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!(
-                "--storage.agent.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("the Prometheus agent starts"),
-    );
+    let agent = Agent::start(&stack, &id, ("ampkit_test", &marker), |port| {
+        format!(
+            "  - job_name: agent-self\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+        )
+    });
+    let port = agent.port;
 
     let query = format!("up{{ampkit_test=\"{marker}\"}}");
     let direct = eventually("the agent's samples in Prometheus", 90, || async {
@@ -1128,4 +1113,356 @@ fn a_non_loopback_listen_address_is_refused() {
             .contains("--listen 0.0.0.0:0"),
         "{err}"
     );
+}
+
+/// A Prometheus agent of the test's own, on a free port: scrape jobs from `jobs(port)`, every
+/// series labelled `external`, remote-writing into workspace `ws` through amp-local with its
+/// own SigV4. Stopped (by PID) when dropped.
+struct Agent {
+    _process: Process,
+    _dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Agent {
+    fn start(
+        stack: &Stack,
+        ws: &str,
+        external: (&str, &str),
+        jobs: impl FnOnce(u16) -> String,
+    ) -> Agent {
+        let port = free_port();
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  external_labels:\n    {label}: {value}\n\
+             scrape_configs:\n{jobs}\
+             remote_write:\n  - url: {amp}/workspaces/{ws}/api/v1/remote_write\n    sigv4:\n      region: {region}\n      access_key: {ak}\n      secret_key: {sk}\n    queue_config:\n      batch_send_deadline: 1s\n",
+            label = external.0,
+            value = external.1,
+            jobs = jobs(port),
+            amp = amp_url(stack),
+            region = stack.region,
+            ak = stack.access_key_id,
+            sk = stack.secret_access_key,
+        );
+        let config_path = dir.path().join("agent.yml");
+        std::fs::write(&config_path, config).expect("agent config written");
+        let log = std::fs::File::create(dir.path().join("agent.log")).expect("log file");
+        let process = Process(
+            Command::new(local_bin("prometheus"))
+                .arg("--enable-feature=agent")
+                .arg(format!("--config.file={}", config_path.display()))
+                .arg(format!(
+                    "--storage.agent.path={}",
+                    dir.path().join("data").display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("the Prometheus agent starts"),
+        );
+        Agent {
+            _process: process,
+            _dir: dir,
+            port,
+        }
+    }
+}
+
+/// An agent scraping the mesh's three Envoy admins (and, with `self_job`, itself under that
+/// job name), everything labelled `iso_run=<run>`, into workspace `ws`.
+fn isolation_agent(stack: &Stack, ws: &str, run: &str, self_job: Option<&str>) -> Agent {
+    let envoys: Vec<String> = stack
+        .envoy_admin_urls
+        .iter()
+        .map(|u| format!("'{}'", u.trim_start_matches("http://")))
+        .collect();
+    Agent::start(stack, ws, ("iso_run", run), |port| {
+        let own = self_job
+            .map(|job| format!("  - job_name: {job}\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"))
+            .unwrap_or_default();
+        format!(
+            "  - job_name: envoy\n    metrics_path: /stats/prometheus\n    static_configs:\n      - targets: [{}]\n{own}",
+            envoys.join(", ")
+        )
+    })
+}
+
+/// The values of one label over the series of an answer (`data.result[].metric` or `data[]`).
+fn label_values_in(body: &Value, label: &str) -> Vec<String> {
+    let items = body["data"]["result"]
+        .as_array()
+        .or_else(|| body["data"].as_array())
+        .cloned()
+        .unwrap_or_default();
+    let mut values: Vec<String> = items
+        .iter()
+        .map(|item| {
+            if item.get("metric").is_some() {
+                &item["metric"]
+            } else {
+                item
+            }
+        })
+        .filter_map(|labels| labels[label].as_str().map(str::to_owned))
+        .collect();
+    values.sort();
+    values.dedup();
+    values
+}
+
+#[tokio::test]
+async fn workspaces_are_kept_apart_on_every_read_path_and_in_rules() {
+    let stack = stack();
+    let client = sdk().await;
+    let a = active_workspace(&client, &unique_name("amp-local-iso-a")).await;
+    let b = active_workspace(&client, &unique_name("amp-local-iso-b")).await;
+    let (run_a, run_b) = (unique_name("iso-a"), unique_name("iso-b"));
+    let only_b = unique_name("only-b").replace('-', "_");
+    let _agent_a = isolation_agent(&stack, &a, &run_a, None);
+    let _agent_b = isolation_agent(&stack, &b, &run_b, Some(&only_b));
+
+    // Both agents' series are in the Prometheus (so there is something to leak)...
+    for (run, what) in [(&run_a, "A's series"), (&run_b, "B's series")] {
+        eventually(what, 90, || async {
+            let r =
+                prometheus_query(&stack, &format!("up{{iso_run=\"{run}\", job=\"envoy\"}}")).await;
+            (r.len() == 3).then_some(())
+        })
+        .await;
+    }
+    eventually("B's own job", 60, || async {
+        let r = prometheus_query(&stack, &format!("up{{job=\"{only_b}\"}}")).await;
+        (!r.is_empty()).then_some(())
+    })
+    .await;
+
+    // ...and each workspace sees its own, without the workspace label.
+    let (status, body) = amp_query(&stack, &a, "up{iso_run=~\".+\"}").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        label_values_in(&body, "iso_run"),
+        [run_a.as_str()],
+        "{body}"
+    );
+    assert!(
+        label_values_in(&body, "ampkit_workspace").is_empty(),
+        "{body}"
+    );
+    let (_, body) = amp_query(&stack, &b, "up{iso_run=~\".+\"}").await;
+    assert_eq!(
+        label_values_in(&body, "iso_run"),
+        [run_b.as_str()],
+        "{body}"
+    );
+
+    // Tricks that try to reach B's series from A see nothing of them.
+    for expr in [
+        format!("up{{iso_run=\"{run_b}\"}}"),
+        format!("up{{ampkit_workspace=\"{b}\"}}"),
+        format!("{{iso_run=\"{run_b}\"}}"),
+        format!("{{__name__=~\".+\", job=\"{only_b}\"}}"),
+        format!("up{{iso_run=\"{run_a}\"}} and on() up{{iso_run=\"{run_b}\"}}"),
+        format!("label_replace(up{{iso_run=\"{run_b}\"}}, \"x\", \"$1\", \"job\", \"(.*)\")"),
+        format!("max_over_time(up{{job=\"{only_b}\"}}[30s:1s])"),
+        format!("up{{job=\"{only_b}\"}} offset 1s"),
+        format!("count by (__name__) ({{job=\"{only_b}\"}})"),
+    ] {
+        let (status, body) = amp_query(&stack, &a, &expr).await;
+        assert_eq!(status, 200, "{expr}: {body}");
+        assert_eq!(
+            body["data"]["result"],
+            serde_json::json!([]),
+            "{expr} leaked: {body}"
+        );
+    }
+    // `or` and `unless` keep to A's side: B's half is empty, so A's stands whole.
+    let (_, body) = amp_query(
+        &stack,
+        &a,
+        &format!("up{{iso_run=\"{run_a}\"}} or up{{iso_run=\"{run_b}\"}}"),
+    )
+    .await;
+    assert_eq!(
+        label_values_in(&body, "iso_run"),
+        [run_a.as_str()],
+        "{body}"
+    );
+    let (_, body) = amp_query(
+        &stack,
+        &a,
+        &format!("up{{iso_run=\"{run_a}\"}} unless on() up{{job=\"{only_b}\"}}"),
+    )
+    .await;
+    assert_eq!(
+        body["data"]["result"].as_array().map(Vec::len),
+        Some(3),
+        "{body}"
+    );
+    // Everything A can count by name is A's: B's own job's metrics are not among them.
+    let (_, body) = amp_query(&stack, &a, "count by (job) ({__name__=~\".+\"})").await;
+    assert!(!label_values_in(&body, "job").contains(&only_b), "{body}");
+
+    // Through amp-local equals the Prometheus answer restricted to the workspace's series.
+    let at = format!(
+        "{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            - 5
+    );
+    let (_, ours) = amp_read(
+        &stack,
+        &a,
+        "query",
+        &[("query", "count by (iso_run, job) (up)"), ("time", &at)],
+    )
+    .await;
+    let direct: Value = http()
+        .get(format!(
+            "{}/api/v1/query?time={at}&query={}",
+            stack.prometheus_url,
+            urlencode(&format!(
+                "count by (iso_run, job) (up{{ampkit_workspace=\"{a}\"}})"
+            ))
+        ))
+        .send()
+        .await
+        .expect("Prometheus answers")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(ours["data"]["result"], direct["data"]["result"]);
+
+    // Range, series, labels and label values: A's only, the label itself invisible.
+    let end = at.parse::<u64>().unwrap();
+    let (start, end) = ((end - 30).to_string(), end.to_string());
+    let (status, body) = amp_read(
+        &stack,
+        &a,
+        "query_range",
+        &[
+            ("query", "up"),
+            ("start", &start),
+            ("end", &end),
+            ("step", "5"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        !label_values_in(&body, "iso_run").contains(&run_b),
+        "{body}"
+    );
+    assert!(
+        label_values_in(&body, "ampkit_workspace").is_empty(),
+        "{body}"
+    );
+    let (status, body) = amp_read(
+        &stack,
+        &a,
+        "series",
+        &[("match[]", "{iso_run=~\".+\"}"), ("start", &start)],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        label_values_in(&body, "iso_run"),
+        [run_a.as_str()],
+        "{body}"
+    );
+    assert!(
+        label_values_in(&body, "ampkit_workspace").is_empty(),
+        "{body}"
+    );
+    let (_, body) = amp_read(&stack, &a, "labels", &[("start", &start)]).await;
+    let names = body["data"].as_array().cloned().unwrap_or_default();
+    assert!(names.contains(&Value::from("iso_run")), "{body}");
+    assert!(!names.contains(&Value::from("ampkit_workspace")), "{body}");
+    let (_, body) = amp_read(&stack, &a, "label/iso_run/values", &[("start", &start)]).await;
+    assert_eq!(body["data"], serde_json::json!([run_a]), "{body}");
+    let (_, body) = amp_read(
+        &stack,
+        &a,
+        "label/job/values",
+        &[("match[]", &format!("{{job=\"{only_b}\"}}"))],
+    )
+    .await;
+    assert_eq!(body["data"], serde_json::json!([]), "{body}");
+    let (status, body) = amp_read(&stack, &a, "label/ampkit_workspace/values", &[]).await;
+    assert_eq!(
+        (status, &body["data"]),
+        (200, &serde_json::json!([])),
+        "{body}"
+    );
+
+    // An expression that does not parse: Prometheus's own 400, with its position.
+    let (status, body) = amp_query(&stack, &a, "sum(up{job=\"x\"}").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["errorType"], "bad_data", "{body}");
+    assert!(
+        body["error"].as_str().unwrap_or_default().contains("1:"),
+        "{body}"
+    );
+
+    // A rule in A over a metric only B has never fires; the same rule in B does (so the
+    // check means something).
+    let alert = unique_name("IsoLeak").replace('-', "_");
+    let rules = format!(
+        "groups:\n- name: iso\n  interval: 1s\n  rules:\n  - alert: {alert}\n    expr: count(up{{job=\"{only_b}\"}}) > 0\n"
+    );
+    for ws in [&a, &b] {
+        client
+            .create_rule_groups_namespace()
+            .workspace_id(ws.as_str())
+            .name("iso")
+            .data(Blob::new(rules.clone()))
+            .send()
+            .await
+            .expect("CreateRuleGroupsNamespace");
+    }
+    let alerts = format!("ALERTS{{alertname=\"{alert}\"}}");
+    eventually("the rule firing in B", 60, || async {
+        let r = prometheus_query(&stack, &alerts).await;
+        (!r.is_empty()).then_some(r)
+    })
+    .await;
+    // Both groups were loaded by the same reload; give A's a few more evaluations.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let pending_or_firing = prometheus_query(&stack, &alerts).await;
+    let workspaces: Vec<&str> = pending_or_firing
+        .iter()
+        .filter_map(|r| r["metric"]["ampkit_workspace"].as_str())
+        .collect();
+    assert_eq!(
+        workspaces,
+        [b.as_str()],
+        "only B's rule fires: {pending_or_firing:?}"
+    );
+    // A's rule is there, evaluated without error, and inactive.
+    let (_, rules_a) = amp_read(&stack, &a, "rules", &[]).await;
+    let rule = &rules_a["data"]["groups"][0]["rules"][0];
+    assert_eq!(rule["name"], alert.as_str(), "{rules_a}");
+    assert_eq!(
+        (&rule["health"], &rule["state"]),
+        (&Value::from("ok"), &Value::from("inactive")),
+        "{rules_a}"
+    );
+    assert!(
+        !rule["lastEvaluation"]
+            .as_str()
+            .unwrap_or("0001")
+            .starts_with("0001"),
+        "{rules_a}"
+    );
+
+    for ws in [&a, &b] {
+        let _ = client
+            .delete_workspace()
+            .workspace_id(ws.as_str())
+            .send()
+            .await;
+    }
 }

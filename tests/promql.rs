@@ -7,7 +7,7 @@ use std::io::Write;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ampkit_e2e::{Invocation, Run, stack, tool, unique_name};
+use ampkit_e2e::{Invocation, Run, stack, tool, unique_name, urlencode};
 use serde_json::{Value, json};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -17,10 +17,11 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-/// POST a form to the receiver's API directly; the whole JSON answer.
+/// POST a form to the receiver's API directly; the whole JSON answer, without the workspace
+/// label (amp-local takes it out of its answers, so a comparison must too).
 fn receiver(path: &str, form: &[(&str, String)]) -> Value {
     let url = format!("{}/api/v1/{path}", stack().prometheus_url);
-    runtime().block_on(async {
+    let mut answer = runtime().block_on(async {
         let response = reqwest::Client::new()
             .post(&url)
             .form(form)
@@ -31,7 +32,47 @@ fn receiver(path: &str, form: &[(&str, String)]) -> Value {
             .json::<Value>()
             .await
             .expect("JSON from Prometheus")
-    })
+    });
+    without_workspace_label(&mut answer);
+    answer
+}
+
+/// The label amp-local puts on every series of a workspace.
+const WORKSPACE_LABEL: &str = "ampkit_workspace";
+
+fn without_workspace_label(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.remove(WORKSPACE_LABEL);
+            map.values_mut().for_each(without_workspace_label);
+        }
+        Value::Array(items) => {
+            items.retain(|item| item != WORKSPACE_LABEL);
+            items.iter_mut().for_each(without_workspace_label);
+        }
+        _ => {}
+    }
+}
+
+/// Expressions are written as templates: `@@` marks where a selector ends. Through amp-local
+/// they are sent without it (`ours`); to the receiver with this test's workspace matcher in
+/// its place (`theirs`): the same expression restricted to the workspace's series, which is
+/// what amp-local must answer.
+fn ours(template: &str) -> String {
+    template.replace("@@", "")
+}
+
+fn theirs(template: &str) -> String {
+    template.replace("@@", &format!(", {}", workspace_matcher()))
+}
+
+/// `ampkit_workspace="<this file's workspace>"`.
+fn workspace_matcher() -> String {
+    let id = target()["workspace"]["workspaceId"]
+        .as_str()
+        .expect("workspace id")
+        .to_owned();
+    format!("{WORKSPACE_LABEL}=\"{id}\"")
 }
 
 fn unix_now() -> f64 {
@@ -53,7 +94,7 @@ fn http_get(url: &str) {
 }
 
 const ENVOY_SELECTOR: &str =
-    r#"envoy_http_downstream_rq_total{envoy_http_conn_manager_prefix="ingress_dj"}"#;
+    r#"envoy_http_downstream_rq_total{envoy_http_conn_manager_prefix="ingress_dj"@@}"#;
 
 /// Once per test process: traffic through the mesh, an agent scraping Envoy into the
 /// receiver (unless Envoy metrics are flowing already), and enough history to query.
@@ -71,13 +112,16 @@ fn metrics_flowing() {
                 .as_array()
                 .is_some_and(|r| !r.is_empty())
         };
-        if !present(format!("sum({ENVOY_SELECTOR})"), unix_now()) {
+        if !present(theirs(&format!("sum({ENVOY_SELECTOR})")), unix_now()) {
             start_agent(&stack);
         }
         // Flowing means a rate can be taken at the settled time: two samples in the window
         // that the range test's `rate(...[10s])` uses, not just the first one.
         let deadline = Instant::now() + Duration::from_secs(90);
-        while !present(format!("sum(rate({ENVOY_SELECTOR}[10s]))"), settled_time()) {
+        while !present(
+            theirs(&format!("sum(rate({ENVOY_SELECTOR}[10s]))")),
+            settled_time(),
+        ) {
             assert!(
                 Instant::now() < deadline,
                 "no Envoy metrics reached the receiver within 90s"
@@ -96,9 +140,14 @@ fn start_agent(stack: &ampkit_e2e::Stack) {
             format!("      - targets: ['{host}']\n        labels: {{service: {service}, namespace: ampkit-local}}\n")
         })
         .collect();
+    // Into this file's workspace, through amp-local and its SigV4 check, as in AMP.
+    let workspace = &target()["workspace"];
     let config = format!(
-        "global:\n  scrape_interval: 2s\nscrape_configs:\n  - job_name: envoy\n    metrics_path: /stats/prometheus\n    static_configs:\n{targets}remote_write:\n  - url: {}/api/v1/write\n    queue_config: {{batch_send_deadline: 1s}}\n",
-        stack.prometheus_url
+        "global:\n  scrape_interval: 2s\nscrape_configs:\n  - job_name: envoy\n    metrics_path: /stats/prometheus\n    static_configs:\n{targets}remote_write:\n  - url: {}\n    sigv4: {{region: {}}}\n    queue_config: {{batch_send_deadline: 1s}}\n",
+        workspace["remoteWriteUrl"]
+            .as_str()
+            .expect("remoteWriteUrl"),
+        workspace["region"].as_str().expect("region"),
     );
     let mut file = tempfile::Builder::new()
         .suffix(".yml")
@@ -143,42 +192,60 @@ fn query_section(run: &Run) -> Value {
 
 /// Expressions with every character that breaks query strings or shell quoting.
 const SPECIAL_EXPRESSIONS: &[&str] = &[
-    r#"sum by (envoy_http_conn_manager_prefix) (envoy_http_downstream_rq_total{envoy_http_conn_manager_prefix=~"ingress_.*"}) + 0"#,
-    r#"count({__name__=~"envoy_http_downstream_rq_(total|xx)", envoy_response_code_class!~"4|5"})"#,
+    r#"sum by (envoy_http_conn_manager_prefix) (envoy_http_downstream_rq_total{envoy_http_conn_manager_prefix=~"ingress_.*"@@}) + 0"#,
+    r#"count({__name__=~"envoy_http_downstream_rq_(total|xx)", envoy_response_code_class!~"4|5"@@})"#,
     r#"label_replace(vector(1), "x", "a+b c&d=e%20f#g?h;i/j", "", "")"#,
     r#"label_replace(vector(2), "q", 'it\'s "quoted" {not a selector}', "", "")"#,
     "label_replace(vector(3), \"u\", \"ünïcødé ☃ 日本\", \"\", \"\")",
     "label_replace(vector(4), \"raw\", `C:\\path\\to =~ x`, \"\", \"\")",
-    "sum(\n  envoy_http_downstream_rq_total{envoy_http_conn_manager_prefix != \"no such\"}\n)  +  1",
+    "sum(\n  envoy_http_downstream_rq_total{envoy_http_conn_manager_prefix != \"no such\"@@}\n)  +  1",
 ];
 
 #[test]
 fn instant_queries_match_prometheus_for_every_special_character() {
     metrics_flowing();
     let at = settled_time();
-    for expr in SPECIAL_EXPRESSIONS {
-        let ours = query_section(&promql(["query", expr, "--time", &at.to_string()]).run());
-        let theirs = receiver(
+    for template in SPECIAL_EXPRESSIONS {
+        let expr = ours(template);
+        let section = query_section(&promql(["query", &expr, "--time", &at.to_string()]).run());
+        let direct = receiver(
             "query",
-            &[("query", expr.to_string()), ("time", at.to_string())],
+            &[("query", theirs(template)), ("time", at.to_string())],
         );
-        assert_eq!(theirs["status"], "success", "{expr}: {theirs}");
-        assert_eq!(ours["expr"], *expr);
-        assert_eq!(ours["kind"], "instant");
-        assert_eq!(ours["resultType"], theirs["data"]["resultType"], "{expr}");
-        assert_eq!(ours["result"], theirs["data"]["result"], "{expr}");
+        assert_eq!(direct["status"], "success", "{expr}: {direct}");
+        assert_eq!(section["expr"], expr);
+        assert_eq!(section["kind"], "instant");
+        assert_eq!(
+            section["resultType"], direct["data"]["resultType"],
+            "{expr}"
+        );
+        assert_eq!(section["result"], direct["data"]["result"], "{expr}");
         assert!(
-            !ours["result"].as_array().unwrap().is_empty(),
+            !section["result"].as_array().unwrap().is_empty(),
             "{expr}: empty result"
         );
     }
     // The label values made it through untouched.
-    let ours =
-        query_section(&promql(["query", SPECIAL_EXPRESSIONS[2], "--time", &at.to_string()]).run());
-    assert_eq!(ours["result"][0]["metric"]["x"], "a+b c&d=e%20f#g?h;i/j");
-    let ours =
-        query_section(&promql(["query", SPECIAL_EXPRESSIONS[4], "--time", &at.to_string()]).run());
-    assert_eq!(ours["result"][0]["metric"]["u"], "ünïcødé ☃ 日本");
+    let section = query_section(
+        &promql([
+            "query",
+            &ours(SPECIAL_EXPRESSIONS[2]),
+            "--time",
+            &at.to_string(),
+        ])
+        .run(),
+    );
+    assert_eq!(section["result"][0]["metric"]["x"], "a+b c&d=e%20f#g?h;i/j");
+    let section = query_section(
+        &promql([
+            "query",
+            &ours(SPECIAL_EXPRESSIONS[4]),
+            "--time",
+            &at.to_string(),
+        ])
+        .run(),
+    );
+    assert_eq!(section["result"][0]["metric"]["u"], "ünïcødé ☃ 日本");
 }
 
 #[test]
@@ -188,66 +255,59 @@ fn range_series_labels_and_values_match_prometheus() {
     let start = end - 60.0;
     let (s, e) = (start.to_string(), end.to_string());
 
-    let expr = format!("rate({ENVOY_SELECTOR}[10s])");
-    let ours =
+    let template = format!("rate({ENVOY_SELECTOR}[10s])");
+    let expr = ours(&template);
+    let ours_range =
         query_section(&promql(["range", &expr, "--start", &s, "--end", &e, "--step", "2s"]).run());
-    let theirs = receiver(
+    let theirs_range = receiver(
         "query_range",
         &[
-            ("query", expr.clone()),
+            ("query", theirs(&template)),
             ("start", s.clone()),
             ("end", e.clone()),
             ("step", "2".into()),
         ],
     );
-    assert_eq!(ours["kind"], "range");
-    assert_eq!(ours["step"], "2s");
-    assert_eq!(ours["resultType"], "matrix");
-    assert_eq!(ours["result"], theirs["data"]["result"]);
-    assert!(!ours["result"].as_array().unwrap().is_empty());
+    assert_eq!(ours_range["kind"], "range");
+    assert_eq!(ours_range["step"], "2s");
+    assert_eq!(ours_range["resultType"], "matrix");
+    assert_eq!(ours_range["result"], theirs_range["data"]["result"]);
+    assert!(!ours_range["result"].as_array().unwrap().is_empty());
 
-    let ours = query_section(&promql(["series", ENVOY_SELECTOR, "--start", &s, "--end", &e]).run());
-    let theirs = receiver(
+    let selector = ours(ENVOY_SELECTOR);
+    let ours_series =
+        query_section(&promql(["series", &selector, "--start", &s, "--end", &e]).run());
+    let theirs_series = receiver(
         "series",
         &[
-            ("match[]", ENVOY_SELECTOR.into()),
+            ("match[]", theirs(ENVOY_SELECTOR)),
             ("start", s.clone()),
             ("end", e.clone()),
         ],
     );
-    assert_eq!(ours["kind"], "series");
-    assert_eq!(ours["result"], theirs["data"]);
-    assert!(ours["result"][0]["envoy_http_conn_manager_prefix"] == "ingress_dj");
+    assert_eq!(ours_series["kind"], "series");
+    assert_eq!(ours_series["result"], theirs_series["data"]);
+    assert!(ours_series["result"][0]["envoy_http_conn_manager_prefix"] == "ingress_dj");
 
-    let ours = query_section(
-        &promql([
-            "labels",
-            "--match",
-            ENVOY_SELECTOR,
-            "--start",
-            &s,
-            "--end",
-            &e,
-        ])
-        .run(),
-    );
-    let theirs = receiver(
+    let ours_labels =
+        query_section(&promql(["labels", "--match", &selector, "--start", &s, "--end", &e]).run());
+    let theirs_labels = receiver(
         "labels",
         &[
-            ("match[]", ENVOY_SELECTOR.into()),
+            ("match[]", theirs(ENVOY_SELECTOR)),
             ("start", s.clone()),
             ("end", e.clone()),
         ],
     );
-    assert_eq!(ours["result"], theirs["data"]);
+    assert_eq!(ours_labels["result"], theirs_labels["data"]);
     assert!(
-        ours["result"]
+        ours_labels["result"]
             .as_array()
             .unwrap()
             .contains(&json!("envoy_http_conn_manager_prefix"))
     );
 
-    let ours = query_section(
+    let ours_values = query_section(
         &promql([
             "label-values",
             "envoy_http_conn_manager_prefix",
@@ -259,15 +319,16 @@ fn range_series_labels_and_values_match_prometheus() {
         .run(),
     );
     let url = format!(
-        "{}/api/v1/label/envoy_http_conn_manager_prefix/values?start={s}&end={e}",
-        stack().prometheus_url
+        "{}/api/v1/label/envoy_http_conn_manager_prefix/values?start={s}&end={e}&match[]={}",
+        stack().prometheus_url,
+        urlencode(&format!("{{{}}}", workspace_matcher()))
     );
-    let theirs: Value =
+    let theirs_values: Value =
         runtime().block_on(async { reqwest::get(&url).await.unwrap().json().await.unwrap() });
-    assert_eq!(ours["kind"], "label-values");
-    assert_eq!(ours["result"], theirs["data"]);
+    assert_eq!(ours_values["kind"], "label-values");
+    assert_eq!(ours_values["result"], theirs_values["data"]);
     assert!(
-        ours["result"]
+        ours_values["result"]
             .as_array()
             .unwrap()
             .contains(&json!("ingress_jazz"))
@@ -295,11 +356,15 @@ fn range_series_labels_and_values_match_prometheus() {
 fn raw_prints_only_data_and_table_prints_columns() {
     metrics_flowing();
     let at = settled_time().to_string();
-    let expr = format!("sum by (envoy_http_conn_manager_prefix) ({ENVOY_SELECTOR})");
+    let template = format!("sum by (envoy_http_conn_manager_prefix) ({ENVOY_SELECTOR})");
+    let expr = ours(&template);
     let raw = promql(["query", &expr, "--time", &at, "--raw"]).run();
     raw.expect_code(0);
     let data: Value = serde_json::from_str(&raw.stdout).expect("--raw prints JSON");
-    let theirs = receiver("query", &[("query", expr.clone()), ("time", at.clone())]);
+    let theirs = receiver(
+        "query",
+        &[("query", theirs(&template)), ("time", at.clone())],
+    );
     assert_eq!(data, theirs["data"]);
 
     let table = promql(["query", &expr, "--time", &at, "--format", "table"]).run();
@@ -345,7 +410,7 @@ fn wait_returns_once_the_expression_holds_and_fails_at_the_timeout() {
     metrics_flowing();
     let run = promql([
         "wait",
-        &format!("sum({ENVOY_SELECTOR})"),
+        &ours(&format!("sum({ENVOY_SELECTOR})")),
         "--compare",
         ">",
         "0",

@@ -38,8 +38,10 @@ now_ms() { local t=${EPOCHREALTIME/./}; printf '%s' "${t:0:-3}"; }
 "$bin/amp-workspace" ensure --alias ampkit-bench-promql >"$out/ws.json"
 endpoint=$(json 'd["workspace"]["prometheusEndpoint"]' <"$out/ws.json")
 
+# The workspace's series (amp-local keeps each workspace to its own, as AMP does).
 series() {
-  curl -fsS "$AMPKIT_PROMETHEUS_URL/api/v1/query" --data-urlencode 'query=count({__name__=~".+"})' \
+  curl -fsS --aws-sigv4 "aws:amz:$region:aps" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+    "${endpoint}api/v1/query" --data-urlencode 'query=count({__name__=~".+"})' \
     | json 'int(d["data"]["result"][0]["value"][1]) if d["data"]["result"] else 0'
 }
 if [ "$(series)" -lt 500 ]; then
@@ -51,7 +53,8 @@ if [ "$(series)" -lt 500 ]; then
     for i in "${!admins[@]}"; do
       printf "      - targets: ['%s']\n        labels: {service: %s}\n" "${admins[$i]#http://}" "${names[$i]:-envoy$i}"
     done
-    printf 'remote_write:\n  - url: %s/api/v1/write\n    queue_config: {batch_send_deadline: 1s}\n' "$AMPKIT_PROMETHEUS_URL"
+    # Into the workspace, signed, as a collector writes to AMP.
+    printf 'remote_write:\n  - url: %sapi/v1/remote_write\n    sigv4: {region: %s}\n    queue_config: {batch_send_deadline: 1s}\n' "$endpoint" "$region"
   } >"$out/agent.yml"
   scripts/local-stack agent "$out/agent.yml" >/dev/null
   # Enough history for the range query (its last 20 s): wait for ~25 s of samples.

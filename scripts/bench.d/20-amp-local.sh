@@ -72,3 +72,47 @@ verdict = "meets" if overhead <= 15 else "MISSES"
 print(f"amp-local overhead: {overhead:.1f}% of samples/s (target <= 15%: {verdict}); "
       f"p99 added per request: {added:+.2f} ms")
 PY
+
+# ---- instant queries: what confining a workspace costs -----------------------------------------
+# The same expression through amp-local (SigV4 verified, parsed with a PromQL parser, confined
+# to the workspace, the workspace label taken out of the answer) and straight to Prometheus
+# with the workspace matcher written by hand. One curl process per side, keep-alive, N
+# requests each, alternating sides; per-request times from curl itself, medians compared.
+calls=${AMPKIT_BENCH_QUERY_CALLS:-300}
+expr='count by (worker) ({__name__=~".+"})'
+direct_expr="count by (worker) ({__name__=~\".+\", ampkit_workspace=\"$ws\"})"
+enc() { python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$1"; }
+amp_q="$AWS_ENDPOINT_URL_AMP/workspaces/$ws/api/v1/query?query=$(enc "$expr")"
+direct_q="$AMPKIT_PROMETHEUS_URL/api/v1/query?query=$(enc "$direct_expr")"
+# Same answer both ways, or the timing means nothing.
+series_values() { python3 -c 'import json, sys
+print(sorted((json.dumps(r["metric"], sort_keys=True), r["value"][1]) for r in json.load(sys.stdin)["data"]["result"]))'; }
+a=$(curl -fsS --noproxy '*' "${sig[@]}" "$amp_q" | series_values)
+d=$(curl -fsS --noproxy '*' "$direct_q" | series_values)
+[ "$a" = "$d" ] || { echo "20-amp-local: amp-local and Prometheus disagree: $a vs $d" >&2; exit 1; }
+times() { # URL [curl args...]: one time_total (s) per request
+    local url=$1; shift
+    local args=()
+    for _ in $(seq 1 "$calls"); do args+=(-o /dev/null "$url"); done
+    curl -sS --noproxy '*' -w '%{time_total}\n' "$@" "${args[@]}"
+}
+amp_times=() direct_times=()
+for _ in 1 2; do
+    direct_times+=($(times "$direct_q"))
+    amp_times+=($(times "$amp_q" "${sig[@]}"))
+done
+python3 - "$calls" "${#amp_times[@]}" "${amp_times[@]}" "${direct_times[@]}" <<'PY'
+import statistics, sys
+calls, n = int(sys.argv[1]), int(sys.argv[2])
+values = [float(x) * 1000 for x in sys.argv[3:]]
+amp, direct = values[:n], values[n:]
+ma, md = statistics.median(amp), statistics.median(direct)
+print(f"\ninstant query, {len(amp)} requests each side (keep-alive), ms per request:")
+print(f"{'path':<42} {'median':>8} {'p90':>8}")
+for name, xs in (("straight into Prometheus (matcher by hand)", direct), ("through amp-local (SigV4 + confine)", amp)):
+    p90 = statistics.quantiles(xs, n=10)[-1]
+    print(f"{name:<42} {statistics.median(xs):>8.3f} {p90:>8.3f}")
+added = ma - md
+verdict = "meets" if added < 1.0 else "MISSES"
+print(f"amp-local adds {added:.3f} ms per instant query, SigV4 check included (target for the rewrite < 1 ms: {verdict})")
+PY

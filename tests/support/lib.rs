@@ -247,3 +247,15 @@ pub fn unique_name(prefix: &str) -> String {
 
 /// amp-local test helpers: raw SigV4 signing and remote-write bodies.
 pub mod amp_local;
+
+/// A query-string value, percent-encoded (all but RFC 3986's unreserved characters).
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

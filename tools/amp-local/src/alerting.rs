@@ -24,36 +24,34 @@ pub const WORKSPACE_LABEL: &str = "ampkit_workspace";
 /// The receiver that takes alerts of no workspace.
 const DISCARD: &str = "amp-local-discard";
 
-/// The rule file Prometheus reads for one namespace: the caller's rules, with every alerting
-/// rule labelled with its workspace.
+/// The rule file Prometheus reads for one namespace: the caller's rules, each expression
+/// confined to the workspace's series and everything a rule makes (alerts, recorded series)
+/// labelled with the workspace, so one workspace's rules neither see nor feed another's.
 pub fn render_rule_file(mut doc: Value, workspace_id: &str) -> Result<String, String> {
-    if let Some(groups) = doc
+    let rules = doc
         .as_mapping_mut()
         .and_then(|m| m.get_mut(key("groups")))
         .and_then(Value::as_sequence_mut)
-    {
-        for group in groups {
-            let Some(rules) = group
-                .as_mapping_mut()
-                .and_then(|g| g.get_mut(key("rules")))
-                .and_then(Value::as_sequence_mut)
-            else {
-                continue;
-            };
-            for rule in rules {
-                let Some(r) = rule.as_mapping_mut() else {
-                    continue;
-                };
-                if r.get(key("alert")).is_none() {
-                    continue;
-                }
-                let labels = r
-                    .entry(key("labels"))
-                    .or_insert_with(|| Value::Mapping(Mapping::new()));
-                if let Value::Mapping(labels) = labels {
-                    labels.insert(key(WORKSPACE_LABEL), key(workspace_id));
-                }
-            }
+        .into_iter()
+        .flatten()
+        .filter_map(|group| {
+            group
+                .as_mapping_mut()?
+                .get_mut(key("rules"))?
+                .as_sequence_mut()
+        })
+        .flatten()
+        .filter_map(Value::as_mapping_mut);
+    for rule in rules {
+        if let Some(Value::String(expr)) = rule.get_mut(key("expr")) {
+            *expr = crate::isolation::confine_expr(expr, workspace_id)
+                .map_err(|e| format!("rule expression `{expr}`: {e}"))?;
+        }
+        let labels = rule
+            .entry(key("labels"))
+            .or_insert_with(|| Value::Mapping(Mapping::new()));
+        if let Value::Mapping(labels) = labels {
+            labels.insert(key(WORKSPACE_LABEL), key(workspace_id));
         }
     }
     serde_norway::to_string(&doc).map_err(|e| format!("cannot write the rules: {e}"))
@@ -232,13 +230,17 @@ mod tests {
     const DEF: &str = "alertmanager_config: |\n  route:\n    receiver: sns\n    routes:\n    - receiver: sns\n      matchers: ['severity=\"page\"']\n  receivers:\n  - name: sns\n    sns_configs:\n    - topic_arn: arn:aws:sns:eu-west-1:123456789012:t\n      sigv4:\n        region: eu-west-1\n";
 
     #[test]
-    fn alerts_are_labelled_with_their_workspace() {
+    fn rules_are_confined_and_what_they_make_is_labelled_with_their_workspace() {
         let doc = validate_rules(RULES).expect("valid");
         let out = render_rule_file(doc, "ws-1").expect("renders");
         let back: Value = serde_norway::from_str(&out).expect("yaml");
         let rules = &back["groups"][0]["rules"];
-        assert_eq!(rules[0]["labels"][WORKSPACE_LABEL], key("ws-1"));
-        assert!(rules[1].get("labels").is_none());
+        let confined = format!("{WORKSPACE_LABEL}=\"ws-1\"");
+        for rule in [&rules[0], &rules[1]] {
+            assert_eq!(rule["labels"][WORKSPACE_LABEL], key("ws-1"));
+            let expr = rule["expr"].as_str().expect("expr");
+            assert!(expr.contains(&confined), "{expr}");
+        }
     }
 
     #[test]

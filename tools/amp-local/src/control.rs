@@ -421,7 +421,29 @@ async fn delete_workspace(app: &App, id: &str) -> Answer {
         Ok(())
     })
     .await?;
+    delete_series(app, id).await;
     Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// Delete a deleted workspace's series from the Prometheus, where its admin API is enabled.
+/// They are unreachable already (every path of the workspace answers 404); this frees them.
+async fn delete_series(app: &App, id: &str) {
+    let selector = crate::isolation::workspace_selector(id);
+    let url = format!(
+        "{}/api/v1/admin/tsdb/delete_series?{}",
+        app.opts.prometheus_url.trim_end_matches('/'),
+        form_urlencoded::Serializer::new(String::new())
+            .append_pair("match[]", &selector)
+            .finish()
+    );
+    match app.http.post(url).send().await {
+        Ok(r) if r.status().is_success() => tracing::info!("deleted the series of workspace {id}"),
+        Ok(r) => tracing::info!(
+            "the series of workspace {id} stay in the Prometheus (admin API answered {})",
+            r.status()
+        ),
+        Err(e) => tracing::warn!("could not delete the series of workspace {id}: {e}"),
+    }
 }
 
 async fn update_alias(app: &App, id: &str, body: &[u8]) -> Answer {

@@ -1,10 +1,11 @@
 //! AMP's data plane under `/workspaces/<id>/api/v1/`, forwarded to the real Prometheus.
 //!
-//! `remote_write` goes to the receiver's `/api/v1/write` with the body and the remote-write
-//! headers untouched; the query API (`query`, `query_range`, `series`, `labels`,
-//! `label/<name>/values`, `metadata`, in GET and POST-form forms) goes to the same paths of
-//! the Prometheus. Answers stream back as they arrive: a range query can be large.
-//! A workspace that does not exist, or is not ACTIVE, answers 404 as AMP does.
+//! `remote_write` goes to the receiver's `/api/v1/write` with the workspace label added to
+//! every series; the query API (`query`, `query_range`, `series`, `labels`,
+//! `label/<name>/values`, `metadata`, `query_exemplars`, in GET and POST-form forms) goes to
+//! the same paths of the Prometheus, confined to the workspace ([`super::isolation`]). Query
+//! answers stream back as they arrive: a range query can be large. A workspace that does not
+//! exist, or is not ACTIVE, answers 404 as AMP does.
 //!
 //! AMP's alerting read APIs are here too: `api/v1/rules` and `api/v1/alerts` (ListRules,
 //! ListAlerts) and `alertmanager/api/v2/` (alerts, alert groups, silences, receivers). Rules
@@ -15,6 +16,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
+use super::isolation::{self, Answer, WriteError};
 use super::{ApiError, App, alerting, stream_body};
 
 /// Request headers passed on to Prometheus.
@@ -140,16 +142,241 @@ async fn prometheus(app: &App, req: DataRequest<'_>) -> Response {
     if !allowed {
         return method_not_allowed(method, &what);
     }
-    forward(
-        app,
-        &app.opts.prometheus_url,
-        method,
-        &path,
-        query,
-        headers,
-        body,
+    if path == "/api/v1/write" {
+        // Every series into this workspace, and only into it.
+        let body = match isolation::label_write_request(&body, workspace_id) {
+            Ok(labelled) => Bytes::from(labelled),
+            Err(WriteError::LabelTaken) => {
+                return bad_data(format!(
+                    "series may not carry the label {}: it is the workspace's, set by the service",
+                    isolation::LABEL
+                ));
+            }
+            Err(WriteError::Malformed(why)) => return bad_data(why),
+        };
+        return forward(
+            app,
+            &app.opts.prometheus_url,
+            method,
+            &path,
+            query,
+            headers,
+            body,
+        )
+        .await;
+    }
+    read(app, workspace_id, &path, query, headers, &body).await
+}
+
+/// A Prometheus answer in its own error shape (`bad_data`, 400), as AMP passes it on.
+fn bad_data(message: String) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        [("content-type", "application/json")],
+        serde_json::json!({"status": "error", "errorType": "bad_data", "error": message})
+            .to_string(),
     )
-    .await
+        .into_response()
+}
+
+/// The query parameters of a read, from the query string and (for POST) the form body.
+fn read_params(query: &str, headers: &HeaderMap, body: &[u8]) -> Vec<(String, String)> {
+    let mut params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let is_form = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if is_form {
+        params.extend(form_urlencoded::parse(body).into_owned());
+    }
+    params
+}
+
+/// A read of the Prometheus API confined to the workspace: its expressions and selectors get
+/// the workspace matcher, and the label is taken out of the answer. Sent as GET with the
+/// rewritten parameters (every read API takes GET).
+async fn read(
+    app: &App,
+    workspace_id: &str,
+    path: &str,
+    query: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    let op = path.trim_start_matches("/api/v1/");
+    if op == format!("label/{}/values", isolation::LABEL) {
+        // The label itself is invisible: it has no values to list.
+        return (
+            [("content-type", "application/json")],
+            r#"{"status":"success","data":[]}"#,
+        )
+            .into_response();
+    }
+    let answer = match op {
+        "query" | "query_range" => Some(Answer::Query),
+        "query_exemplars" => Some(Answer::Exemplars),
+        "series" => Some(Answer::Series),
+        "labels" => Some(Answer::Labels),
+        _ => None,
+    };
+    let mut strip = answer;
+    let mut params = Vec::new();
+    let mut has_match = false;
+    for (name, value) in read_params(query, headers, body) {
+        let confined = match name.as_str() {
+            "query" if answer == Some(Answer::Query) => {
+                match isolation::confine_query(&value, workspace_id) {
+                    Ok(q) => {
+                        if !q.strip_answer {
+                            strip = None;
+                        }
+                        q.expr
+                    }
+                    Err(ours) => return unparsable(app, &value, &ours).await,
+                }
+            }
+            "query" if answer == Some(Answer::Exemplars) => {
+                match isolation::confine_expr(&value, workspace_id) {
+                    Ok(expr) => expr,
+                    Err(ours) => return unparsable(app, &value, &ours).await,
+                }
+            }
+            "match[]" => {
+                has_match = true;
+                match isolation::confine_selector(&value, workspace_id) {
+                    Ok(selector) => selector,
+                    Err(why) => return bad_data(format!("invalid parameter \"match[]\": {why}")),
+                }
+            }
+            _ => value,
+        };
+        params.push((name, confined));
+    }
+    // Label names and values of this workspace's series only.
+    if !has_match && (op == "labels" || op.starts_with("label/")) {
+        params.push((
+            "match[]".to_owned(),
+            isolation::workspace_selector(workspace_id),
+        ));
+    }
+    if op == "metadata" {
+        return metadata(app, workspace_id, &params).await;
+    }
+    let upstream = match send_get(app, path, &params).await {
+        Ok(upstream) => upstream,
+        Err(e) => return prometheus_down(&e),
+    };
+    let Some(kind) = strip else {
+        // Nothing to take out: the answer streams back as it arrives (a range query can be
+        // large).
+        let status = upstream.status().as_u16();
+        let mut response = Response::builder().status(status);
+        if let Some(v) = upstream.headers().get("content-type") {
+            response = response.header("content-type", v.clone());
+        }
+        return response
+            .body(stream_body(upstream))
+            .unwrap_or_else(|e| ApiError::internal(e.to_string()).into_response());
+    };
+    let (status, content_type, bytes) = match buffered(upstream).await {
+        Ok(answer) => answer,
+        Err(e) => return prometheus_down(&e),
+    };
+    let bytes = if status == StatusCode::OK {
+        isolation::strip_label(kind, &bytes).unwrap_or_else(|| bytes.to_vec())
+    } else {
+        bytes.to_vec()
+    };
+    (status, [("content-type", content_type)], bytes).into_response()
+}
+
+/// An expression our parser refused: Prometheus's own 400 (with its position) when it refuses
+/// it too, else ours. Either way it is never evaluated unconfined.
+async fn unparsable(app: &App, expr: &str, ours: &str) -> Response {
+    let params = [("query".to_owned(), expr.to_owned())];
+    match get(app, "/api/v1/format_query", &params).await {
+        Ok((status, content_type, bytes)) if status == StatusCode::BAD_REQUEST => {
+            (status, [("content-type", content_type)], bytes).into_response()
+        }
+        _ => bad_data(format!("invalid parameter \"query\": {ours}")),
+    }
+}
+
+/// Metric metadata of the metrics this workspace has.
+async fn metadata(app: &App, workspace_id: &str, params: &[(String, String)]) -> Response {
+    let names = [(
+        "match[]".to_owned(),
+        isolation::workspace_selector(workspace_id),
+    )];
+    let ours: Vec<String> = match get(app, "/api/v1/label/__name__/values", &names).await {
+        Ok((StatusCode::OK, _, bytes)) => serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| serde_json::from_value(v["data"].clone()).ok())
+            .unwrap_or_default(),
+        Ok((status, content_type, bytes)) => {
+            return (status, [("content-type", content_type)], bytes).into_response();
+        }
+        Err(e) => return prometheus_down(&e),
+    };
+    let (status, content_type, bytes) = match get(app, "/api/v1/metadata", params).await {
+        Ok(answer) => answer,
+        Err(e) => return prometheus_down(&e),
+    };
+    if status != StatusCode::OK {
+        return (status, [("content-type", content_type)], bytes).into_response();
+    }
+    let mut value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    if let Some(map) = value["data"].as_object_mut() {
+        map.retain(|name, _| ours.contains(name));
+    }
+    (
+        status,
+        [("content-type", "application/json".to_owned())],
+        value.to_string(),
+    )
+        .into_response()
+}
+
+/// GET `path` of the Prometheus with `params`.
+async fn send_get(
+    app: &App,
+    path: &str,
+    params: &[(String, String)],
+) -> Result<reqwest::Response, reqwest::Error> {
+    let query = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish();
+    let url = format!(
+        "{}{path}?{query}",
+        app.opts.prometheus_url.trim_end_matches('/')
+    );
+    app.http.get(url).send().await
+}
+
+/// An answer read whole: status, content type and body.
+async fn buffered(
+    upstream: reqwest::Response,
+) -> Result<(StatusCode, String, Bytes), reqwest::Error> {
+    let status =
+        StatusCode::from_u16(upstream.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let content_type = upstream
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_owned();
+    Ok((status, content_type, upstream.bytes().await?))
+}
+
+/// GET `path` of the Prometheus with `params`, read whole.
+async fn get(
+    app: &App,
+    path: &str,
+    params: &[(String, String)],
+) -> Result<(StatusCode, String, Bytes), reqwest::Error> {
+    buffered(send_get(app, path, params).await?).await
 }
 
 /// The rule groups of this workspace's namespaces (Prometheus filters by rule file).

@@ -13,13 +13,15 @@
 //! Prometheus and the Alertmanager read them, which are then reloaded. A change that they
 //! refuse is rolled back, so what the API accepted is what they run.
 //!
-//! All workspaces share the one Prometheus: a query in one workspace sees every workspace's
-//! series. Alerts are kept apart (see [`alerting`]). amp-local is for one machine, never
-//! production: fidelity to AMP's API and signatures is its job, not scale or isolation.
+//! All workspaces share the one Prometheus, and are kept apart as AMP keeps them: series,
+//! queries and rules are confined to their workspace ([`isolation`]), alerts routed apart
+//! ([`alerting`]). amp-local is for one machine, never production: fidelity to AMP's API,
+//! signatures and isolation is its job, not scale.
 
 pub mod alerting;
 pub mod control;
 pub mod data;
+pub mod isolation;
 pub mod sigv4_verify;
 pub mod store;
 
