@@ -16,6 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ampkit_e2e::{Stack, repo_root, stack, tool};
+use base64::Engine as _;
+use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 
 fn port_of(url: &str) -> u16 {
@@ -268,6 +270,97 @@ fn fault_delay_header_shows_in_the_median() {
         t["settings"]["headers"],
         json!(["x-envoy-fault-delay-request: 20"])
     );
+    // The delay is the backend's: it shows in the upstream time dj's router reports, not in
+    // what the proxies cost.
+    let jazz = &t["byPath"]["/jazz"];
+    assert_eq!(jazz["upstreamMs"]["count"], 100, "{t:#}");
+    let upstream = f(&jazz["upstreamMs"]["p50"]);
+    let share = f(&jazz["proxyShareMs"]["p50"]);
+    assert!(
+        (20.0..=30.0).contains(&upstream),
+        "upstream p50 {upstream} ms: {t:#}"
+    );
+    assert!(
+        share < 5.0,
+        "proxy share p50 {share} ms with a 20 ms backend delay: {t:#}"
+    );
+}
+
+#[test]
+fn without_a_delay_the_upstream_time_is_small_and_runs_merge_exactly() {
+    let stack = stack();
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for (name, delay) in [("fast", "0"), ("slow", "20")] {
+        let run = tool("envoy-traffic")
+            .env_remove("AMPKIT_ENVOY_ADMIN_URLS")
+            .args(["--url", &stack.envoy_url, "--paths", "/jazz"])
+            .args(["--header", &format!("x-envoy-fault-delay-request: {delay}")])
+            .args(["--concurrency", "4", "--requests", "200"])
+            .run();
+        run.expect_code(0);
+        let path = dir.path().join(format!("{name}.json"));
+        std::fs::write(&path, &run.stdout).unwrap();
+        files.push(path);
+    }
+    let fast: Value = serde_json::from_str(&std::fs::read_to_string(&files[0]).unwrap()).unwrap();
+    let slow: Value = serde_json::from_str(&std::fs::read_to_string(&files[1]).unwrap()).unwrap();
+    let fast_upstream = f(&fast["traffic"]["byPath"]["/jazz"]["upstreamMs"]["p50"]);
+    assert!(
+        fast_upstream < 5.0,
+        "upstream p50 without a delay: {fast_upstream} ms"
+    );
+
+    // Merged: counts summed, percentiles those of every request of both runs.
+    let run = tool("envoy-traffic")
+        .args(["merge"])
+        .args(&files)
+        .stdin_doc(&json!({"keep": 1}))
+        .run();
+    run.expect_code(0);
+    let doc = run.doc();
+    assert_eq!(doc["keep"], 1, "the document passes through");
+    let merged = &doc["traffic"];
+    assert_eq!(merged["completed"], 400, "{merged:#}");
+    assert_eq!(merged["mergedFrom"], 2);
+    assert_eq!(merged["byPath"]["/jazz"]["upstreamMs"]["count"], 400);
+    let decode = |report: &Value| -> Histogram<u64> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(report["histograms"]["latencyUs"].as_str().unwrap())
+            .unwrap();
+        hdrhistogram::serialization::Deserializer::new()
+            .deserialize(&mut bytes.as_slice())
+            .unwrap()
+    };
+    let mut all: Histogram<u64> = decode(&fast["traffic"]);
+    all.add(decode(&slow["traffic"])).unwrap();
+    let ms = |us: u64| (us as f64).round() / 1000.0;
+    for (key, q) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99)] {
+        assert_eq!(
+            f(&merged["latencyMs"][key]),
+            ms(all.value_at_quantile(q)),
+            "{key}"
+        );
+    }
+    assert_eq!(f(&merged["latencyMs"]["max"]), ms(all.max()));
+    // Half the requests were slow: the merged median sits between the runs' medians, and
+    // is not their average.
+    let p50 = f(&merged["latencyMs"]["p50"]);
+    assert!(
+        p50 >= f(&fast["traffic"]["latencyMs"]["p50"])
+            && p50 <= f(&slow["traffic"]["latencyMs"]["p50"])
+    );
+
+    // Not a report: exit 2 naming the file.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "{\"traffic\": {\"sent\": 1}}").unwrap();
+    let run = tool("envoy-traffic")
+        .args(["merge"])
+        .args([&files[0], &bad])
+        .run();
+    run.expect_code(2);
+    let message = run.error()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("bad.json"), "{message}");
 }
 
 #[test]

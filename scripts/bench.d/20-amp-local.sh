@@ -79,8 +79,10 @@ PY
 # with the workspace matcher written by hand. One curl process per side, keep-alive, N
 # requests each, alternating sides; per-request times from curl itself, medians compared.
 calls=${AMPKIT_BENCH_QUERY_CALLS:-300}
-expr='count by (worker) ({__name__=~".+"})'
-direct_expr="count by (worker) ({__name__=~\".+\", ampkit_workspace=\"$ws\"})"
+# Selective, so that Prometheus's own evaluation (well under a millisecond) does not drown
+# what amp-local adds.
+expr='count by (worker) (ampkit_bench_remote_write{series="7"})'
+direct_expr="count by (worker) (ampkit_bench_remote_write{series=\"7\", ampkit_workspace=\"$ws\"})"
 enc() { python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$1"; }
 amp_q="$AWS_ENDPOINT_URL_AMP/workspaces/$ws/api/v1/query?query=$(enc "$expr")"
 direct_q="$AMPKIT_PROMETHEUS_URL/api/v1/query?query=$(enc "$direct_expr")"

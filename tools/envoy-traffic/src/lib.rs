@@ -50,8 +50,8 @@ pub const TOOL: Tool = Tool {
     runtime: Runtime::MultiThread,
     examples: &[
         "envoy-traffic --url http://127.0.0.1:18510/ --rate 50 --duration 60s",
-        "envoy-traffic --kube-service default/dj:9080 -c 32 -d 30s --envoy-admin http://127.0.0.1:9901",
         "envoy-traffic -n 300 --paths /jazz,/metal -H 'x-envoy-fault-delay-request: 20' < state.json",
+        "envoy-traffic merge pod-a.json pod-b.json < state.json",
     ],
 };
 
@@ -59,7 +59,11 @@ pub const TOOL: Tool = Tool {
 /// send time) or concurrency (closed model); report percentiles, status codes and errors in
 /// the `traffic` section; with --envoy-admin, put Envoy's own counts next to ours.
 #[derive(clap::Parser, Debug, Clone)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Target URL [default: the document's traffic.url or mesh.url, else AMPKIT_ENVOY_URL]
     #[arg(long, value_name = "URL", conflicts_with = "kube_service")]
     pub url: Option<String>,
@@ -138,6 +142,43 @@ pub fn parse_rate(s: &str) -> std::result::Result<f64, String> {
         ));
     }
     Ok(rate)
+}
+
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Add up the reports of runs made at the same time (several machines or pods) into one
+    /// `traffic` section: counts and rates summed, percentiles exact from the added histograms
+    Merge {
+        /// Reports: documents with a `traffic` section, or the sections themselves
+        #[arg(required = true, num_args = 2.., value_name = "FILE")]
+        files: Vec<std::path::PathBuf>,
+    },
+}
+
+/// `envoy-traffic merge`: the reports in `files`, added up into the document's section.
+fn merge_files(files: &[std::path::PathBuf], doc: &mut StateDoc) -> Result<()> {
+    let mut reports = Vec::with_capacity(files.len());
+    for file in files {
+        let name = file.display().to_string();
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            Error::input(format!("could not read {name}: {e}"))
+                .with_hint("give readable report files")
+        })?;
+        let mut value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            Error::input(format!("{name} is not JSON: {e}"))
+                .with_hint("give the output of envoy-traffic (a document or its traffic section)")
+        })?;
+        if let Some(section) = value.get_mut(SECTION) {
+            value = section.take();
+        }
+        let report: report::Report = serde_json::from_value(value).map_err(|e| {
+            Error::input(format!("{name} has no envoy-traffic report: {e}")).with_hint(
+                "give documents written by envoy-traffic (with histograms, this version or later)",
+            )
+        })?;
+        reports.push((name, report));
+    }
+    doc.set_section(SECTION, report::merge(reports)?)
 }
 
 /// `--concurrency`: 1 to 100,000 connections.
@@ -372,7 +413,8 @@ fn settings(opts: &Cli, plan: &Plan) -> report::Settings {
         model: match plan.model {
             Model::Open { .. } => "open",
             Model::Closed => "closed",
-        },
+        }
+        .to_owned(),
         rate: opts.rate,
         concurrency: plan.workers,
         duration_s: plan.duration.map(|d| d.as_secs_f64()),
@@ -397,6 +439,9 @@ fn settings(opts: &Cli, plan: &Plan) -> report::Settings {
 /// The whole tool: resolve the target, read Envoy, run the load, read Envoy again, write the
 /// `traffic` section. Exit 1 when no request was answered at all.
 pub async fn run(opts: Cli, doc: &mut StateDoc) -> Result<()> {
+    if let Some(Command::Merge { files }) = &opts.command {
+        return merge_files(files, doc);
+    }
     let mut signals = match Signals::new() {
         Ok(s) => Some(s),
         Err(e) => {
@@ -474,7 +519,7 @@ pub async fn run(opts: Cli, doc: &mut StateDoc) -> Result<()> {
         measured_secs,
         stopped_by,
         settings,
-    });
+    })?;
 
     if let Some(rate) = opts.rate
         && !signalled

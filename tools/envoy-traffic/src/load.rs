@@ -9,12 +9,11 @@
 //!   one is answered, and latency is measured from the actual send.
 //!
 //! A worker drives its own HTTP/1.1 connection inside its task (no connection task, no
-//! channel hop per request), which is what makes a lean hyper client as fast as wrk on two
-//! cores. Each worker keeps its tallies behind its own mutex, locked once per request and
+//! channel hop per request), speaking the protocol itself over pre-rendered requests (see
+//! [`Conn`]), which is what keeps its CPU per request at or under wrk's on two cores. Each worker keeps its tallies behind its own mutex, locked once per request and
 //! never contended except by the once-a-second progress line and the final merge.
 
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -23,8 +22,9 @@ use bytes::Bytes;
 use hdrhistogram::Histogram;
 use http::{HeaderMap, Method, Request, Uri};
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
@@ -78,6 +78,37 @@ pub struct Template {
 }
 
 impl Template {
+    /// Every path's HTTP/1.1 request as the bytes that go on the wire, rendered once before
+    /// the run: nothing is built or allocated per request.
+    fn h1_requests(&self) -> Vec<Bytes> {
+        self.uris
+            .iter()
+            .map(|uri| {
+                let mut out = Vec::with_capacity(128 + self.body.len());
+                out.extend_from_slice(self.method.as_str().as_bytes());
+                out.push(b' ');
+                out.extend_from_slice(uri.path_and_query().map_or("/", |p| p.as_str()).as_bytes());
+                out.extend_from_slice(b" HTTP/1.1\r\n");
+                for (name, value) in &self.headers {
+                    out.extend_from_slice(name.as_str().as_bytes());
+                    out.extend_from_slice(b": ");
+                    out.extend_from_slice(value.as_bytes());
+                    out.extend_from_slice(b"\r\n");
+                }
+                if !self.body.is_empty()
+                    || matches!(self.method, Method::POST | Method::PUT | Method::PATCH)
+                {
+                    out.extend_from_slice(
+                        format!("content-length: {}\r\n", self.body.len()).as_bytes(),
+                    );
+                }
+                out.extend_from_slice(b"\r\n");
+                out.extend_from_slice(&self.body);
+                Bytes::from(out)
+            })
+            .collect()
+    }
+
     fn request(&self, path: usize) -> Request<Full<Bytes>> {
         let mut req = Request::new(Full::new(self.body.clone()));
         *req.method_mut() = self.method.clone();
@@ -165,12 +196,44 @@ pub struct Tally {
     pub status: std::collections::BTreeMap<u16, u64>,
     /// Latency of measured completed requests, microseconds.
     pub latency_us: Histogram<u64>,
+    /// Per path, of measured answers that carried `x-envoy-upstream-service-time`: the time
+    /// the upstream took (as Envoy's router reports it, whole milliseconds), microseconds.
+    pub upstream_us: Vec<Histogram<u64>>,
+    /// Per path, the same answers' round trip (from the actual send) minus the upstream time:
+    /// what the proxies on the way cost, microseconds.
+    pub proxy_us: Vec<Histogram<u64>>,
     /// When the last measured request finished.
     pub last_done: Option<Instant>,
     pub warmup: WarmupCounts,
     pub paths: Vec<PathCounts>,
     /// The request in flight, if any: (path index, measured).
     in_flight: Option<(usize, bool)>,
+}
+
+/// Record microseconds, clamped to what the histograms hold (a proxy share under 1 µs is 1).
+fn record(histogram: &mut Histogram<u64>, us: u64) {
+    histogram.saturating_record(us.clamp(1, MAX_LATENCY_US));
+}
+
+/// One answer: its status, the upstream time Envoy reported, and the round trip from the
+/// actual send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub upstream: Option<Duration>,
+    pub round_trip: Duration,
+}
+
+/// The router's `x-envoy-upstream-service-time`: whole milliseconds the upstream took.
+pub const UPSTREAM_TIME_HEADER: &str = "x-envoy-upstream-service-time";
+
+fn upstream_time(value: &[u8]) -> Option<Duration> {
+    std::str::from_utf8(value)
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_millis)
 }
 
 /// The empty latency histogram every tally starts from (1 µs to 1 h, 3 significant digits).
@@ -188,6 +251,8 @@ impl Tally {
             errors: ErrorCounts::default(),
             status: Default::default(),
             latency_us: histogram.clone(),
+            upstream_us: vec![histogram.clone(); paths],
+            proxy_us: vec![histogram.clone(); paths],
             last_done: None,
             warmup: WarmupCounts::default(),
             paths: vec![PathCounts::default(); paths],
@@ -205,6 +270,18 @@ impl Tally {
         }
         // Same bounds on both sides, so adding cannot fail.
         let _ = self.latency_us.add(&other.latency_us);
+        let empty = Histogram::new_from(&self.latency_us);
+        for (mine, theirs) in [
+            (&mut self.upstream_us, &other.upstream_us),
+            (&mut self.proxy_us, &other.proxy_us),
+        ] {
+            if mine.len() < theirs.len() {
+                mine.resize(theirs.len(), empty.clone());
+            }
+            for (a, b) in mine.iter_mut().zip(theirs) {
+                let _ = a.add(b);
+            }
+        }
         self.last_done = match (self.last_done, other.last_done) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
@@ -248,11 +325,22 @@ impl Tally {
         &mut self,
         path: usize,
         measured: bool,
-        status: u16,
+        answer: Answer,
         latency: Duration,
         now: Instant,
     ) {
         self.in_flight = None;
+        let status = answer.status;
+        if measured && let Some(upstream) = answer.upstream {
+            let upstream_us = u64::try_from(upstream.as_micros()).unwrap_or(MAX_LATENCY_US);
+            let round_trip_us =
+                u64::try_from(answer.round_trip.as_micros()).unwrap_or(MAX_LATENCY_US);
+            record(&mut self.upstream_us[path], upstream_us);
+            record(
+                &mut self.proxy_us[path],
+                round_trip_us.saturating_sub(upstream_us),
+            );
+        }
         let class = match status / 100 {
             c @ 1..=5 => c as usize,
             _ => 0,
@@ -264,8 +352,7 @@ impl Tally {
             self.completed += 1;
             *self.status.entry(status).or_default() += 1;
             let us = u64::try_from(latency.as_micros()).unwrap_or(MAX_LATENCY_US);
-            self.latency_us
-                .saturating_record(us.clamp(1, MAX_LATENCY_US));
+            record(&mut self.latency_us, us);
             self.last_done = Some(now);
         } else {
             self.warmup.completed += 1;
@@ -331,6 +418,8 @@ pub struct Shared {
     stop_rx: watch::Receiver<bool>,
     /// An empty histogram to start tallies from.
     pub histogram: Histogram<u64>,
+    /// HTTP/1.1: each path's request, rendered.
+    h1_requests: Vec<Bytes>,
 }
 
 impl Shared {
@@ -421,6 +510,7 @@ impl Load {
             stopping: AtomicBool::new(false),
             stop_rx,
             histogram,
+            h1_requests: template.h1_requests(),
         });
         let template = Arc::new(template);
         let tallies: Vec<Arc<Mutex<Tally>>> = (0..plan.workers)
@@ -553,10 +643,19 @@ async fn worker(shared: Arc<Shared>, template: Arc<Template>, tally: Arc<Mutex<T
             }
         }
         let Some(c) = conn.as_mut() else { continue };
-        let outcome = tokio::time::timeout(timeout, c.exchange(template.request(path))).await;
+        let sent_at = Instant::now();
+        let outcome =
+            tokio::time::timeout(timeout, c.exchange(&template, &shared.h1_requests, path)).await;
         let now = Instant::now();
         match outcome {
-            Ok(Ok(status)) => lock(&tally).answered(path, slot.measured, status, now - begun, now),
+            Ok(Ok((status, upstream))) => {
+                let answer = Answer {
+                    status,
+                    upstream,
+                    round_trip: now - sent_at,
+                };
+                lock(&tally).answered(path, slot.measured, answer, now - begun, now);
+            }
             Ok(Err(kind)) => {
                 conn = None;
                 lock(&tally).failed(path, slot.measured, kind, now);
@@ -571,17 +670,31 @@ async fn worker(shared: Arc<Shared>, template: Arc<Template>, tally: Arc<Mutex<T
 
 type Body = Full<Bytes>;
 
-/// One client connection. HTTP/1.1 is driven inline by the worker; HTTP/2's connection runs
-/// as its own task because the protocol needs to answer pings and settings at any time.
+/// One client connection. HTTP/1.1 is spoken here directly, as wrk does: the request is the
+/// pre-rendered bytes, the answer is parsed in place by httparse (the parser hyper uses) into
+/// a stack array of headers and its body skipped by its framing, in one buffer per
+/// connection; no header map, request or response object is built per request. HTTP/2 goes
+/// through hyper, its connection as its own task (the protocol answers pings and settings at
+/// any time).
 enum Conn {
     H1 {
-        send: http1::SendRequest<Body>,
-        conn: Pin<Box<http1::Connection<TokioIo<TcpStream>, Body>>>,
-        done: bool,
+        stream: TcpStream,
+        buf: Vec<u8>,
+        closed: bool,
     },
     H2 {
         send: http2::SendRequest<Body>,
     },
+}
+
+/// Where an answer's body ends.
+enum Framing {
+    /// Nothing follows the head (1xx, 204, 304, HEAD).
+    None,
+    Length(usize),
+    Chunked,
+    /// Until the server closes the connection.
+    Close,
 }
 
 impl Conn {
@@ -592,19 +705,17 @@ impl Conn {
         }
         .map_err(|_| ())?;
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(stream);
         if http2 {
-            let (send, conn) = http2::handshake(TokioExecutor::new(), io)
+            let (send, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
                 .await
                 .map_err(|_| ())?;
             tokio::spawn(conn);
             Ok(Conn::H2 { send })
         } else {
-            let (send, conn) = http1::handshake(io).await.map_err(|_| ())?;
             Ok(Conn::H1 {
-                send,
-                conn: Box::pin(conn),
-                done: false,
+                stream,
+                buf: Vec::with_capacity(8192),
+                closed: false,
             })
         }
     }
@@ -613,43 +724,181 @@ impl Conn {
     /// (keep-alive timeout, `connection: close`) is replaced, not counted as an error.
     fn usable(&mut self) -> bool {
         match self {
-            Conn::H1 { send, done, .. } => !*done && !send.is_closed(),
+            Conn::H1 { closed, .. } => !*closed,
             Conn::H2 { send } => !send.is_closed(),
         }
     }
 
-    /// Send one request and read the whole answer; the status code on success.
-    async fn exchange(&mut self, req: Request<Body>) -> Result<u16, Failure> {
+    /// Send one request and read the whole answer; its status code and upstream time.
+    async fn exchange(
+        &mut self,
+        template: &Template,
+        h1_requests: &[Bytes],
+        path: usize,
+    ) -> Result<(u16, Option<Duration>), Failure> {
         match self {
-            Conn::H1 { send, conn, done } => {
-                let request = async {
-                    send.ready().await?;
-                    let resp = send.send_request(req).await?;
-                    let status = resp.status().as_u16();
-                    drain(resp.into_body()).await?;
-                    Ok::<u16, hyper::Error>(status)
-                };
-                tokio::select! {
-                    biased;
-                    r = request => r.map_err(|e| classify(&e)),
-                    r = conn.as_mut() => {
-                        *done = true;
-                        Err(match r {
-                            Ok(()) => Failure::Reset,
-                            Err(e) => classify(&e),
-                        })
+            Conn::H1 {
+                stream,
+                buf,
+                closed,
+            } => {
+                let head_only = template.method == Method::HEAD;
+                let out = exchange_h1(stream, buf, &h1_requests[path], head_only).await;
+                match out {
+                    Ok((status, upstream, keep_alive)) => {
+                        *closed = !keep_alive;
+                        Ok((status, upstream))
+                    }
+                    Err(failure) => {
+                        *closed = true;
+                        Err(failure)
                     }
                 }
             }
             Conn::H2 { send } => {
+                let req = template.request(path);
                 send.ready().await.map_err(|e| classify(&e))?;
                 let resp = send.send_request(req).await.map_err(|e| classify(&e))?;
-                let status = resp.status().as_u16();
+                let head = head_of(&resp);
                 drain(resp.into_body()).await.map_err(|e| classify(&e))?;
-                Ok(status)
+                Ok(head)
             }
         }
     }
+}
+
+/// Read more of the answer into `buf`; a connection closed before the answer is complete is
+/// a reset.
+async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(), Failure> {
+    if buf.capacity() - buf.len() < 4096 {
+        buf.reserve(buf.capacity().max(4096));
+    }
+    match stream.read_buf(buf).await {
+        Ok(0) | Err(_) => Err(Failure::Reset),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// One HTTP/1.1 request and its answer: status, upstream time, and whether the connection
+/// may carry the next request.
+async fn exchange_h1(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    request: &[u8],
+    head_only: bool,
+) -> Result<(u16, Option<Duration>, bool), Failure> {
+    stream
+        .write_all(request)
+        .await
+        .map_err(|_| Failure::Reset)?;
+    buf.clear();
+    let (status, upstream, framing, head_len, mut keep_alive) = loop {
+        read_more(stream, buf).await?;
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut response = httparse::Response::new(&mut headers);
+        match response.parse(buf) {
+            Ok(httparse::Status::Complete(head_len)) => {
+                let status = response.code.unwrap_or(0);
+                let mut upstream = None;
+                let mut length = None;
+                let mut chunked = false;
+                let mut keep_alive = response.version == Some(1);
+                for h in response.headers.iter() {
+                    let name = h.name;
+                    if name.eq_ignore_ascii_case("content-length") {
+                        length = std::str::from_utf8(h.value)
+                            .ok()
+                            .and_then(|v| v.trim().parse::<usize>().ok());
+                        if length.is_none() {
+                            return Err(Failure::Other);
+                        }
+                    } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                        chunked = h.value.eq_ignore_ascii_case(b"chunked");
+                    } else if name.eq_ignore_ascii_case("connection") {
+                        if h.value.eq_ignore_ascii_case(b"close") {
+                            keep_alive = false;
+                        } else if h.value.eq_ignore_ascii_case(b"keep-alive") {
+                            keep_alive = true;
+                        }
+                    } else if name.eq_ignore_ascii_case(UPSTREAM_TIME_HEADER) {
+                        upstream = upstream_time(h.value);
+                    }
+                }
+                let framing = if head_only || status < 200 || status == 204 || status == 304 {
+                    Framing::None
+                } else if chunked {
+                    Framing::Chunked
+                } else if let Some(n) = length {
+                    Framing::Length(n)
+                } else {
+                    Framing::Close
+                };
+                break (status, upstream, framing, head_len, keep_alive);
+            }
+            Ok(httparse::Status::Partial) => {}
+            Err(_) => return Err(Failure::Other),
+        }
+    };
+    match framing {
+        Framing::None => {}
+        Framing::Length(n) => {
+            while buf.len() < head_len + n {
+                read_more(stream, buf).await?;
+            }
+        }
+        Framing::Chunked => {
+            let mut at = head_len;
+            loop {
+                match httparse::parse_chunk_size(&buf[at..]) {
+                    Ok(httparse::Status::Complete((size_len, 0))) => {
+                        // The last chunk: then (no trailers are asked for) the closing CRLF.
+                        let end = at + size_len;
+                        while buf.len() < end + 2 {
+                            read_more(stream, buf).await?;
+                        }
+                        if &buf[end..end + 2] != b"\r\n" {
+                            return Err(Failure::Other);
+                        }
+                        break;
+                    }
+                    Ok(httparse::Status::Complete((size_len, size))) => {
+                        let size = usize::try_from(size).map_err(|_| Failure::Other)?;
+                        let next = at + size_len + size + 2;
+                        while buf.len() < next {
+                            read_more(stream, buf).await?;
+                        }
+                        at = next;
+                    }
+                    Ok(httparse::Status::Partial) => read_more(stream, buf).await?,
+                    Err(_) => return Err(Failure::Other),
+                }
+            }
+        }
+        Framing::Close => {
+            // The body is whatever comes until the server closes.
+            loop {
+                if buf.capacity() - buf.len() < 4096 {
+                    buf.reserve(4096);
+                }
+                match stream.read_buf(buf).await {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(_) => return Err(Failure::Reset),
+                }
+            }
+            keep_alive = false;
+        }
+    }
+    Ok((status, upstream, keep_alive))
+}
+
+/// The status and upstream time of an answer.
+fn head_of<B>(resp: &http::Response<B>) -> (u16, Option<Duration>) {
+    let upstream = resp
+        .headers()
+        .get(UPSTREAM_TIME_HEADER)
+        .and_then(|v| upstream_time(v.as_bytes()));
+    (resp.status().as_u16(), upstream)
 }
 
 async fn drain(mut body: hyper::body::Incoming) -> Result<(), hyper::Error> {
@@ -664,11 +913,52 @@ async fn drain(mut body: hyper::body::Incoming) -> Result<(), hyper::Error> {
 mod tests {
     use super::*;
 
+    /// A 200 answer, with the upstream time in ms when given, that took 3 ms on the wire.
+    fn ok(upstream_ms: Option<u64>) -> Answer {
+        Answer {
+            status: 200,
+            upstream: upstream_ms.map(Duration::from_millis),
+            round_trip: Duration::from_millis(3),
+        }
+    }
+
+    #[test]
+    fn the_upstream_time_and_the_proxy_share_are_recorded_per_path() {
+        let mut t = Tally::new(2, &new_histogram().unwrap());
+        for upstream in [None, Some(2), Some(2)] {
+            t.begin(1, true);
+            t.answered(
+                1,
+                true,
+                ok(upstream),
+                Duration::from_millis(3),
+                Instant::now(),
+            );
+        }
+        // Only answers that carried the header count; the share is the rest of the trip.
+        assert_eq!(t.upstream_us[1].len(), 2);
+        assert_eq!(t.upstream_us[0].len(), 0);
+        assert_eq!(t.upstream_us[1].value_at_quantile(0.5) / 1000, 2);
+        assert_eq!(t.proxy_us[1].value_at_quantile(0.5) / 100, 10);
+        assert_eq!(upstream_time(b" 17 "), Some(Duration::from_millis(17)));
+        assert_eq!(upstream_time(b"x"), None);
+        // A warmup answer stays out.
+        t.begin(0, false);
+        t.answered(
+            0,
+            false,
+            ok(Some(5)),
+            Duration::from_millis(3),
+            Instant::now(),
+        );
+        assert_eq!(t.upstream_us[0].len(), 0);
+    }
+
     #[test]
     fn merge_counts_an_abandoned_request_as_cancelled() {
         let mut worker = Tally::new(2, &new_histogram().unwrap());
         worker.begin(1, true);
-        worker.answered(1, true, 200, Duration::from_millis(3), Instant::now());
+        worker.answered(1, true, ok(None), Duration::from_millis(3), Instant::now());
         worker.begin(0, true);
         let mut total = Tally::new(2, &new_histogram().unwrap());
         total.merge(&worker);
@@ -689,7 +979,13 @@ mod tests {
     fn warmup_requests_stay_out_of_the_measured_numbers() {
         let mut t = Tally::new(1, &new_histogram().unwrap());
         t.begin(0, false);
-        t.answered(0, false, 200, Duration::from_millis(1), Instant::now());
+        t.answered(
+            0,
+            false,
+            ok(Some(1)),
+            Duration::from_millis(1),
+            Instant::now(),
+        );
         t.begin(0, false);
         t.failed(0, false, Failure::Timeout, Instant::now());
         assert_eq!((t.sent, t.completed, t.errors.total()), (0, 0, 0));
@@ -731,6 +1027,7 @@ mod tests {
             stopping: AtomicBool::new(false),
             stop_rx,
             histogram: new_histogram().unwrap(),
+            h1_requests: Vec::new(),
         };
         let slots: Vec<Slot> = std::iter::from_fn(|| shared.next_slot()).collect();
         assert_eq!(slots.len(), 5);
