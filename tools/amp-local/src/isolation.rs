@@ -38,7 +38,7 @@ pub enum WriteError {
 const FIELD_ONE: u32 = 1;
 
 thread_local! {
-    /// The decompressed request, the rewritten one and its snappy form, kept from one
+    /// The decompressed request, the rewritten one and its compressed form, kept from one
     /// request to the next on each thread: fresh buffers of a few hundred KiB per request
     /// cost more in page faults than the rewrite itself.
     static BUFFERS: RefCell<[Vec<u8>; 3]> = const { RefCell::new([Vec::new(), Vec::new(), Vec::new()]) };
@@ -57,31 +57,12 @@ pub fn label_write_request(body: &[u8], workspace_id: &str) -> Result<Vec<u8>, W
         raw.truncate(len);
         out.clear();
         label_series_of(raw, workspace_id, out)?;
-        compressed.clear();
-        snappy_stored(out, compressed);
-        Ok(compressed.clone())
+        compressed.resize(snap::raw::max_compress_len(out.len()), 0);
+        let len = snap::raw::Encoder::new()
+            .compress(out, compressed)
+            .map_err(|e| WriteError::Malformed(format!("could not compress the request: {e}")))?;
+        Ok(compressed[..len].to_vec())
     })
-}
-
-/// `raw` in the snappy block format as literals only: valid snappy that every decoder reads,
-/// for the cost of a copy. The request only crosses the loopback to the Prometheus, where
-/// size does not matter and compressing it again was a third of amp-local's CPU under load.
-fn snappy_stored(raw: &[u8], out: &mut Vec<u8>) {
-    /// Literal elements of at most 64 KiB: a tag byte `61 << 2` and a 2-byte length - 1.
-    const CHUNK: usize = 1 << 16;
-    out.reserve(raw.len() + raw.len() / CHUNK * 3 + 10);
-    encode_varint(raw.len() as u64, out);
-    for chunk in raw.chunks(CHUNK) {
-        let len_1 = chunk.len() - 1;
-        if len_1 < 60 {
-            out.push((len_1 as u8) << 2);
-        } else if len_1 < 1 << 8 {
-            out.extend_from_slice(&[60 << 2, len_1 as u8]);
-        } else {
-            out.extend_from_slice(&[61 << 2, len_1 as u8, (len_1 >> 8) as u8]);
-        }
-        out.extend_from_slice(chunk);
-    }
 }
 
 /// Every series of the raw `WriteRequest` with the workspace label, into `out`; every other
@@ -567,22 +548,6 @@ mod tests {
             body.len(),
             raw.len()
         );
-    }
-
-    #[test]
-    fn the_stored_snappy_form_decodes_to_the_same_bytes() {
-        for len in [
-            0usize, 1, 59, 60, 61, 255, 256, 257, 65_535, 65_536, 65_537, 300_000,
-        ] {
-            let raw: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
-            let mut stored = Vec::new();
-            snappy_stored(&raw, &mut stored);
-            assert_eq!(
-                snap::raw::Decoder::new().decompress_vec(&stored).unwrap(),
-                raw,
-                "{len}"
-            );
-        }
     }
 
     #[test]

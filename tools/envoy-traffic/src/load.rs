@@ -2,7 +2,8 @@
 //!
 //! Two load models, as in wrk2 and oha:
 //! - open (`--rate`): request `i` is due at `start + i / rate`, whichever connection is free
-//!   takes the next due slot, and latency is measured from the slot's *intended* time. A
+//!   takes the next due slot, and latency is measured from the slot's *intended* time (or
+//!   from the send, when the timer's millisecond tick let it go out a little before). A
 //!   stalled target therefore shows in the percentiles for every request that should have been
 //!   sent during the stall (coordinated-omission correction);
 //! - closed (`--concurrency` alone): each worker sends its next request as soon as the previous
@@ -34,6 +35,9 @@ use ampkit::error::{Error, Result};
 /// Highest latency the histograms hold; longer ones are clamped (a request that long has
 /// long since hit `--timeout`).
 const MAX_LATENCY_US: u64 = 3_600_000_000;
+
+/// The resolution of tokio's timer.
+const TIMER_TICK: Duration = Duration::from_millis(1);
 
 /// Pause after a failed connect in the closed model, so that an unreachable target is
 /// counted, not hammered by a busy loop.
@@ -608,6 +612,12 @@ impl Load {
     }
 }
 
+/// Where a request's latency counts from: the closed model from its send (`now`); the open
+/// model from its due time, or from its send when that came first (the timer woke early).
+fn latency_start(intended: Option<Instant>, now: Instant) -> Instant {
+    intended.map_or(now, |due| due.min(now))
+}
+
 fn lock(tally: &Mutex<Tally>) -> std::sync::MutexGuard<'_, Tally> {
     tally.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -616,15 +626,20 @@ async fn worker(shared: Arc<Shared>, template: Arc<Template>, tally: Arc<Mutex<T
     let mut stop = shared.stop_rx.clone();
     let mut conn: Option<Conn> = None;
     while let Some(slot) = shared.next_slot() {
+        // The timer has millisecond ticks and wakes at the first tick at or after the time
+        // asked: asked for the due time itself, every request would leave up to a tick late
+        // and that lag, ours not the target's, would count in its latency. So wake a tick
+        // early, send, and measure from the due time or, when sent before it, from the send.
         if let Some(due) = slot.intended
-            && due > Instant::now()
+            && let Some(wake) = due.checked_sub(TIMER_TICK)
+            && wake > Instant::now()
         {
             tokio::select! {
-                _ = tokio::time::sleep_until(due) => {}
+                _ = tokio::time::sleep_until(wake) => {}
                 _ = stop.changed() => break,
             }
         }
-        let begun = slot.intended.unwrap_or_else(Instant::now);
+        let begun = latency_start(slot.intended, Instant::now());
         let path = (slot.index % shared.paths as u64) as usize;
         lock(&tally).begin(path, slot.measured);
         let timeout = shared.plan.timeout;
@@ -952,6 +967,17 @@ mod tests {
             Instant::now(),
         );
         assert_eq!(t.upstream_us[0].len(), 0);
+    }
+
+    #[test]
+    fn latency_counts_from_the_due_time_or_an_earlier_send() {
+        let now = Instant::now();
+        let ms = Duration::from_millis;
+        // Late (the target held us up): from the due time, coordinated omission corrected.
+        assert_eq!(latency_start(Some(now - ms(5)), now), now - ms(5));
+        // Early (the timer's tick): from the send, never from a due time still to come.
+        assert_eq!(latency_start(Some(now + ms(1)), now), now);
+        assert_eq!(latency_start(None, now), now);
     }
 
     #[test]
