@@ -3,6 +3,7 @@
 //! throughput and per-request latency as one JSON line.
 //!
 //! Usage: remote-write-load URL [--sign] [--workers N] [--requests N] [--series N] [--label V]
+//!        [--extra-label NAME=VALUE]
 //!
 //! Every worker owns its series (label `worker`) and sends its requests one after another with
 //! increasing timestamps, so Prometheus accepts every sample (no out-of-order rejections).
@@ -20,6 +21,9 @@ struct Args {
     requests: usize,
     series: usize,
     label: String,
+    /// One more label on every series (`--extra-label NAME=VALUE`): what a label amp-local
+    /// adds costs the Prometheus, measured without amp-local.
+    extra: Option<(String, String)>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -31,6 +35,7 @@ fn parse_args() -> Result<Args, String> {
         requests: 200,
         series: 500,
         label: "bench".to_owned(),
+        extra: None,
     };
     while let Some(arg) = args.next() {
         let mut number = |name: &str| -> Result<usize, String> {
@@ -45,12 +50,19 @@ fn parse_args() -> Result<Args, String> {
             "--requests" => out.requests = number("--requests")?,
             "--series" => out.series = number("--series")?,
             "--label" => out.label = args.next().ok_or("--label needs a value")?,
+            "--extra-label" => {
+                let spec = args.next().ok_or("--extra-label needs NAME=VALUE")?;
+                let (name, value) = spec
+                    .split_once('=')
+                    .ok_or("--extra-label needs NAME=VALUE")?;
+                out.extra = Some((name.to_owned(), value.to_owned()));
+            }
             _ if out.url.is_empty() && !arg.starts_with('-') => out.url = arg,
             _ => return Err(format!("unknown argument {arg}")),
         }
     }
     if out.url.is_empty() {
-        return Err("usage: remote-write-load URL [--sign] [--workers N] [--requests N] [--series N] [--label V]".into());
+        return Err("usage: remote-write-load URL [--sign] [--workers N] [--requests N] [--series N] [--label V] [--extra-label N=V]".into());
     }
     Ok(out)
 }
@@ -76,15 +88,16 @@ fn prepare(args: &Args, signer: Option<&Signer>, worker: usize, start_ms: i64) -
             let batch = (0..args.series)
                 .map(|s| {
                     let s = s.to_string();
-                    series(
-                        &[
-                            ("__name__", "ampkit_bench_remote_write"),
-                            ("target", &args.label),
-                            ("worker", &worker_label),
-                            ("series", &s),
-                        ],
-                        &[(k as f64, ts)],
-                    )
+                    let mut labels = vec![
+                        ("__name__", "ampkit_bench_remote_write"),
+                        ("target", args.label.as_str()),
+                        ("worker", worker_label.as_str()),
+                        ("series", s.as_str()),
+                    ];
+                    if let Some((name, value)) = &args.extra {
+                        labels.push((name.as_str(), value.as_str()));
+                    }
+                    series(&labels, &[(k as f64, ts)])
                 })
                 .collect();
             let body = remote_write_body(batch);
