@@ -11,8 +11,7 @@ use std::time::Duration;
 use ampkit_e2e::amp_local::{
     REMOTE_WRITE_HEADERS, Signer, free_port, now_ms, remote_write_body, series,
 };
-use ampkit_e2e::{Stack, repo_root, stack, unique_name, urlencode};
-use aws_config::BehaviorVersion;
+use ampkit_e2e::{Stack, amp_sdk, repo_root, stack, unique_name, urlencode};
 use aws_sdk_amp::client::Waiters;
 use aws_sdk_amp::primitives::Blob;
 use serde_json::Value;
@@ -21,17 +20,8 @@ fn amp_url(stack: &Stack) -> String {
     stack.amp_url.clone()
 }
 
-async fn sdk_for(endpoint: &str) -> aws_sdk_amp::Client {
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .region(aws_config::Region::new(stack().region))
-        .endpoint_url(endpoint)
-        .load()
-        .await;
-    aws_sdk_amp::Client::new(&config)
-}
-
 async fn sdk() -> aws_sdk_amp::Client {
-    sdk_for(&amp_url(&stack())).await
+    amp_sdk(&amp_url(&stack())).await
 }
 
 fn http() -> reqwest::Client {
@@ -523,41 +513,35 @@ async fn refused_requests_get_403_and_write_nothing() {
     );
     assert!(text.contains("Missing Authentication Token"));
 
-    // Wrong secret.
-    let wrong_secret = Signer {
-        secret: "not-the-secret".into(),
-        ..good.clone()
-    };
-    let (status, _, text) =
-        send(wrong_secret.request(&http, "POST", &url, REMOTE_WRITE_HEADERS, body.clone())).await;
-    assert_eq!(status, 403, "{text}");
-    assert!(
-        text.contains("The request signature we calculated does not match"),
-        "{text}"
-    );
-
-    // Wrong service.
-    let wrong_service = Signer {
-        service: "execute-api".into(),
-        ..good.clone()
-    };
-    let (status, _, text) =
-        send(wrong_service.request(&http, "POST", &url, REMOTE_WRITE_HEADERS, body.clone())).await;
-    assert_eq!(status, 403, "{text}");
-    assert!(
-        text.contains("Credential should be scoped to correct service: 'aps'"),
-        "{text}"
-    );
-
-    // Wrong region.
-    let wrong_region = Signer {
-        region: "us-east-1".into(),
-        ..good.clone()
-    };
-    let (status, _, text) =
-        send(wrong_region.request(&http, "POST", &url, REMOTE_WRITE_HEADERS, body.clone())).await;
-    assert_eq!(status, 403, "{text}");
-    assert!(text.contains("scoped to a valid region"), "{text}");
+    // Signed, but wrongly: each refusal says what AMP says.
+    for (wrong, says) in [
+        (
+            Signer {
+                secret: "not-the-secret".into(),
+                ..good.clone()
+            },
+            "The request signature we calculated does not match",
+        ),
+        (
+            Signer {
+                service: "execute-api".into(),
+                ..good.clone()
+            },
+            "Credential should be scoped to correct service: 'aps'",
+        ),
+        (
+            Signer {
+                region: "us-east-1".into(),
+                ..good.clone()
+            },
+            "scoped to a valid region",
+        ),
+    ] {
+        let (status, _, text) =
+            send(wrong.request(&http, "POST", &url, REMOTE_WRITE_HEADERS, body.clone())).await;
+        assert_eq!(status, 403, "{text}");
+        assert!(text.contains(says), "{says}: {text}");
+    }
 
     // Tampered body: a harmless body was signed, the real one is sent.
     let decoy = remote_write_body(vec![]);
@@ -1020,7 +1004,7 @@ async fn a_restart_loses_nothing() {
 
     let first = start_own_amp_local(&stack, port, &data, &rules);
     eventually("amp-local to answer", 30, healthy).await;
-    let client = sdk_for(&endpoint).await;
+    let client = amp_sdk(&endpoint).await;
     let id = active_workspace(&client, "restart").await;
     let rules_yaml =
         "groups:\n- name: r\n  rules:\n  - record: amp_local_restart:one\n    expr: vector(1)\n";
@@ -1103,16 +1087,7 @@ fn a_non_loopback_listen_address_is_refused() {
             dir.path().join("data"),
         ])
         .run();
-    run.expect_code(2);
-    let err = run.error();
-    assert_eq!(err["error"]["kind"], "usage");
-    assert!(
-        err["error"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("--listen 0.0.0.0:0"),
-        "{err}"
-    );
+    run.expect_usage_error("--listen 0.0.0.0:0");
 }
 
 /// A Prometheus agent of the test's own, on a free port: scrape jobs from `jobs(port)`, every

@@ -2,8 +2,7 @@
 //! (which has a CREATING phase, so the waits are exercised) and moto. What the tool reports is
 //! read back with the AWS SDK itself, not with the tool.
 
-use ampkit_e2e::{stack, tool, unique_name};
-use aws_config::BehaviorVersion;
+use ampkit_e2e::{amp_sdk, stack, tool, unique_name};
 use serde_json::{Value, json};
 
 /// The AMP endpoints to test against: (name, URL).
@@ -16,15 +15,6 @@ fn amp_workspace(endpoint: &str) -> ampkit_e2e::Invocation {
     tool("amp-workspace").env("AWS_ENDPOINT_URL_AMP", endpoint)
 }
 
-async fn sdk(endpoint: &str) -> aws_sdk_amp::Client {
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .region(aws_config::Region::new(stack().region))
-        .endpoint_url(endpoint)
-        .load()
-        .await;
-    aws_sdk_amp::Client::new(&config)
-}
-
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -35,7 +25,7 @@ fn runtime() -> tokio::runtime::Runtime {
 /// Read a workspace back with the SDK: (alias, status, tags) or None when it is gone.
 fn read_back(endpoint: &str, id: &str) -> Option<(Option<String>, String, Value)> {
     runtime().block_on(async {
-        match sdk(endpoint)
+        match amp_sdk(endpoint)
             .await
             .describe_workspace()
             .workspace_id(id)

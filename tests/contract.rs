@@ -190,15 +190,8 @@ fn no_region_is_a_usage_error_naming_the_fix() {
         .env("AWS_SECRET_ACCESS_KEY", "contract-secret")
         .stdin("{}")
         .run();
-    run.expect_code(2);
+    run.expect_usage_error("region");
     let err = run.error();
-    assert_eq!(err["error"]["kind"], "usage");
-    assert!(
-        err["error"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("region")
-    );
     let hint = err["error"]["hint"].as_str().unwrap_or_default();
     for way in ["--region", "AWS_REGION", "profile"] {
         assert!(hint.contains(way), "the hint names {way}: {hint}");

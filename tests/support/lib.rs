@@ -125,6 +125,16 @@ impl Run {
     }
 
     /// Assert the exit code, showing stderr when it differs.
+    /// Exit 2 with a `usage` error whose message contains `fragment`.
+    pub fn expect_usage_error(&self, fragment: &str) -> &Self {
+        self.expect_code(2);
+        let err = self.error();
+        assert_eq!(err["error"]["kind"], "usage", "{err}");
+        let message = err["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(fragment), "`{fragment}` not in: {err}");
+        self
+    }
+
     pub fn expect_code(&self, code: i32) -> &Self {
         assert_eq!(
             self.code, code,
@@ -258,4 +268,15 @@ pub fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// An AMP client of the AWS SDK itself on `endpoint`, in the stack's region: what the tests read
+/// back with, independently of the tools.
+pub async fn amp_sdk(endpoint: &str) -> aws_sdk_amp::Client {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(stack().region))
+        .endpoint_url(endpoint)
+        .load()
+        .await;
+    aws_sdk_amp::Client::new(&config)
 }

@@ -452,19 +452,12 @@ async fn alerts(app: &App, workspace_id: &str) -> Response {
 /// `/workspaces/<id>/alertmanager/api/v2/...`: the Alertmanager API, as AMP serves it.
 /// Alerts and alert groups are limited to this workspace's.
 async fn alertmanager(app: &App, req: DataRequest<'_>) -> Response {
-    let DataRequest {
-        method,
-        workspace_id,
-        rest,
-        query,
-        headers,
-        body,
-    } = req;
-    let what = format!("alertmanager/api/v2/{}", rest.join("/"));
+    let method = req.method;
+    let what = format!("alertmanager/api/v2/{}", req.rest.join("/"));
     let Some(am) = &app.opts.alertmanager_url else {
         return unknown_operation(format!("{what}: amp-local runs without --alertmanager-url"));
     };
-    let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+    let rest: Vec<&str> = req.rest.iter().map(String::as_str).collect();
     let (allowed, scoped) = match rest.as_slice() {
         ["alerts"] | ["alerts", "groups"] => (method == Method::GET, true),
         ["silences"] => (method == Method::GET || method == Method::POST, false),
@@ -482,16 +475,16 @@ async fn alertmanager(app: &App, req: DataRequest<'_>) -> Response {
             .collect::<Vec<_>>()
             .join("/")
     );
-    let mut query = query.to_owned();
+    let mut query = req.query.to_owned();
     if scoped {
-        let filter = format!("{}=\"{workspace_id}\"", alerting::WORKSPACE_LABEL);
+        let filter = format!("{}=\"{}\"", alerting::WORKSPACE_LABEL, req.workspace_id);
         if !query.is_empty() {
             query.push('&');
         }
         query.push_str("filter=");
         query.push_str(&percent_encoding::utf8_percent_encode(&filter, SEGMENT).to_string());
     }
-    forward(app, am, method, &path, &query, headers, body).await
+    forward(app, am, method, &path, &query, req.headers, req.body).await
 }
 
 fn prometheus_down(e: &reqwest::Error) -> Response {
