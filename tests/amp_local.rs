@@ -50,6 +50,38 @@ where
     }
 }
 
+/// A test's own workspace (alias from `prefix`), waited ACTIVE, with the stack and the SDK
+/// client that made it.
+async fn fresh_workspace(prefix: &str) -> (Stack, aws_sdk_amp::Client, String) {
+    let stack = stack();
+    let client = sdk().await;
+    let id = active_workspace(&client, &unique_name(prefix)).await;
+    (stack, client, id)
+}
+
+/// The data of a rule groups namespace, as DescribeRuleGroupsNamespace returns it.
+async fn namespace_data(client: &aws_sdk_amp::Client, id: &str, name: &str) -> Option<Vec<u8>> {
+    client
+        .describe_rule_groups_namespace()
+        .workspace_id(id)
+        .name(name)
+        .send()
+        .await
+        .expect("describe")
+        .rule_groups_namespace()
+        .map(|n| n.data().as_ref().to_vec())
+}
+
+/// A test's workspace deleted at its end.
+async fn delete_workspace(client: &aws_sdk_amp::Client, id: &str) {
+    client
+        .delete_workspace()
+        .workspace_id(id)
+        .send()
+        .await
+        .expect("delete");
+}
+
 /// A new workspace, waited ACTIVE with the SDK's waiter.
 async fn active_workspace(client: &aws_sdk_amp::Client, alias: &str) -> String {
     let created = client
@@ -296,17 +328,8 @@ async fn the_sdk_drives_the_whole_control_plane_with_its_waiters() {
         .send()
         .await
         .expect("PutRuleGroupsNamespace");
-    let described = client
-        .describe_rule_groups_namespace()
-        .workspace_id(&id)
-        .name("sdk-rules")
-        .send()
-        .await
-        .expect("describe");
     assert_eq!(
-        described
-            .rule_groups_namespace()
-            .map(|n| n.data().as_ref().to_vec()),
+        namespace_data(&client, &id, "sdk-rules").await,
         Some(rules2.into_bytes())
     );
     let names: Vec<String> = client
@@ -415,9 +438,7 @@ async fn the_sdk_drives_the_whole_control_plane_with_its_waiters() {
 
 #[tokio::test]
 async fn a_prometheus_agent_remote_writes_through_amp_local_with_its_own_sigv4() {
-    let stack = stack();
-    let client = sdk().await;
-    let id = active_workspace(&client, &unique_name("amp-local-agent")).await;
+    let (stack, client, id) = fresh_workspace("amp-local-agent").await;
     let marker = unique_name("agent");
     let agent = Agent::start(&stack, &id, ("ampkit_test", &marker), |port| {
         format!(
@@ -459,19 +480,12 @@ async fn a_prometheus_agent_remote_writes_through_amp_local_with_its_own_sigv4()
         .sum();
     assert!(sent > 0.0, "the agent reports no samples sent:\n{metrics}");
 
-    client
-        .delete_workspace()
-        .workspace_id(&id)
-        .send()
-        .await
-        .expect("delete");
+    delete_workspace(&client, &id).await;
 }
 
 #[tokio::test]
 async fn refused_requests_get_403_and_write_nothing() {
-    let stack = stack();
-    let client = sdk().await;
-    let id = active_workspace(&client, &unique_name("amp-local-403")).await;
+    let (stack, client, id) = fresh_workspace("amp-local-403").await;
     let url = format!("{}/workspaces/{id}/api/v1/remote_write", amp_url(&stack));
     let metric = unique_name("amp_local_refused").replace('-', "_");
     let body = remote_write_body(vec![series(
@@ -605,12 +619,7 @@ async fn refused_requests_get_403_and_write_nothing() {
         send(good.request(&http, "POST", &missing, REMOTE_WRITE_HEADERS, body)).await;
     assert_eq!((status, kind.as_str()), (404, "ResourceNotFoundException"));
 
-    client
-        .delete_workspace()
-        .workspace_id(&id)
-        .send()
-        .await
-        .expect("delete");
+    delete_workspace(&client, &id).await;
 }
 
 /// Create an SNS topic in moto with a signed Query API call; returns its ARN.
@@ -645,9 +654,7 @@ async fn moto_topic(stack: &Stack, name: &str) -> String {
 
 #[tokio::test]
 async fn a_rule_group_put_through_the_api_fires_and_its_alert_reaches_alertmanager_and_sns() {
-    let stack = stack();
-    let client = sdk().await;
-    let id = active_workspace(&client, &unique_name("amp-local-alert")).await;
+    let (stack, client, id) = fresh_workspace("amp-local-alert").await;
     let topic_name = unique_name("amp-local-alerts");
     let topic_arn = moto_topic(&stack, &topic_name).await;
     let alert = unique_name("AmpLocalTest").replace('-', "_");
@@ -775,19 +782,12 @@ async fn a_rule_group_put_through_the_api_fires_and_its_alert_reaches_alertmanag
     .await;
     assert!(sent[0].to_string().contains(&alert), "{sent:?}");
 
-    client
-        .delete_workspace()
-        .workspace_id(&id)
-        .send()
-        .await
-        .expect("delete");
+    delete_workspace(&client, &id).await;
 }
 
 #[tokio::test]
 async fn bad_bodies_get_400_class_errors_and_leave_the_previous_state_intact() {
-    let stack = stack();
-    let client = sdk().await;
-    let id = active_workspace(&client, &unique_name("amp-local-bad")).await;
+    let (stack, client, id) = fresh_workspace("amp-local-bad").await;
     let good_rules =
         "groups:\n- name: ok\n  rules:\n  - record: amp_local_bad:ok\n    expr: vector(1)\n";
     client
@@ -827,17 +827,8 @@ async fn bad_bodies_get_400_class_errors_and_leave_the_previous_state_intact() {
         );
         assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(400));
     }
-    let described = client
-        .describe_rule_groups_namespace()
-        .workspace_id(&id)
-        .name("kept")
-        .send()
-        .await
-        .expect("describe");
     assert_eq!(
-        described
-            .rule_groups_namespace()
-            .map(|n| n.data().as_ref().to_vec()),
+        namespace_data(&client, &id, "kept").await,
         Some(good_rules.as_bytes().to_vec())
     );
     assert_eq!(
@@ -939,12 +930,7 @@ async fn bad_bodies_get_400_class_errors_and_leave_the_previous_state_intact() {
         Some(def.as_bytes().to_vec())
     );
 
-    client
-        .delete_workspace()
-        .workspace_id(&id)
-        .send()
-        .await
-        .expect("delete");
+    delete_workspace(&client, &id).await;
     // Deleting the workspace removes its rule files at once.
     assert!(!rule_file.exists());
 }
