@@ -595,6 +595,20 @@ async fn refused_requests_get_403_and_write_nothing() {
     let (status, _, text) = send(request).await;
     assert_eq!(status, 403, "{text}");
 
+    // Correctly signed, but a series claims a workspace: refused as the service's own label.
+    let claiming = remote_write_body(vec![series(
+        &[
+            ("__name__", &metric),
+            ("ampkit_workspace", "ws-someone-else"),
+            ("case", "refused"),
+        ],
+        &[(43.0, now_ms())],
+    )]);
+    let (status, _, text) =
+        send(good.request(&http, "POST", &url, REMOTE_WRITE_HEADERS, claiming)).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("ampkit_workspace"), "{text}");
+
     // Nothing of the refused writes reached Prometheus...
     let query = format!("{{__name__=\"{metric}\"}}");
     assert!(prometheus_query(&stack, &query).await.is_empty());
