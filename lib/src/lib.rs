@@ -16,6 +16,7 @@ pub mod poll;
 pub mod timespec;
 
 pub mod amp;
+pub mod grafana;
 pub mod iam;
 pub mod prom;
 

@@ -257,6 +257,7 @@ pub fn unique_name(prefix: &str) -> String {
 
 /// amp-local test helpers: raw SigV4 signing and remote-write bodies.
 pub mod amp_local;
+pub mod grafana;
 
 /// A query-string value, percent-encoded (all but RFC 3986's unreserved characters).
 pub fn urlencode(s: &str) -> String {

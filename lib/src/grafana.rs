@@ -1,0 +1,454 @@
+//! Grafana's HTTP API, the part every Grafana-facing tool needs first: where Grafana is and
+//! how to authenticate (a service-account token from an environment variable or a file, never
+//! a flag value, never written out), which version answers (behaviours differ between 10.4 and
+//! 12: see `../shared/reference/grafana-http-api.md`), and the objects the tools ensure before
+//! anything else: the Prometheus datasource of a workspace and a folder.
+//!
+//! Ensure means: read by uid, create when absent, update only what differs, and say which of
+//! the three happened, so that a re-run changes nothing and the ledger lists only creations.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Where Grafana is and how to authenticate, as every Grafana-facing tool takes it.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct GrafanaArgs {
+    /// Grafana's URL, e.g. https://g-abc123.grafana-workspace.eu-west-1.amazonaws.com
+    #[arg(long, value_name = "URL")]
+    pub grafana_url: Option<String>,
+    /// Environment variable holding the service-account token
+    #[arg(long, value_name = "VAR", default_value = "GRAFANA_TOKEN")]
+    pub token_env: String,
+    /// File holding the service-account token (instead of --token-env)
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+/// A token that is never printed: `Debug` and `Display` show only that there is one.
+#[derive(Clone)]
+pub struct Token(String);
+
+impl Token {
+    pub fn new(token: impl Into<String>) -> Self {
+        Token(token.into())
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+impl GrafanaArgs {
+    /// The token: from `--token-file` when given, else from the variable `--token-env` names.
+    pub fn token(&self) -> Result<Token> {
+        let hint = "create a service-account token in Grafana (or let the tool make one on AMG), \
+                    then export GRAFANA_TOKEN=..., or pass --token-env VAR or --token-file FILE";
+        let text = match &self.token_file {
+            Some(path) => std::fs::read_to_string(path).map_err(|e| {
+                Error::usage(format!("--token-file {}: {e}", path.display())).with_hint(hint)
+            })?,
+            None => std::env::var(&self.token_env).map_err(|_| {
+                Error::usage(format!(
+                    "no Grafana token: the variable {} (--token-env) is not set",
+                    self.token_env
+                ))
+                .with_hint(hint)
+            })?,
+        };
+        let token = text.trim();
+        if token.is_empty() {
+            return Err(Error::usage("the Grafana token is empty").with_hint(hint));
+        }
+        Ok(Token::new(token))
+    }
+}
+
+/// A Grafana version, as `/api/health` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Version {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl Version {
+    /// `10.4.1`, `12.0.0-pre`, `11.3.0+security-01`.
+    pub fn parse(text: &str) -> Option<Version> {
+        let mut parts = text.trim().trim_start_matches('v').split(['.', '-', '+']);
+        let major = parts.next()?.parse().ok()?;
+        let minor = parts.next().and_then(|m| m.parse().ok()).unwrap_or(0);
+        Some(Version { major, minor })
+    }
+
+    /// Whether titles must be unique (dashboards per folder, folders per parent): up to 11.2.
+    pub fn unique_titles(self) -> bool {
+        self < Version {
+            major: 11,
+            minor: 3,
+        }
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+/// What an ensure did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Created,
+    Unchanged,
+    Updated,
+}
+
+/// A Grafana instance, connected and authenticated.
+#[derive(Debug, Clone)]
+pub struct Grafana {
+    http: reqwest::Client,
+    base: String,
+    token: Token,
+    pub version: Version,
+}
+
+/// The datasource a tool wants: its uid is the identity, the rest is compared and updated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasourceSpec {
+    pub uid: String,
+    pub name: String,
+    /// `prometheus`, or `grafana-amazonprometheus-datasource` on AMG 12+.
+    pub kind: String,
+    pub url: String,
+    pub json_data: Value,
+}
+
+impl DatasourceSpec {
+    fn body(&self) -> Value {
+        json!({
+            "uid": self.uid,
+            "name": self.name,
+            "type": self.kind,
+            "access": "proxy",
+            "url": self.url,
+            "jsonData": self.json_data,
+        })
+    }
+
+    /// Whether an existing datasource already is this one (fields Grafana adds are ignored).
+    fn matches(&self, existing: &Value) -> bool {
+        existing["name"] == self.name.as_str()
+            && existing["type"] == self.kind.as_str()
+            && existing["url"] == self.url.as_str()
+            && existing["access"] == "proxy"
+            && self
+                .json_data
+                .as_object()
+                .into_iter()
+                .flatten()
+                .all(|(k, v)| existing["jsonData"][k] == *v)
+    }
+}
+
+/// Grafana's `message` of an error answer, or the status.
+fn message_of(status: StatusCode, body: &Value) -> String {
+    body["message"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| status.to_string())
+}
+
+impl Grafana {
+    /// Connect: `GET /api/health` for the version, then one authenticated call, so that an
+    /// unreachable Grafana (exit 1) or a refused token (exit 2) fails here, before any change.
+    pub async fn connect(url: &str, token: Token) -> Result<Grafana> {
+        let base = url.trim_end_matches('/').to_owned();
+        if !(base.starts_with("https://") || base.starts_with("http://")) {
+            return Err(
+                Error::usage(format!("--grafana-url `{url}` is not an http(s) URL"))
+                    .with_hint("e.g. https://g-abc123.grafana-workspace.eu-west-1.amazonaws.com"),
+            );
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| Error::internal(format!("could not build the HTTP client: {e}")))?;
+        let health: Value = http
+            .get(format!("{base}/api/health"))
+            .send()
+            .await
+            .map_err(|e| {
+                Error::remote(format!("Grafana at {base} cannot be reached: {e}"))
+                    .with_hint("check --grafana-url and the network")
+            })?
+            .json()
+            .await
+            .map_err(|e| Error::remote(format!("{base}/api/health is not Grafana's: {e}")))?;
+        let version = health["version"]
+            .as_str()
+            .and_then(Version::parse)
+            .ok_or_else(|| {
+                Error::remote(format!("{base}/api/health gives no version: {health}"))
+                    .with_hint("check that --grafana-url points at Grafana itself")
+            })?;
+        let grafana = Grafana {
+            http,
+            base,
+            token,
+            version,
+        };
+        grafana.call(Method::GET, "/api/org", None).await?;
+        Ok(grafana)
+    }
+
+    /// One API call: `(status, JSON body)` for any answer Grafana gives; an unreachable
+    /// Grafana is an error, and so are 401 and 403, which no caller can act on.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Value)> {
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base))
+            .bearer_auth(&self.token.0);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| Error::remote(format!("{method} {path}: Grafana did not answer: {e}")))?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        match status {
+            StatusCode::UNAUTHORIZED => Err(Error::usage(format!(
+                "Grafana refused the token ({}): {}",
+                self.base,
+                message_of(status, &value)
+            ))
+            .with_hint(
+                "the token is wrong, expired or revoked: make a new service-account token (glsa_...)",
+            )),
+            StatusCode::FORBIDDEN => Err(Error::remote(format!(
+                "{method} {path}: permission denied: {}",
+                message_of(status, &value)
+            ))
+            .with_hint("give the service account the Editor or Admin role")),
+            _ => Ok((status, value)),
+        }
+    }
+
+    fn failed(&self, doing: &str, status: StatusCode, body: &Value) -> Error {
+        let kind = match status.as_u16() {
+            400 | 409 | 412 | 422 => ErrorKind::Input,
+            404 => ErrorKind::NotFound,
+            _ => ErrorKind::Remote,
+        };
+        Error::new(
+            kind,
+            format!(
+                "{doing}: Grafana answered {status}: {}",
+                message_of(status, body)
+            ),
+        )
+    }
+
+    /// The datasource with `uid`, if there is one.
+    pub async fn datasource(&self, uid: &str) -> Result<Option<Value>> {
+        let (status, body) = self
+            .call(Method::GET, &format!("/api/datasources/uid/{uid}"), None)
+            .await?;
+        match status {
+            StatusCode::OK => Ok(Some(body)),
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(self.failed(&format!("reading datasource {uid}"), status, &body)),
+        }
+    }
+
+    /// Create the datasource, or update it by uid when it differs.
+    pub async fn ensure_datasource(&self, spec: &DatasourceSpec) -> Result<Outcome> {
+        let name_clash = |body: &Value| {
+            Error::input(format!(
+                "Grafana has another datasource named `{}` (not uid {}): {}",
+                spec.name,
+                spec.uid,
+                message_of(StatusCode::CONFLICT, body)
+            ))
+            .with_hint("rename or delete that datasource in Grafana, or choose another name")
+        };
+        match self.datasource(&spec.uid).await? {
+            None => {
+                let (status, body) = self
+                    .call(Method::POST, "/api/datasources", Some(&spec.body()))
+                    .await?;
+                match status {
+                    StatusCode::OK => Ok(Outcome::Created),
+                    StatusCode::CONFLICT => Err(name_clash(&body)),
+                    _ => Err(self.failed("creating the datasource", status, &body)),
+                }
+            }
+            Some(existing) if spec.matches(&existing) => Ok(Outcome::Unchanged),
+            Some(existing) => {
+                let mut body = spec.body();
+                // Keep whatever else is set (secure fields are merged by Grafana itself) and
+                // say which version we read, so that a concurrent edit is not overwritten.
+                if let (Some(out), Some(old)) = (
+                    body["jsonData"].as_object_mut(),
+                    existing["jsonData"].as_object(),
+                ) {
+                    for (k, v) in old {
+                        out.entry(k.clone()).or_insert_with(|| v.clone());
+                    }
+                }
+                body["version"] = existing["version"].clone();
+                let (status, answer) = self
+                    .call(
+                        Method::PUT,
+                        &format!("/api/datasources/uid/{}", spec.uid),
+                        Some(&body),
+                    )
+                    .await?;
+                match status {
+                    StatusCode::OK => Ok(Outcome::Updated),
+                    StatusCode::CONFLICT if message_of(status, &answer).contains("same name") => {
+                        Err(name_clash(&answer))
+                    }
+                    _ => Err(self.failed("updating the datasource", status, &answer)),
+                }
+            }
+        }
+    }
+
+    /// The folder with `uid`, if there is one.
+    pub async fn folder(&self, uid: &str) -> Result<Option<Value>> {
+        let (status, body) = self
+            .call(Method::GET, &format!("/api/folders/{uid}"), None)
+            .await?;
+        match status {
+            StatusCode::OK => Ok(Some(body)),
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(self.failed(&format!("reading folder {uid}"), status, &body)),
+        }
+    }
+
+    /// Create the folder `uid` titled `title`, or keep it (a folder someone renamed keeps its
+    /// title: its uid is what the tools rely on).
+    pub async fn ensure_folder(&self, uid: &str, title: &str) -> Result<Outcome> {
+        if self.folder(uid).await?.is_some() {
+            return Ok(Outcome::Unchanged);
+        }
+        let (status, body) = self
+            .call(
+                Method::POST,
+                "/api/folders",
+                Some(&json!({"uid": uid, "title": title})),
+            )
+            .await?;
+        match status {
+            StatusCode::OK => Ok(Outcome::Created),
+            StatusCode::CONFLICT if self.version.unique_titles() => Err(Error::input(format!(
+                "Grafana {} has another folder titled `{title}`: {}",
+                self.version,
+                message_of(status, &body)
+            ))
+            .with_hint(
+                "titles are unique per parent before Grafana 11.3: pass another --folder title",
+            )),
+            _ => Err(self.failed(&format!("creating folder `{title}`"), status, &body)),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_parse_and_order() {
+        let v = |s| Version::parse(s).unwrap();
+        assert_eq!(
+            v("10.4.1"),
+            Version {
+                major: 10,
+                minor: 4
+            }
+        );
+        assert_eq!(
+            v("12.0.0-pre"),
+            Version {
+                major: 12,
+                minor: 0
+            }
+        );
+        assert_eq!(
+            v("11.3.0+security-01"),
+            Version {
+                major: 11,
+                minor: 3
+            }
+        );
+        assert!(v("10.4.1").unique_titles() && v("11.2.9").unique_titles());
+        assert!(!v("11.3.0").unique_titles() && !v("12.0.0").unique_titles());
+        assert!(Version::parse("grafana").is_none());
+    }
+
+    #[test]
+    fn the_token_comes_from_a_file_or_a_variable_and_never_prints() {
+        let file = tempfile_with("  glsa_abc_12345678\n");
+        let args = GrafanaArgs {
+            token_file: Some(file.clone()),
+            ..GrafanaArgs::default()
+        };
+        let token = args.token().unwrap();
+        assert_eq!(token.0, "glsa_abc_12345678");
+        assert_eq!(format!("{token:?}"), "Token(<redacted>)");
+        let missing = GrafanaArgs {
+            token_env: "AMPKIT_TEST_NO_SUCH_TOKEN_VARIABLE".into(),
+            ..GrafanaArgs::default()
+        };
+        let err = missing.token().unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(
+            err.message.contains("AMPKIT_TEST_NO_SUCH_TOKEN_VARIABLE"),
+            "{}",
+            err.message
+        );
+        let _ = std::fs::remove_file(file);
+    }
+
+    fn tempfile_with(text: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!("ampkit-token-{}", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_datasource_matches_when_the_fields_we_set_are_the_same() {
+        let spec = DatasourceSpec {
+            uid: "amp-ws-1".into(),
+            name: "AMP ws-1".into(),
+            kind: "prometheus".into(),
+            url: "https://x/workspaces/ws-1/".into(),
+            json_data: json!({"sigV4Auth": true, "sigV4Region": "eu-west-1"}),
+        };
+        let mut existing = spec.body();
+        existing["id"] = json!(7);
+        existing["jsonData"]["timeInterval"] = json!("15s");
+        assert!(spec.matches(&existing));
+        existing["jsonData"]["sigV4Region"] = json!("us-east-1");
+        assert!(!spec.matches(&existing));
+    }
+}

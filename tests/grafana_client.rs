@@ -1,0 +1,172 @@
+//! The Grafana client of the shared crate (`ampkit::grafana`) against the strict fixture, for
+//! the two versions whose behaviours differ (AMG's 10.4 and 12): connecting, refused and
+//! unreachable Grafanas, and ensuring a datasource and a folder (created, unchanged, updated,
+//! conflicts explained). Every test lists the calls it expects; one that never comes fails it.
+
+use ampkit::grafana::{DatasourceSpec, Grafana, Outcome, Token, Version};
+use ampkit_e2e::grafana::{GrafanaFixture, crc32, mint_token, token_valid};
+use serde_json::json;
+
+const VERSIONS: [&str; 2] = ["10.4.1", "12.0.2"];
+
+fn spec(region: &str) -> DatasourceSpec {
+    DatasourceSpec {
+        uid: "ampkit-ws-1".into(),
+        name: "AMP ws-1".into(),
+        kind: "prometheus".into(),
+        url: "https://aps-workspaces.eu-west-1.amazonaws.com/workspaces/ws-1/".into(),
+        json_data: json!({"httpMethod": "POST", "sigV4Auth": true, "sigV4AuthType": "default", "sigV4Region": region}),
+    }
+}
+
+async fn connected(fixture: &GrafanaFixture) -> Grafana {
+    Grafana::connect(&fixture.url, Token::new(mint_token(1)))
+        .await
+        .expect("connects")
+}
+
+#[test]
+fn fixture_tokens_are_checked_as_grafana_checks_them() {
+    let token = mint_token(7);
+    assert!(token_valid(&token), "{token}");
+    let mut tampered = token.clone().into_bytes();
+    tampered[6] = if tampered[6] == b'a' { b'b' } else { b'a' };
+    assert!(!token_valid(&String::from_utf8(tampered).unwrap()));
+    assert!(!token_valid("glsa_short_00000000"));
+    // The CRC-32 check value of the standard test vector.
+    assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+}
+
+#[tokio::test]
+async fn connecting_reads_the_version_and_checks_the_token_first() {
+    for version in VERSIONS {
+        let mut fixture = GrafanaFixture::start(version).await;
+        fixture.expect(&["GET /api/health", "GET /api/org"]);
+        let grafana = connected(&fixture).await;
+        assert_eq!(Some(grafana.version), Version::parse(version));
+
+        // A token Grafana would not take: exit 2, saying so, before any change.
+        let err = Grafana::connect(&fixture.url, Token::new("glsa_not-a-real-token_00000000"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{err:?}");
+        assert!(err.message.contains("refused the token"), "{}", err.message);
+        assert!(err.message.contains("Invalid API key"), "{}", err.message);
+    }
+    // Nobody listening: exit 1, naming the URL.
+    let err = Grafana::connect("http://127.0.0.1:9", Token::new(mint_token(2)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.exit_code(), 1, "{err:?}");
+    assert!(err.message.contains("127.0.0.1:9"), "{}", err.message);
+    let err = Grafana::connect("g-1234.example", Token::new(mint_token(2)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.exit_code(), 2);
+}
+
+#[tokio::test]
+async fn a_datasource_is_created_once_left_alone_then_updated_by_uid() {
+    for version in VERSIONS {
+        let mut fixture = GrafanaFixture::start(version).await;
+        fixture.expect(&[
+            "GET /api/datasources/uid/ampkit-ws-1",
+            "POST /api/datasources",
+            "GET /api/datasources/uid/ampkit-ws-1",
+            "GET /api/datasources/uid/ampkit-ws-1",
+            "PUT /api/datasources/uid/ampkit-ws-1",
+        ]);
+        let grafana = connected(&fixture).await;
+        assert_eq!(
+            grafana.ensure_datasource(&spec("eu-west-1")).await.unwrap(),
+            Outcome::Created
+        );
+        let stored = fixture.datasource("ampkit-ws-1").unwrap();
+        assert_eq!(stored["jsonData"]["sigV4Region"], "eu-west-1");
+        assert_eq!(stored["access"], "proxy");
+
+        let before = fixture.calls().len();
+        assert_eq!(
+            grafana.ensure_datasource(&spec("eu-west-1")).await.unwrap(),
+            Outcome::Unchanged
+        );
+        assert_eq!(
+            fixture.calls()[before..],
+            ["GET /api/datasources/uid/ampkit-ws-1".to_owned()],
+            "an unchanged datasource is only read"
+        );
+
+        assert_eq!(
+            grafana.ensure_datasource(&spec("us-east-1")).await.unwrap(),
+            Outcome::Updated
+        );
+        let stored = fixture.datasource("ampkit-ws-1").unwrap();
+        assert_eq!(stored["jsonData"]["sigV4Region"], "us-east-1");
+        assert_eq!(stored["version"], 2);
+    }
+}
+
+#[tokio::test]
+async fn a_name_taken_by_another_datasource_is_explained() {
+    let mut fixture = GrafanaFixture::start("12.0.2").await;
+    fixture.expect(&["POST /api/datasources"]);
+    fixture.seed_datasource(json!({"uid": "someone-else", "name": "AMP ws-1", "type": "prometheus", "access": "proxy", "url": "http://x"}));
+    let grafana = connected(&fixture).await;
+    let err = grafana
+        .ensure_datasource(&spec("eu-west-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.exit_code(), 2, "{err:?}");
+    assert!(
+        err.message.contains("another datasource named `AMP ws-1`"),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.message.contains("same name already exists"),
+        "{}",
+        err.message
+    );
+    assert!(err.hint.unwrap().contains("rename"));
+    // Nothing was changed: the other one is as it was, ours does not exist.
+    assert_eq!(fixture.datasource("someone-else").unwrap()["version"], 1);
+    assert!(fixture.datasource("ampkit-ws-1").is_none());
+}
+
+#[tokio::test]
+async fn a_folder_is_ensured_by_uid_and_title_rules_follow_the_version() {
+    for version in VERSIONS {
+        let mut fixture = GrafanaFixture::start(version).await;
+        fixture.expect(&["GET /api/folders/ampkit-mesh", "POST /api/folders"]);
+        let grafana = connected(&fixture).await;
+        assert_eq!(
+            grafana
+                .ensure_folder("ampkit-mesh", "Service mesh")
+                .await
+                .unwrap(),
+            Outcome::Created
+        );
+        assert_eq!(
+            grafana
+                .ensure_folder("ampkit-mesh", "Service mesh")
+                .await
+                .unwrap(),
+            Outcome::Unchanged
+        );
+
+        // Another folder with the same title: refused before 11.3, allowed after.
+        fixture.seed_folder("someone-elses", "Reports");
+        let outcome = grafana.ensure_folder("ampkit-reports", "Reports").await;
+        if Version::parse(version).unwrap().unique_titles() {
+            let err = outcome.unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            assert!(
+                err.message.contains("another folder titled `Reports`"),
+                "{}",
+                err.message
+            );
+        } else {
+            assert_eq!(outcome.unwrap(), Outcome::Created);
+        }
+    }
+}

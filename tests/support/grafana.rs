@@ -1,0 +1,386 @@
+//! A strict Grafana fixture: the HTTP API's behaviours that the tools rely on, per version, as
+//! `../shared/reference/grafana-http-api.md` records them (health, service-account token
+//! checks with their CRC32 checksum, datasources with their 409 texts and version check,
+//! folders with 10.4's name uniqueness and 12's 412 on a duplicate uid). Grafana cannot be
+//! installed here; this is what its client is tested against. Calls a test expects and that
+//! never arrive fail the test when the fixture is dropped.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+#[derive(Default)]
+struct Db {
+    version: String,
+    calls: Vec<String>,
+    datasources: Vec<Value>,
+    folders: Vec<Value>,
+    next_id: u64,
+}
+
+type Shared = Arc<Mutex<Db>>;
+
+fn lock(db: &Shared) -> std::sync::MutexGuard<'_, Db> {
+    db.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// CRC-32 (IEEE), as Grafana's token checksum uses it.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A service-account token as Grafana mints them: `glsa_` + 32 alphanumerics + `_` + the
+/// CRC32 of `glsa_<secret>` as little-endian bytes in hex.
+pub fn mint_token(seed: u64) -> String {
+    let alphabet = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut state = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+    let secret: String = (0..32)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            alphabet[(state >> 33) as usize % alphabet.len()] as char
+        })
+        .collect();
+    let sum = crc32(format!("glsa_{secret}").as_bytes()).to_le_bytes();
+    format!(
+        "glsa_{secret}_{}",
+        sum.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+/// Whether Grafana would take `token` as a service-account token (format and checksum).
+pub fn token_valid(token: &str) -> bool {
+    let Some(rest) = token.strip_prefix("glsa_") else {
+        return false;
+    };
+    let Some((secret, sum)) = rest.rsplit_once('_') else {
+        return false;
+    };
+    let expected = crc32(format!("glsa_{secret}").as_bytes()).to_le_bytes();
+    secret.len() == 32
+        && secret.bytes().all(|b| b.is_ascii_alphanumeric())
+        && sum
+            == expected
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+}
+
+fn answer(status: StatusCode, body: Value) -> Response {
+    (status, axum::Json(body)).into_response()
+}
+
+/// A running fixture of one Grafana version.
+pub struct GrafanaFixture {
+    pub url: String,
+    db: Shared,
+    expected: Vec<String>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl GrafanaFixture {
+    /// Serve Grafana `version` (e.g. `10.4.1`, `12.0.0`) on 127.0.0.1.
+    pub async fn start(version: &str) -> GrafanaFixture {
+        let db: Shared = Arc::new(Mutex::new(Db {
+            version: version.to_owned(),
+            next_id: 1,
+            ..Db::default()
+        }));
+        let app = Router::new().fallback(handle).with_state(db.clone());
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("a loopback port");
+        let addr = listener.local_addr().expect("its address");
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        GrafanaFixture {
+            url: format!("http://{addr}"),
+            db,
+            expected: Vec::new(),
+            task,
+        }
+    }
+
+    /// Calls (`"POST /api/datasources"`) that must have arrived, in this order among the
+    /// others, by the time the fixture is dropped.
+    pub fn expect(&mut self, calls: &[&str]) {
+        self.expected.extend(calls.iter().map(|c| (*c).to_owned()));
+    }
+
+    /// Every call so far, as `METHOD /path`.
+    pub fn calls(&self) -> Vec<String> {
+        lock(&self.db).calls.clone()
+    }
+
+    /// Put an object in place as if someone had made it in Grafana.
+    pub fn seed_datasource(&self, datasource: Value) {
+        let mut db = lock(&self.db);
+        let id = db.next_id;
+        db.next_id += 1;
+        let mut ds = datasource;
+        ds["id"] = json!(id);
+        ds["version"] = json!(1);
+        db.datasources.push(ds);
+    }
+
+    pub fn seed_folder(&self, uid: &str, title: &str) {
+        let mut db = lock(&self.db);
+        let id = db.next_id;
+        db.next_id += 1;
+        db.folders
+            .push(json!({"id": id, "uid": uid, "title": title, "version": 1}));
+    }
+
+    /// The stored datasource with `uid`.
+    pub fn datasource(&self, uid: &str) -> Option<Value> {
+        lock(&self.db)
+            .datasources
+            .iter()
+            .find(|d| d["uid"] == uid)
+            .cloned()
+    }
+}
+
+impl Drop for GrafanaFixture {
+    fn drop(&mut self) {
+        self.task.abort();
+        if std::thread::panicking() {
+            return;
+        }
+        let calls = lock(&self.db).calls.clone();
+        let mut rest = calls.iter();
+        for want in &self.expected {
+            assert!(
+                rest.any(|c| c == want),
+                "the expected call `{want}` never came (in order); calls were: {calls:#?}"
+            );
+        }
+    }
+}
+
+/// Grafana's 401 for a request without a token it takes; `None` when it may pass.
+fn refusal(headers: &HeaderMap) -> Option<Response> {
+    let Some(value) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
+        return Some(answer(
+            StatusCode::UNAUTHORIZED,
+            json!({"message": "Unauthorized"}),
+        ));
+    };
+    match value.strip_prefix("Bearer ") {
+        Some(token) if token_valid(token) => None,
+        _ => Some(answer(
+            StatusCode::UNAUTHORIZED,
+            json!({"message": "Invalid API key", "messageId": "api-key.invalid", "statusCode": 401}),
+        )),
+    }
+}
+
+fn before_11_3(version: &str) -> bool {
+    let mut parts = version.split('.').filter_map(|p| p.parse::<u32>().ok());
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) < (11, 3)
+}
+
+async fn handle(State(db): State<Shared>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let body: Bytes = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
+    let path = parts.uri.path().to_owned();
+    let method = parts.method.clone();
+    lock(&db).calls.push(format!("{method} {path}"));
+    if method == Method::GET && path == "/api/health" {
+        let version = lock(&db).version.clone();
+        return answer(
+            StatusCode::OK,
+            json!({"commit": "fixture", "database": "ok", "version": version}),
+        );
+    }
+    if let Some(refused) = refusal(&parts.headers) {
+        return refused;
+    }
+    let json_body = || serde_json::from_slice::<Value>(&body).ok();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let mut db = lock(&db);
+    match (method.as_str(), segments.as_slice()) {
+        ("GET", ["api", "org"]) => answer(StatusCode::OK, json!({"id": 1, "name": "Main Org."})),
+        ("GET", ["api", "datasources", "uid", uid]) => {
+            match db.datasources.iter().find(|d| d["uid"] == *uid) {
+                Some(ds) => answer(StatusCode::OK, ds.clone()),
+                None => answer(
+                    StatusCode::NOT_FOUND,
+                    json!({"message": "Data source not found"}),
+                ),
+            }
+        }
+        ("POST", ["api", "datasources"]) => {
+            let Some(mut ds) = json_body() else {
+                return answer(
+                    StatusCode::BAD_REQUEST,
+                    json!({"message": "bad request data"}),
+                );
+            };
+            if ds["type"].as_str().is_none_or(str::is_empty)
+                || ds["access"].as_str().is_none_or(str::is_empty)
+            {
+                return answer(
+                    StatusCode::BAD_REQUEST,
+                    json!({"message": "bad request data"}),
+                );
+            }
+            if db.datasources.iter().any(|d| d["name"] == ds["name"]) {
+                return answer(
+                    StatusCode::CONFLICT,
+                    json!({"message": "data source with the same name already exists"}),
+                );
+            }
+            if db.datasources.iter().any(|d| d["uid"] == ds["uid"]) {
+                return answer(
+                    StatusCode::CONFLICT,
+                    json!({"message": "data source with the same uid already exists"}),
+                );
+            }
+            let id = db.next_id;
+            db.next_id += 1;
+            ds["id"] = json!(id);
+            ds["version"] = json!(1);
+            ds["readOnly"] = json!(false);
+            secure_fields(&mut ds, None);
+            db.datasources.push(ds.clone());
+            answer(
+                StatusCode::OK,
+                json!({"message": "Datasource added", "id": id, "name": ds["name"], "datasource": ds}),
+            )
+        }
+        ("PUT", ["api", "datasources", "uid", uid]) => {
+            let Some(mut update) = json_body() else {
+                return answer(
+                    StatusCode::BAD_REQUEST,
+                    json!({"message": "bad request data"}),
+                );
+            };
+            let Some(index) = db.datasources.iter().position(|d| d["uid"] == *uid) else {
+                return answer(
+                    StatusCode::NOT_FOUND,
+                    json!({"message": "Data source not found"}),
+                );
+            };
+            if db
+                .datasources
+                .iter()
+                .any(|d| d["name"] == update["name"] && d["uid"] != *uid)
+            {
+                return answer(
+                    StatusCode::CONFLICT,
+                    json!({"message": "Failed to update datasource: data source with the same name already exists"}),
+                );
+            }
+            let stored = db.datasources[index].clone();
+            let stored_version = stored["version"].as_u64().unwrap_or(0);
+            if update["version"]
+                .as_u64()
+                .is_some_and(|v| v < stored_version)
+            {
+                return answer(
+                    StatusCode::CONFLICT,
+                    json!({"message": "Datasource has already been updated by someone else. Please reload and try again"}),
+                );
+            }
+            update["id"] = stored["id"].clone();
+            update["uid"] = json!(uid);
+            update["version"] = json!(stored_version + 1);
+            update["readOnly"] = json!(false);
+            secure_fields(&mut update, Some(&stored));
+            db.datasources[index] = update.clone();
+            answer(
+                StatusCode::OK,
+                json!({"message": "Datasource updated", "id": update["id"], "name": update["name"], "datasource": update}),
+            )
+        }
+        ("GET", ["api", "folders", uid]) => match db.folders.iter().find(|f| f["uid"] == *uid) {
+            Some(folder) => answer(StatusCode::OK, folder.clone()),
+            None => answer(
+                StatusCode::NOT_FOUND,
+                json!({"status": "not-found", "message": "folder not found"}),
+            ),
+        },
+        ("POST", ["api", "folders"]) => {
+            let Some(folder) = json_body() else {
+                return answer(
+                    StatusCode::BAD_REQUEST,
+                    json!({"message": "bad request data"}),
+                );
+            };
+            let title = folder["title"]
+                .as_str()
+                .unwrap_or_default()
+                .trim()
+                .to_owned();
+            if title.is_empty() {
+                return answer(
+                    StatusCode::BAD_REQUEST,
+                    json!({"message": "folder title cannot be empty"}),
+                );
+            }
+            if db.folders.iter().any(|f| f["uid"] == folder["uid"]) {
+                return if before_11_3(&db.version) {
+                    answer(
+                        StatusCode::CONFLICT,
+                        json!({"message": "a folder/dashboard with the same uid already exists"}),
+                    )
+                } else {
+                    // Grafana 12 (k8s folders) maps AlreadyExists to a version mismatch.
+                    answer(
+                        StatusCode::PRECONDITION_FAILED,
+                        json!({"status": "version-mismatch", "message": "the folder has been changed by someone else"}),
+                    )
+                };
+            }
+            if before_11_3(&db.version) && db.folders.iter().any(|f| f["title"] == title.as_str()) {
+                return answer(
+                    StatusCode::CONFLICT,
+                    json!({"message": "a folder or dashboard in the general folder with the same name already exists"}),
+                );
+            }
+            let id = db.next_id;
+            db.next_id += 1;
+            let stored = json!({"id": id, "uid": folder["uid"], "title": title, "version": 1});
+            db.folders.push(stored.clone());
+            answer(StatusCode::OK, stored)
+        }
+        _ => answer(StatusCode::NOT_FOUND, json!({"message": "Not found"})),
+    }
+}
+
+/// Secrets are never echoed: `secureJsonData` becomes `secureJsonFields` (merged with those
+/// already stored, as Grafana keeps old secrets that an update omits).
+fn secure_fields(ds: &mut Value, stored: Option<&Value>) {
+    let mut fields = stored
+        .and_then(|s| s["secureJsonFields"].as_object().cloned())
+        .unwrap_or_default();
+    if let Some(secure) = ds.as_object_mut().and_then(|o| o.remove("secureJsonData")) {
+        for key in secure.as_object().into_iter().flatten().map(|(k, _)| k) {
+            fields.insert(key.clone(), json!(true));
+        }
+    }
+    ds["secureJsonFields"] = Value::Object(fields);
+}
