@@ -2,7 +2,7 @@
 //! how to authenticate (a service-account token from an environment variable or a file, never
 //! a flag value, never written out), which version answers (behaviours differ between 10.4 and
 //! 12: see `../shared/reference/grafana-http-api.md`), and the objects the tools ensure before
-//! anything else: the Prometheus datasource of a workspace and a folder.
+//! anything else: the Prometheus datasource of a workspace and a folder; and dashboard import.
 //!
 //! Ensure means: read by uid, create when absent, update only what differs, and say which of
 //! the three happened, so that a re-run changes nothing and the ledger lists only creations.
@@ -367,6 +367,104 @@ impl Grafana {
                 "titles are unique per parent before Grafana 11.3: pass another --folder title",
             )),
             _ => Err(self.failed(&format!("creating folder `{title}`"), status, &body)),
+        }
+    }
+}
+
+/// One `inputs[]` entry of an import: satisfies the dashboard's `__inputs` entry of the same
+/// `type` whose `name` is `name` (or any name, with `*`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportInput {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub plugin_id: String,
+    pub value: String,
+}
+
+/// What Grafana says of an imported dashboard.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Imported {
+    pub uid: String,
+    pub title: String,
+    /// Grafana's path of it, `/d/<uid>/<slug>`.
+    pub url: String,
+    pub folder_uid: String,
+}
+
+impl Grafana {
+    /// `POST /api/dashboards/import`: Grafana maps `__inputs` to `inputs`, substitutes `${NAME}`
+    /// in string values and saves. `overwrite: false` refuses to replace a dashboard whose
+    /// version someone else changed (412), which is reported with the way out.
+    pub async fn import_dashboard(
+        &self,
+        dashboard: &Value,
+        folder_uid: &str,
+        inputs: &[ImportInput],
+        overwrite: bool,
+    ) -> Result<Imported> {
+        let title = dashboard["title"]
+            .as_str()
+            .unwrap_or("(untitled)")
+            .to_owned();
+        let body = json!({
+            "dashboard": dashboard,
+            "folderUid": folder_uid,
+            "inputs": inputs,
+            "overwrite": overwrite,
+        });
+        let (status, answer) = self
+            .call(Method::POST, "/api/dashboards/import", Some(&body))
+            .await?;
+        match status {
+            StatusCode::OK => Ok(Imported {
+                uid: answer["uid"].as_str().unwrap_or_default().to_owned(),
+                title: answer["title"].as_str().unwrap_or(&title).to_owned(),
+                url: answer["importedUrl"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                folder_uid: answer["folderUid"]
+                    .as_str()
+                    .unwrap_or(folder_uid)
+                    .to_owned(),
+            }),
+            StatusCode::PRECONDITION_FAILED if answer["status"] == "name-exists" => {
+                Err(Error::input(format!(
+                    "another dashboard is titled `{title}` in that folder, and Grafana {} wants titles unique: {}",
+                    self.version,
+                    message_of(status, &answer)
+                ))
+                .with_hint("import it into another folder, or pass --overwrite to replace the other one"))
+            }
+            StatusCode::PRECONDITION_FAILED => Err(Error::input(format!(
+                "dashboard `{title}` was changed in Grafana since it was imported: {}",
+                message_of(status, &answer)
+            ))
+            .with_hint("pass --overwrite to replace it with this version")),
+            // An unmatched `__inputs` entry ends as a bare 500 "Failed to save dashboard".
+            StatusCode::INTERNAL_SERVER_ERROR => Err(Error::remote(format!(
+                "importing dashboard `{title}`: Grafana answered 500: {}",
+                message_of(status, &answer)
+            ))
+            .with_hint(
+                "Grafana gives this when an `__inputs` entry has no input of its type and name; \
+                 check the dashboard's __inputs",
+            )),
+            _ => Err(self.failed(&format!("importing dashboard `{title}`"), status, &answer)),
+        }
+    }
+
+    /// The dashboard with `uid` as Grafana stores it (`dashboard` and `meta`), if any.
+    pub async fn dashboard(&self, uid: &str) -> Result<Option<Value>> {
+        let (status, body) = self
+            .call(Method::GET, &format!("/api/dashboards/uid/{uid}"), None)
+            .await?;
+        match status {
+            StatusCode::OK => Ok(Some(body)),
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(self.failed(&format!("reading dashboard {uid}"), status, &body)),
         }
     }
 }

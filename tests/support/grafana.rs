@@ -21,6 +21,8 @@ struct Db {
     calls: Vec<String>,
     datasources: Vec<Value>,
     folders: Vec<Value>,
+    /// Stored dashboards: (folder uid, dashboard JSON with id, uid, version).
+    dashboards: Vec<(String, Value)>,
     next_id: u64,
 }
 
@@ -148,6 +150,15 @@ impl GrafanaFixture {
         db.next_id += 1;
         db.folders
             .push(json!({"id": id, "uid": uid, "title": title, "version": 1}));
+    }
+
+    /// Change a stored dashboard as someone would in Grafana's UI (its version goes up).
+    pub fn edit_dashboard(&self, uid: &str, title: &str) {
+        let mut db = lock(&self.db);
+        if let Some((_, d)) = db.dashboards.iter_mut().find(|(_, d)| d["uid"] == uid) {
+            d["title"] = json!(title);
+            d["version"] = json!(d["version"].as_u64().unwrap_or(0) + 1);
+        }
     }
 
     /// The stored datasource with `uid`.
@@ -367,8 +378,200 @@ async fn handle(State(db): State<Shared>, request: Request) -> Response {
             db.folders.push(stored.clone());
             answer(StatusCode::OK, stored)
         }
+        ("POST", ["api", "dashboards", "import"]) => match json_body() {
+            Some(request) => import(&mut db, &request),
+            None => answer(
+                StatusCode::BAD_REQUEST,
+                json!({"message": "bad request data"}),
+            ),
+        },
+        ("GET", ["api", "dashboards", "uid", uid]) => {
+            match db.dashboards.iter().find(|(_, d)| d["uid"] == *uid) {
+                Some((folder, d)) => answer(
+                    StatusCode::OK,
+                    json!({"dashboard": d, "meta": {"folderUid": folder, "version": d["version"], "slug": slug(d["title"].as_str().unwrap_or_default())}}),
+                ),
+                None => answer(
+                    StatusCode::NOT_FOUND,
+                    json!({"status": "not-found", "message": "Dashboard not found"}),
+                ),
+            }
+        }
         _ => answer(StatusCode::NOT_FOUND, json!({"message": "Not found"})),
     }
+}
+
+fn slug(title: &str) -> String {
+    let lower = title.to_lowercase();
+    let words: Vec<&str> = lower
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    words.join("-")
+}
+
+/// `${NAME}` replaced, for the names in `values`, in every string value (keys untouched).
+fn substitute(value: &mut Value, values: &[(String, String)]) {
+    match value {
+        Value::String(text) => {
+            let mut out = String::with_capacity(text.len());
+            let mut rest = text.as_str();
+            while let Some(start) = rest.find("${") {
+                out.push_str(&rest[..start]);
+                let after = &rest[start + 2..];
+                match after.find('}') {
+                    Some(end) if end > 0 => {
+                        let name = &after[..end];
+                        match values.iter().find(|(n, _)| n == name) {
+                            Some((_, v)) => out.push_str(v),
+                            None => out.push_str(&rest[start..start + 2 + end + 1]),
+                        }
+                        rest = &after[end + 1..];
+                    }
+                    _ => {
+                        out.push_str(&rest[start..]);
+                        rest = "";
+                    }
+                }
+            }
+            out.push_str(rest);
+            *text = out;
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| substitute(v, values)),
+        Value::Object(map) => map.values_mut().for_each(|v| substitute(v, values)),
+        _ => {}
+    }
+}
+
+/// `POST /api/dashboards/import`, as `pkg/services/dashboardimport` behaves.
+fn import(db: &mut Db, request: &Value) -> Response {
+    let Some(mut dashboard) = request.get("dashboard").filter(|d| d.is_object()).cloned() else {
+        return answer(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({"message": "Dashboard must be set"}),
+        );
+    };
+    let inputs = request["inputs"].as_array().cloned().unwrap_or_default();
+    let mut values = Vec::new();
+    for wanted in dashboard["__inputs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
+        let name = wanted["name"].as_str().unwrap_or_default().to_owned();
+        if wanted["pluginId"] == "__expr__" {
+            values.push((name, "__expr__".to_owned()));
+            continue;
+        }
+        let given = inputs.iter().find(|i| {
+            i["type"] == wanted["type"] && (i["name"] == name.as_str() || i["name"] == "*")
+        });
+        match given.and_then(|i| i["value"].as_str()) {
+            Some(value) => values.push((name, value.to_owned())),
+            // "Dashboard input variable: NAME missing from import command" is only logged.
+            None => {
+                return answer(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({"message": "Failed to save dashboard"}),
+                );
+            }
+        }
+    }
+    if let Some(map) = dashboard.as_object_mut() {
+        map.remove("__inputs");
+        map.remove("__requires");
+        map.remove("__elements");
+    }
+    substitute(&mut dashboard, &values);
+    let folder = request["folderUid"].as_str().unwrap_or_default().to_owned();
+    if !folder.is_empty() && !db.folders.iter().any(|f| f["uid"] == folder.as_str()) {
+        return answer(
+            StatusCode::BAD_REQUEST,
+            json!({"message": "folder not found"}),
+        );
+    }
+    let title = dashboard["title"]
+        .as_str()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    if title.is_empty() {
+        return answer(
+            StatusCode::BAD_REQUEST,
+            json!({"status": "empty-name", "message": "Dashboard title cannot be empty"}),
+        );
+    }
+    let uid = match dashboard["uid"].as_str() {
+        Some(uid) if !uid.is_empty() => uid.to_owned(),
+        _ => format!("gen{:08}", db.next_id),
+    };
+    if uid.len() > 40 {
+        return answer(
+            StatusCode::BAD_REQUEST,
+            json!({"message": "uid too long, max 40 characters"}),
+        );
+    }
+    if !uid
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return answer(
+            StatusCode::BAD_REQUEST,
+            json!({"message": "uid contains illegal characters"}),
+        );
+    }
+    let overwrite = request["overwrite"].as_bool().unwrap_or(false);
+    let existing = db
+        .dashboards
+        .iter()
+        .position(|(_, d)| d["uid"] == uid.as_str());
+    let version = match existing {
+        Some(i) => {
+            let stored = db.dashboards[i].1["version"].as_u64().unwrap_or(0);
+            if !overwrite && dashboard["version"].as_u64() != Some(stored) {
+                return answer(
+                    StatusCode::PRECONDITION_FAILED,
+                    json!({"status": "version-mismatch", "message": "The dashboard has been changed by someone else"}),
+                );
+            }
+            stored + 1
+        }
+        None => 1,
+    };
+    if before_11_3(&db.version)
+        && !overwrite
+        && db
+            .dashboards
+            .iter()
+            .any(|(f, d)| *f == folder && d["title"] == title.as_str() && d["uid"] != uid.as_str())
+    {
+        return answer(
+            StatusCode::PRECONDITION_FAILED,
+            json!({"status": "name-exists", "message": "A dashboard with the same name in the folder already exists"}),
+        );
+    }
+    let id = match existing {
+        Some(i) => db.dashboards[i].1["id"].as_u64().unwrap_or(0),
+        None => {
+            db.next_id += 1;
+            db.next_id - 1
+        }
+    };
+    dashboard["id"] = json!(id);
+    dashboard["uid"] = json!(uid);
+    dashboard["version"] = json!(version);
+    dashboard["title"] = json!(title);
+    match existing {
+        Some(i) => db.dashboards[i] = (folder.clone(), dashboard),
+        None => db.dashboards.push((folder.clone(), dashboard)),
+    }
+    let slug = slug(&title);
+    answer(
+        StatusCode::OK,
+        json!({"uid": uid, "pluginId": "", "title": title, "imported": true,
+               "importedUri": format!("db/{slug}"), "importedUrl": format!("/d/{uid}/{slug}"),
+               "slug": slug, "dashboardId": id, "folderUid": folder, "removed": false}),
+    )
 }
 
 /// Secrets are never echoed: `secureJsonData` becomes `secureJsonFields` (merged with those
