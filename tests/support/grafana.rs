@@ -90,6 +90,19 @@ fn answer(status: StatusCode, body: Value) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+fn bad_request(body: Value) -> Response {
+    (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+}
+
+/// An object's `title`, trimmed as Grafana trims it before checking it.
+fn title_of(object: &Value) -> String {
+    object["title"]
+        .as_str()
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
 /// A running fixture of one Grafana version.
 pub struct GrafanaFixture {
     pub url: String,
@@ -245,18 +258,12 @@ async fn handle(State(db): State<Shared>, request: Request) -> Response {
         }
         ("POST", ["api", "datasources"]) => {
             let Some(mut ds) = json_body() else {
-                return answer(
-                    StatusCode::BAD_REQUEST,
-                    json!({"message": "bad request data"}),
-                );
+                return bad_request(json!({"message": "bad request data"}));
             };
             if ds["type"].as_str().is_none_or(str::is_empty)
                 || ds["access"].as_str().is_none_or(str::is_empty)
             {
-                return answer(
-                    StatusCode::BAD_REQUEST,
-                    json!({"message": "bad request data"}),
-                );
+                return bad_request(json!({"message": "bad request data"}));
             }
             if db.datasources.iter().any(|d| d["name"] == ds["name"]) {
                 return answer(
@@ -284,10 +291,7 @@ async fn handle(State(db): State<Shared>, request: Request) -> Response {
         }
         ("PUT", ["api", "datasources", "uid", uid]) => {
             let Some(mut update) = json_body() else {
-                return answer(
-                    StatusCode::BAD_REQUEST,
-                    json!({"message": "bad request data"}),
-                );
+                return bad_request(json!({"message": "bad request data"}));
             };
             let Some(index) = db.datasources.iter().position(|d| d["uid"] == *uid) else {
                 return answer(
@@ -336,21 +340,11 @@ async fn handle(State(db): State<Shared>, request: Request) -> Response {
         },
         ("POST", ["api", "folders"]) => {
             let Some(folder) = json_body() else {
-                return answer(
-                    StatusCode::BAD_REQUEST,
-                    json!({"message": "bad request data"}),
-                );
+                return bad_request(json!({"message": "bad request data"}));
             };
-            let title = folder["title"]
-                .as_str()
-                .unwrap_or_default()
-                .trim()
-                .to_owned();
+            let title = title_of(&folder);
             if title.is_empty() {
-                return answer(
-                    StatusCode::BAD_REQUEST,
-                    json!({"message": "folder title cannot be empty"}),
-                );
+                return bad_request(json!({"message": "folder title cannot be empty"}));
             }
             if db.folders.iter().any(|f| f["uid"] == folder["uid"]) {
                 return if before_11_3(&db.version) {
@@ -380,10 +374,7 @@ async fn handle(State(db): State<Shared>, request: Request) -> Response {
         }
         ("POST", ["api", "dashboards", "import"]) => match json_body() {
             Some(request) => import(&mut db, &request),
-            None => answer(
-                StatusCode::BAD_REQUEST,
-                json!({"message": "bad request data"}),
-            ),
+            None => bad_request(json!({"message": "bad request data"})),
         },
         ("GET", ["api", "dashboards", "uid", uid]) => {
             match db.dashboards.iter().find(|(_, d)| d["uid"] == *uid) {
@@ -485,19 +476,11 @@ fn import(db: &mut Db, request: &Value) -> Response {
     substitute(&mut dashboard, &values);
     let folder = request["folderUid"].as_str().unwrap_or_default().to_owned();
     if !folder.is_empty() && !db.folders.iter().any(|f| f["uid"] == folder.as_str()) {
-        return answer(
-            StatusCode::BAD_REQUEST,
-            json!({"message": "folder not found"}),
-        );
+        return bad_request(json!({"message": "folder not found"}));
     }
-    let title = dashboard["title"]
-        .as_str()
-        .unwrap_or_default()
-        .trim()
-        .to_owned();
+    let title = title_of(&dashboard);
     if title.is_empty() {
-        return answer(
-            StatusCode::BAD_REQUEST,
+        return bad_request(
             json!({"status": "empty-name", "message": "Dashboard title cannot be empty"}),
         );
     }
@@ -506,19 +489,13 @@ fn import(db: &mut Db, request: &Value) -> Response {
         _ => format!("gen{:08}", db.next_id),
     };
     if uid.len() > 40 {
-        return answer(
-            StatusCode::BAD_REQUEST,
-            json!({"message": "uid too long, max 40 characters"}),
-        );
+        return bad_request(json!({"message": "uid too long, max 40 characters"}));
     }
     if !uid
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
-        return answer(
-            StatusCode::BAD_REQUEST,
-            json!({"message": "uid contains illegal characters"}),
-        );
+        return bad_request(json!({"message": "uid contains illegal characters"}));
     }
     let overwrite = request["overwrite"].as_bool().unwrap_or(false);
     let existing = db
