@@ -35,12 +35,15 @@ pub enum ResourceKind {
     EksPodIdentityAssociation,
     K8sNamespace,
     K8sServiceAccount,
+    GrafanaDatasource,
+    GrafanaFolder,
+    GrafanaDashboard,
     /// Written by a newer (or older) ampkit.
     Other(String),
 }
 
 impl ResourceKind {
-    const KNOWN: [(ResourceKind, &'static str); 7] = [
+    const KNOWN: [(ResourceKind, &'static str); 10] = [
         (ResourceKind::AmpWorkspace, "amp-workspace"),
         (ResourceKind::IamOidcProvider, "iam-oidc-provider"),
         (ResourceKind::IamRole, "iam-role"),
@@ -51,6 +54,9 @@ impl ResourceKind {
         ),
         (ResourceKind::K8sNamespace, "k8s-namespace"),
         (ResourceKind::K8sServiceAccount, "k8s-service-account"),
+        (ResourceKind::GrafanaDatasource, "grafana-datasource"),
+        (ResourceKind::GrafanaFolder, "grafana-folder"),
+        (ResourceKind::GrafanaDashboard, "grafana-dashboard"),
     ];
 
     pub fn as_str(&self) -> &str {
@@ -360,11 +366,11 @@ mod tests {
                 kind
             );
         }
-        let future: ResourceKind = serde_json::from_value(json!("grafana-dashboard")).unwrap();
-        assert_eq!(future, ResourceKind::Other("grafana-dashboard".into()));
+        let future: ResourceKind = serde_json::from_value(json!("grafana-alert-rule")).unwrap();
+        assert_eq!(future, ResourceKind::Other("grafana-alert-rule".into()));
         assert_eq!(
             serde_json::to_value(&future).unwrap(),
-            json!("grafana-dashboard")
+            json!("grafana-alert-rule")
         );
     }
 

@@ -1,0 +1,8 @@
+//! grafana-import: the workspace's datasource, a folder and dashboards in Grafana (see the
+//! crate's lib).
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    ampkit::cli::run(&grafana_import::TOOL, grafana_import::run)
+}
