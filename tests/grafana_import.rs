@@ -76,12 +76,7 @@ async fn datasource_folder_and_dashboard_are_ensured_and_ledgered_once() {
         assert_eq!(section["folderUid"], "ampkit-service-mesh");
         assert_eq!(section["dashboards"][0]["uid"], "mesh-overview");
         assert_eq!(section["dashboards"][0]["version"], 1);
-        let kinds: Vec<&str> = doc["resources"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["type"].as_str().unwrap())
-            .collect();
+        let kinds = ampkit_e2e::ledger_kinds(&doc);
         assert_eq!(
             kinds,
             ["grafana-datasource", "grafana-folder", "grafana-dashboard"]

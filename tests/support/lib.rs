@@ -281,3 +281,13 @@ pub async fn amp_sdk(endpoint: &str) -> aws_sdk_amp::Client {
         .await;
     aws_sdk_amp::Client::new(&config)
 }
+
+/// The `type` of every ledger entry of a document, in order.
+pub fn ledger_kinds(doc: &Value) -> Vec<String> {
+    doc["resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["type"].as_str().map(str::to_owned))
+        .collect()
+}
