@@ -265,16 +265,23 @@ impl Grafana {
         )
     }
 
-    /// The datasource with `uid`, if there is one.
-    pub async fn datasource(&self, uid: &str) -> Result<Option<Value>> {
-        let (status, body) = self
-            .call(Method::GET, &format!("/api/datasources/uid/{uid}"), None)
-            .await?;
+    /// `GET path`: the object, or `None` when Grafana says 404; `what` names it in errors.
+    async fn get_optional(&self, path: &str, what: &str) -> Result<Option<Value>> {
+        let (status, body) = self.call(Method::GET, path, None).await?;
         match status {
             StatusCode::OK => Ok(Some(body)),
             StatusCode::NOT_FOUND => Ok(None),
-            _ => Err(self.failed(&format!("reading datasource {uid}"), status, &body)),
+            _ => Err(self.failed(&format!("reading {what}"), status, &body)),
         }
+    }
+
+    /// The datasource with `uid`, if there is one.
+    pub async fn datasource(&self, uid: &str) -> Result<Option<Value>> {
+        self.get_optional(
+            &format!("/api/datasources/uid/{uid}"),
+            &format!("datasource {uid}"),
+        )
+        .await
     }
 
     /// Create the datasource, or update it by uid when it differs.
@@ -333,14 +340,8 @@ impl Grafana {
 
     /// The folder with `uid`, if there is one.
     pub async fn folder(&self, uid: &str) -> Result<Option<Value>> {
-        let (status, body) = self
-            .call(Method::GET, &format!("/api/folders/{uid}"), None)
-            .await?;
-        match status {
-            StatusCode::OK => Ok(Some(body)),
-            StatusCode::NOT_FOUND => Ok(None),
-            _ => Err(self.failed(&format!("reading folder {uid}"), status, &body)),
-        }
+        self.get_optional(&format!("/api/folders/{uid}"), &format!("folder {uid}"))
+            .await
     }
 
     /// Create the folder `uid` titled `title`, or keep it (a folder someone renamed keeps its
@@ -458,14 +459,11 @@ impl Grafana {
 
     /// The dashboard with `uid` as Grafana stores it (`dashboard` and `meta`), if any.
     pub async fn dashboard(&self, uid: &str) -> Result<Option<Value>> {
-        let (status, body) = self
-            .call(Method::GET, &format!("/api/dashboards/uid/{uid}"), None)
-            .await?;
-        match status {
-            StatusCode::OK => Ok(Some(body)),
-            StatusCode::NOT_FOUND => Ok(None),
-            _ => Err(self.failed(&format!("reading dashboard {uid}"), status, &body)),
-        }
+        self.get_optional(
+            &format!("/api/dashboards/uid/{uid}"),
+            &format!("dashboard {uid}"),
+        )
+        .await
     }
 }
 
