@@ -136,38 +136,41 @@ impl Workspaces {
         Ok((created.workspace_id().to_owned(), created.arn().to_owned()))
     }
 
-    pub async fn describe(&self, id: &str) -> Result<WorkspaceDescription> {
+    /// DescribeWorkspace, the one call behind [`Self::describe`] and [`Self::find`].
+    async fn describe_call(
+        &self,
+        id: &str,
+    ) -> std::result::Result<Option<WorkspaceDescription>, SdkError<DescribeWorkspaceError>> {
         let out = self
             .client
             .describe_workspace()
             .workspace_id(id)
             .send()
+            .await?;
+        Ok(out.workspace)
+    }
+
+    pub async fn describe(&self, id: &str) -> Result<WorkspaceDescription> {
+        self.describe_call(id)
             .await
-            .map_err(|e| describe_error(e, id, &self.region))?;
-        out.workspace.ok_or_else(|| {
-            Error::remote(format!(
-                "describing workspace {id}: the answer has no workspace"
-            ))
-        })
+            .map_err(|e| describe_error(e, id, &self.region))?
+            .ok_or_else(|| {
+                Error::remote(format!(
+                    "describing workspace {id}: the answer has no workspace"
+                ))
+            })
     }
 
     /// The workspace, or `None` when the service says it does not exist.
     pub async fn find(&self, id: &str) -> Result<Option<WorkspaceDescription>> {
-        match self
-            .client
-            .describe_workspace()
-            .workspace_id(id)
-            .send()
-            .await
-        {
-            Ok(out) => Ok(out.workspace),
+        match self.describe_call(id).await {
             Err(e)
                 if e.as_service_error()
                     .is_some_and(DescribeWorkspaceError::is_resource_not_found_exception) =>
             {
                 Ok(None)
             }
-            Err(e) => Err(describe_error(e, id, &self.region)),
+            other => other.map_err(|e| describe_error(e, id, &self.region)),
         }
     }
 

@@ -782,15 +782,20 @@ impl Conn {
     }
 }
 
-/// Read more of the answer into `buf`; a connection closed before the answer is complete is
-/// a reset.
-async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(), Failure> {
+/// Read what has arrived into `buf`: the number of bytes, 0 when the server closed.
+async fn read_some(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<usize, Failure> {
     if buf.capacity() - buf.len() < 4096 {
         buf.reserve(buf.capacity().max(4096));
     }
-    match stream.read_buf(buf).await {
-        Ok(0) | Err(_) => Err(Failure::Reset),
-        Ok(_) => Ok(()),
+    stream.read_buf(buf).await.map_err(|_| Failure::Reset)
+}
+
+/// Read more of the answer into `buf`; a connection closed before the answer is complete is
+/// a reset.
+async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(), Failure> {
+    match read_some(stream, buf).await? {
+        0 => Err(Failure::Reset),
+        _ => Ok(()),
     }
 }
 
@@ -891,16 +896,7 @@ async fn exchange_h1(
         }
         Framing::Close => {
             // The body is whatever comes until the server closes.
-            loop {
-                if buf.capacity() - buf.len() < 4096 {
-                    buf.reserve(4096);
-                }
-                match stream.read_buf(buf).await {
-                    Ok(0) => break,
-                    Ok(_) => {}
-                    Err(_) => return Err(Failure::Reset),
-                }
-            }
+            while read_some(stream, buf).await? > 0 {}
             keep_alive = false;
         }
     }
