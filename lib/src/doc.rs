@@ -38,12 +38,24 @@ pub enum ResourceKind {
     GrafanaDatasource,
     GrafanaFolder,
     GrafanaDashboard,
+    /// An AMG workspace service account whose delete failed at the end of a run.
+    GrafanaServiceAccount,
+    GrafanaContactPoint,
+    /// Our child route in Grafana's notification policy tree.
+    GrafanaNotificationRoute,
+    GrafanaAlertRule,
+    SnsTopic,
+    SnsSubscription,
+    /// Our statement in a topic's access policy (the topic may be someone else's).
+    SnsTopicPolicyStatement,
+    AmpRuleGroupsNamespace,
+    AmpAlertManagerDefinition,
     /// Written by a newer (or older) ampkit.
     Other(String),
 }
 
 impl ResourceKind {
-    const KNOWN: [(ResourceKind, &'static str); 10] = [
+    const KNOWN: [(ResourceKind, &'static str); 19] = [
         (ResourceKind::AmpWorkspace, "amp-workspace"),
         (ResourceKind::IamOidcProvider, "iam-oidc-provider"),
         (ResourceKind::IamRole, "iam-role"),
@@ -57,6 +69,30 @@ impl ResourceKind {
         (ResourceKind::GrafanaDatasource, "grafana-datasource"),
         (ResourceKind::GrafanaFolder, "grafana-folder"),
         (ResourceKind::GrafanaDashboard, "grafana-dashboard"),
+        (
+            ResourceKind::GrafanaServiceAccount,
+            "grafana-service-account",
+        ),
+        (ResourceKind::GrafanaContactPoint, "grafana-contact-point"),
+        (
+            ResourceKind::GrafanaNotificationRoute,
+            "grafana-notification-route",
+        ),
+        (ResourceKind::GrafanaAlertRule, "grafana-alert-rule"),
+        (ResourceKind::SnsTopic, "sns-topic"),
+        (ResourceKind::SnsSubscription, "sns-subscription"),
+        (
+            ResourceKind::SnsTopicPolicyStatement,
+            "sns-topic-policy-statement",
+        ),
+        (
+            ResourceKind::AmpRuleGroupsNamespace,
+            "amp-rule-groups-namespace",
+        ),
+        (
+            ResourceKind::AmpAlertManagerDefinition,
+            "amp-alert-manager-definition",
+        ),
     ];
 
     pub fn as_str(&self) -> &str {
@@ -366,24 +402,16 @@ mod tests {
                 kind
             );
         }
-        let future: ResourceKind = serde_json::from_value(json!("grafana-alert-rule")).unwrap();
-        assert_eq!(future, ResourceKind::Other("grafana-alert-rule".into()));
-        assert_eq!(
-            serde_json::to_value(&future).unwrap(),
-            json!("grafana-alert-rule")
-        );
+        let future: ResourceKind = serde_json::from_value(json!("gcp-bucket")).unwrap();
+        assert_eq!(future, ResourceKind::Other("gcp-bucket".into()));
+        assert_eq!(serde_json::to_value(&future).unwrap(), json!("gcp-bucket"));
     }
 
     #[test]
     fn ledger_is_created_on_first_append() {
         let mut doc = StateDoc::new();
         doc.push_resource(
-            Resource::new(
-                ResourceKind::Other("sns-topic".into()),
-                "arn:t",
-                "sns-alert",
-            )
-            .region("eu-west-1"),
+            Resource::new(ResourceKind::SnsTopic, "arn:t", "sns-alert").region("eu-west-1"),
         );
         assert_eq!(
             doc.section(RESOURCES_KEY),
