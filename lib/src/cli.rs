@@ -54,6 +54,11 @@ pub fn progress() -> bool {
     LOG_ARGS.get().is_some_and(LogArgs::progress)
 }
 
+/// Whether this run was asked for `--quiet`: only errors on stderr, no summary lines.
+pub fn quiet() -> bool {
+    LOG_ARGS.get().is_some_and(|args| args.quiet)
+}
+
 /// What the frame needs to know of a tool besides its flags.
 #[derive(Debug, Clone, Copy)]
 pub struct Tool {

@@ -16,6 +16,9 @@ use serde_json::{Value, json};
 
 use crate::error::{Error, ErrorKind, Result};
 
+pub mod amg;
+pub use amg::Session;
+
 /// Where Grafana is and how to authenticate, as every Grafana-facing tool takes it.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct GrafanaArgs {
@@ -28,6 +31,10 @@ pub struct GrafanaArgs {
     /// File holding the service-account token (instead of --token-env)
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// Amazon Managed Grafana workspace (g-...): a service account and a short-lived token
+    /// are made for this run and deleted at its end (no token to pass)
+    #[arg(long, value_name = "ID", conflicts_with_all = ["token_file"])]
+    pub amg_workspace_id: Option<String>,
 }
 
 /// A token that is never printed: `Debug` and `Display` show only that there is one.
@@ -273,6 +280,23 @@ impl Grafana {
             StatusCode::NOT_FOUND => Ok(None),
             _ => Err(self.failed(&format!("reading {what}"), status, &body)),
         }
+    }
+
+    /// Grafana's base URL, as given.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The datasource named `name` (legacy dashboards refer to datasources by name), if any.
+    pub async fn datasource_by_name(&self, name: &str) -> Result<Option<Value>> {
+        let encoded: String =
+            percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        self.get_optional(
+            &format!("/api/datasources/name/{encoded}"),
+            &format!("datasource `{name}`"),
+        )
+        .await
     }
 
     /// The datasource with `uid`, if there is one.

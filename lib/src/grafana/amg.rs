@@ -1,0 +1,257 @@
+//! Amazon Managed Grafana: instead of a token someone made by hand, a service account made for
+//! this run (`CreateWorkspaceServiceAccount`) with a short-lived token, deleted when the run
+//! ends. Nothing long-lived is left behind; only a delete that fails is handed to the ledger
+//! so that teardown can finish it.
+
+use aws_sdk_grafana::Client;
+use aws_sdk_grafana::types::Role;
+
+use crate::aws::{AwsArgs, sdk_error};
+use crate::doc::{Resource, ResourceKind};
+use crate::error::{Error, Result};
+
+use super::{Grafana, GrafanaArgs, Token};
+
+/// A token lives this long: enough for one run of a tool, useless to anyone who finds it
+/// later.
+pub const TOKEN_SECONDS: i32 = 900;
+
+/// A connected Grafana, and what to clean up when the run is over.
+pub struct Session {
+    pub grafana: Grafana,
+    /// The target is an AMG workspace (its datasources sign with the workspace's IAM role).
+    pub is_amg: bool,
+    service_account: Option<ServiceAccount>,
+}
+
+struct ServiceAccount {
+    client: Client,
+    workspace_id: String,
+    id: String,
+    region: String,
+    tool: &'static str,
+}
+
+/// `g-` and ten lower-case hex digits, as AMG's API requires.
+pub fn check_workspace_id(id: &str) -> Result<()> {
+    let hex = id.strip_prefix("g-").unwrap_or_default();
+    if hex.len() == 10
+        && hex
+            .chars()
+            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+    {
+        Ok(())
+    } else {
+        Err(Error::usage(format!(
+            "--amg-workspace-id `{id}` is not an AMG workspace id"
+        ))
+        .with_hint("it looks like g-0123456789 (aws grafana list-workspaces shows them)"))
+    }
+}
+
+impl GrafanaArgs {
+    /// Connect to the Grafana these flags name: `--grafana-url` with a token from the
+    /// environment or a file, or `--amg-workspace-id` with a service account made for this
+    /// run (its endpoint from DescribeWorkspace, unless `--grafana-url` overrides it, e.g. a
+    /// VPC endpoint).
+    pub async fn open(&self, aws: &AwsArgs, tool: &'static str) -> Result<Session> {
+        let Some(workspace_id) = &self.amg_workspace_id else {
+            let url = self.grafana_url.clone().ok_or_else(|| {
+                Error::usage("no Grafana: give --grafana-url URL or --amg-workspace-id g-...")
+                    .with_hint("e.g. --grafana-url https://g-abc1234567.grafana-workspace.eu-west-1.amazonaws.com")
+            })?;
+            let grafana = Grafana::connect(&url, self.token()?).await?;
+            return Ok(Session {
+                is_amg: url.contains(".grafana-workspace."),
+                grafana,
+                service_account: None,
+            });
+        };
+        check_workspace_id(workspace_id)?;
+        let config = crate::aws::load(aws).await?;
+        let region = crate::aws::region_of(&config);
+        let client = Client::new(&config);
+        let described = client
+            .describe_workspace()
+            .workspace_id(workspace_id)
+            .send()
+            .await
+            .map_err(|e| {
+                let not_found = e
+                    .as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception());
+                let err = sdk_error(e, format!("describing AMG workspace {workspace_id}"));
+                if not_found {
+                    Error::not_found(err.message).with_hint(format!(
+                        "no such workspace in {region}: check --amg-workspace-id and --region"
+                    ))
+                } else {
+                    err
+                }
+            })?;
+        let endpoint = described
+            .workspace()
+            .map(|w| w.endpoint().to_owned())
+            .filter(|e| !e.is_empty())
+            .ok_or_else(|| {
+                Error::remote(format!("AMG workspace {workspace_id} has no endpoint yet"))
+                    .with_hint("wait until it is ACTIVE")
+            })?;
+        let url = self
+            .grafana_url
+            .clone()
+            .unwrap_or_else(|| format!("https://{endpoint}"));
+        // A name that says who made it and when, so that a leftover is recognisable.
+        let name = format!(
+            "ampkit-{tool}-{}",
+            time::OffsetDateTime::now_utc().unix_timestamp()
+        );
+        let created = client
+            .create_workspace_service_account()
+            .workspace_id(workspace_id)
+            .name(&name)
+            .grafana_role(Role::Admin)
+            .send()
+            .await
+            .map_err(|e| {
+                sdk_error(
+                    e,
+                    format!("creating a service account in AMG workspace {workspace_id}"),
+                )
+            })?;
+        let account = ServiceAccount {
+            client: client.clone(),
+            workspace_id: workspace_id.clone(),
+            id: created.id().to_owned(),
+            region,
+            tool,
+        };
+        let token = client
+            .create_workspace_service_account_token()
+            .workspace_id(workspace_id)
+            .service_account_id(&account.id)
+            .name(&name)
+            .seconds_to_live(TOKEN_SECONDS)
+            .send()
+            .await
+            .map_err(|e| sdk_error(e, format!("creating a token for service account {name}")))
+            .and_then(|out| {
+                out.service_account_token()
+                    .map(|t| Token::new(t.key()))
+                    .ok_or_else(|| Error::remote("AMG answered without the token's key"))
+            });
+        let connected = match token {
+            Ok(token) => Grafana::connect(&url, token).await,
+            Err(e) => Err(e),
+        };
+        match connected {
+            Ok(grafana) => Ok(Session {
+                grafana,
+                is_amg: true,
+                service_account: Some(account),
+            }),
+            Err(e) => {
+                // Nothing will use the account: it goes now, and a failed delete is said.
+                if let Err(left) = account.delete().await {
+                    return Err(Error::new(
+                        e.kind,
+                        format!(
+                            "{}; and the service account could not be deleted: {}",
+                            e.message, left.message
+                        ),
+                    ));
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+impl ServiceAccount {
+    async fn delete(&self) -> Result<()> {
+        match self
+            .client
+            .delete_workspace_service_account()
+            .workspace_id(&self.workspace_id)
+            .service_account_id(&self.id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(sdk_error(
+                e,
+                format!(
+                    "deleting service account {} of {}",
+                    self.id, self.workspace_id
+                ),
+            )),
+        }
+    }
+}
+
+impl Session {
+    /// End the run: delete the service account made for it. `Some(entry)` for the ledger
+    /// when that delete failed (the error is also said on stderr), `None` otherwise.
+    pub async fn close(self) -> Option<Resource> {
+        let account = self.service_account?;
+        match account.delete().await {
+            Ok(()) => None,
+            Err(e) => {
+                eprintln!(
+                    "{}: could not delete the run's service account (teardown will): {}",
+                    account.tool, e.message
+                );
+                Some(
+                    Resource::new(
+                        ResourceKind::GrafanaServiceAccount,
+                        account.id.clone(),
+                        account.tool,
+                    )
+                    .region(account.region.clone())
+                    .detail("workspaceId", account.workspace_id.clone()),
+                )
+            }
+        }
+    }
+}
+
+/// Delete an AMG workspace service account (teardown's side of a leftover); gone is done.
+pub async fn delete_service_account(
+    config: &aws_config::SdkConfig,
+    workspace_id: &str,
+    id: &str,
+) -> Result<()> {
+    let account = ServiceAccount {
+        client: Client::new(config),
+        workspace_id: workspace_id.to_owned(),
+        id: id.to_owned(),
+        region: crate::aws::region_of(config),
+        tool: "teardown",
+    };
+    account.delete().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workspace_ids_are_checked() {
+        assert!(check_workspace_id("g-0123456789").is_ok());
+        for bad in [
+            "g-012345678",
+            "0123456789",
+            "g-0123456789a",
+            "g-ABCDEF0123",
+            "",
+        ] {
+            assert_eq!(check_workspace_id(bad).unwrap_err().exit_code(), 2, "{bad}");
+        }
+    }
+}
