@@ -4,14 +4,13 @@
 //! a rule group put through the API fires and its alert reaches the Alertmanager and moto's SNS,
 //! bad bodies leave the previous state intact, and a restart loses nothing.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use ampkit_e2e::amp_local::{
-    REMOTE_WRITE_HEADERS, Signer, free_port, now_ms, remote_write_body, series,
+    Agent, Process, REMOTE_WRITE_HEADERS, Signer, free_port, now_ms, remote_write_body, series,
 };
-use ampkit_e2e::{Stack, amp_sdk, repo_root, stack, unique_name, urlencode};
+use ampkit_e2e::{Stack, amp_sdk, stack, unique_name, urlencode};
 use aws_sdk_amp::client::Waiters;
 use aws_sdk_amp::primitives::Blob;
 use serde_json::Value;
@@ -159,21 +158,6 @@ async fn amp_query(stack: &Stack, ws: &str, query: &str) -> (u16, Value) {
 }
 
 /// A process killed when the test ends, however it ends.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn local_bin(name: &str) -> PathBuf {
-    let home = std::env::var("AMPKIT_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| repo_root().join(".local"));
-    home.join("bin").join(name)
-}
 
 #[tokio::test]
 async fn the_sdk_drives_the_whole_control_plane_with_its_waiters() {
@@ -1088,61 +1072,6 @@ fn a_non_loopback_listen_address_is_refused() {
         ])
         .run();
     run.expect_usage_error("--listen 0.0.0.0:0");
-}
-
-/// A Prometheus agent of the test's own, on a free port: scrape jobs from `jobs(port)`, every
-/// series labelled `external`, remote-writing into workspace `ws` through amp-local with its
-/// own SigV4. Stopped (by PID) when dropped.
-struct Agent {
-    _process: Process,
-    _dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Agent {
-    fn start(
-        stack: &Stack,
-        ws: &str,
-        external: (&str, &str),
-        jobs: impl FnOnce(u16) -> String,
-    ) -> Agent {
-        let port = free_port();
-        let dir = tempfile::tempdir().expect("a temp dir");
-        let config = format!(
-            "global:\n  scrape_interval: 1s\n  external_labels:\n    {label}: {value}\n\
-             scrape_configs:\n{jobs}\
-             remote_write:\n  - url: {amp}/workspaces/{ws}/api/v1/remote_write\n    sigv4:\n      region: {region}\n      access_key: {ak}\n      secret_key: {sk}\n    queue_config:\n      batch_send_deadline: 1s\n",
-            label = external.0,
-            value = external.1,
-            jobs = jobs(port),
-            amp = amp_url(stack),
-            region = stack.region,
-            ak = stack.access_key_id,
-            sk = stack.secret_access_key,
-        );
-        let config_path = dir.path().join("agent.yml");
-        std::fs::write(&config_path, config).expect("agent config written");
-        let log = std::fs::File::create(dir.path().join("agent.log")).expect("log file");
-        let process = Process(
-            Command::new(local_bin("prometheus"))
-                .arg("--enable-feature=agent")
-                .arg(format!("--config.file={}", config_path.display()))
-                .arg(format!(
-                    "--storage.agent.path={}",
-                    dir.path().join("data").display()
-                ))
-                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("the Prometheus agent starts"),
-        );
-        Agent {
-            _process: process,
-            _dir: dir,
-            port,
-        }
-    }
 }
 
 /// An agent scraping the mesh's three Envoy admins (and, with `self_job`, itself under that

@@ -2,7 +2,11 @@
 //! test can sign one request and send another) and building remote-write bodies (protobuf +
 //! snappy, as Prometheus sends them).
 
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::time::SystemTime;
+
+use crate::Stack;
 
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
@@ -165,4 +169,77 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
+}
+
+/// A child process killed (by its PID) and reaped when dropped.
+pub struct Process(pub Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A program the local stack installed (`$AMPKIT_HOME/bin`).
+pub fn local_bin(name: &str) -> PathBuf {
+    let home = std::env::var("AMPKIT_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| crate::repo_root().join(".local"));
+    home.join("bin").join(name)
+}
+
+/// A Prometheus agent of the test's own, on a free port: scrape jobs from `jobs(port)`, every
+/// series labelled `external`, remote-writing into workspace `ws` through amp-local with its
+/// own SigV4. Stopped (by PID) when dropped.
+pub struct Agent {
+    _process: Process,
+    _dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl Agent {
+    pub fn start(
+        stack: &Stack,
+        ws: &str,
+        external: (&str, &str),
+        jobs: impl FnOnce(u16) -> String,
+    ) -> Agent {
+        let port = free_port();
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  external_labels:\n    {label}: {value}\n\
+             scrape_configs:\n{jobs}\
+             remote_write:\n  - url: {amp}/workspaces/{ws}/api/v1/remote_write\n    sigv4:\n      region: {region}\n      access_key: {ak}\n      secret_key: {sk}\n    queue_config:\n      batch_send_deadline: 1s\n",
+            label = external.0,
+            value = external.1,
+            jobs = jobs(port),
+            amp = stack.amp_url,
+            region = stack.region,
+            ak = stack.access_key_id,
+            sk = stack.secret_access_key,
+        );
+        let config_path = dir.path().join("agent.yml");
+        std::fs::write(&config_path, config).expect("agent config written");
+        let log = std::fs::File::create(dir.path().join("agent.log")).expect("log file");
+        let process = Process(
+            Command::new(local_bin("prometheus"))
+                .arg("--enable-feature=agent")
+                .arg(format!("--config.file={}", config_path.display()))
+                .arg(format!(
+                    "--storage.agent.path={}",
+                    dir.path().join("data").display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("the Prometheus agent starts"),
+        );
+        Agent {
+            _process: process,
+            _dir: dir,
+            port,
+        }
+    }
 }

@@ -256,7 +256,9 @@ pub fn unique_name(prefix: &str) -> String {
 }
 
 /// amp-local test helpers: raw SigV4 signing and remote-write bodies.
+pub mod amg;
 pub mod amp_local;
+pub mod browser;
 pub mod grafana;
 
 /// A query-string value, percent-encoded (all but RFC 3986's unreserved characters).

@@ -174,6 +174,15 @@ impl GrafanaFixture {
         }
     }
 
+    /// The stored dashboard with `uid`, as Grafana saved it.
+    pub fn dashboard(&self, uid: &str) -> Option<Value> {
+        lock(&self.db)
+            .dashboards
+            .iter()
+            .find(|(_, d)| d["uid"] == uid)
+            .map(|(_, d)| d.clone())
+    }
+
     /// The stored datasource with `uid`.
     pub fn datasource(&self, uid: &str) -> Option<Value> {
         lock(&self.db)
@@ -249,6 +258,16 @@ async fn handle(State(db): State<Shared>, request: Request) -> Response {
         ("GET", ["api", "org"]) => answer(StatusCode::OK, json!({"id": 1, "name": "Main Org."})),
         ("GET", ["api", "datasources", "uid", uid]) => {
             match db.datasources.iter().find(|d| d["uid"] == *uid) {
+                Some(ds) => answer(StatusCode::OK, ds.clone()),
+                None => answer(
+                    StatusCode::NOT_FOUND,
+                    json!({"message": "Data source not found"}),
+                ),
+            }
+        }
+        ("GET", ["api", "datasources", "name", name]) => {
+            let name = percent_decode(name);
+            match db.datasources.iter().find(|d| d["name"] == name.as_str()) {
                 Some(ds) => answer(StatusCode::OK, ds.clone()),
                 None => answer(
                     StatusCode::NOT_FOUND,
@@ -390,6 +409,27 @@ async fn handle(State(db): State<Shared>, request: Request) -> Response {
         }
         _ => answer(StatusCode::NOT_FOUND, json!({"message": "Not found"})),
     }
+}
+
+/// `%XX` escapes of a path segment decoded (datasource names hold spaces).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(byte) = text
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(byte);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn slug(title: &str) -> String {
