@@ -19,6 +19,7 @@ pub mod amp;
 pub mod grafana;
 pub mod iam;
 pub mod prom;
+pub mod sns;
 
 pub use doc::{Resource, ResourceKind, StateDoc};
 pub use error::{Error, ErrorKind, Result};

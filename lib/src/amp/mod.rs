@@ -7,6 +7,7 @@
 //! are AMP's published ones; only the statuses they do not cover are polled by hand.
 
 pub mod alerting;
+pub mod rules;
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -1,0 +1,454 @@
+//! sns-alert as a process against the local stack: the topic, its policy statement and
+//! subscriptions read back from moto; the rules and the alert manager definition read back
+//! through AMP's API on amp-local (the rules also pass `promtool check rules` and are loaded
+//! by the real Prometheus); bad input refused with exit 2 and nothing created; a failure
+//! half-way still leaves the ledger; and the end-to-end proof that Envoy latency raised with
+//! the fault-delay header fires the alert, whose message reaches the topic, and resolves.
+
+use std::path::PathBuf;
+
+use ampkit_e2e::{Stack, amp_sdk, ledger_kinds, repo_root, stack, tool, unique_name};
+use serde_json::{Value, json};
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("an HTTP client")
+}
+
+/// moto's SNS topics as it stores them (policy, sent notifications).
+async fn moto_topics(stack: &Stack) -> Vec<Value> {
+    let data: Value = http()
+        .get(format!("{}/moto-api/data.json", stack.moto_url))
+        .send()
+        .await
+        .expect("moto answers")
+        .json()
+        .await
+        .expect("JSON");
+    data["sns"]["Topic"].as_array().cloned().unwrap_or_default()
+}
+
+async fn moto_topic(stack: &Stack, arn: &str) -> Option<Value> {
+    moto_topics(stack)
+        .await
+        .into_iter()
+        .find(|t| t["arn"] == arn)
+}
+
+async fn moto_subscriptions(stack: &Stack) -> Vec<Value> {
+    let data: Value = http()
+        .get(format!("{}/moto-api/data.json", stack.moto_url))
+        .send()
+        .await
+        .expect("moto answers")
+        .json()
+        .await
+        .expect("JSON");
+    data["sns"]["Subscription"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn policy_sids(topic: &Value) -> Vec<String> {
+    let policy: Value = serde_json::from_str(topic["policy"].as_str().unwrap_or("{}"))
+        .expect("the topic policy is JSON");
+    policy["Statement"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["Sid"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn statement(topic: &Value, sid: &str) -> Value {
+    let policy: Value = serde_json::from_str(topic["policy"].as_str().unwrap_or("{}"))
+        .expect("the topic policy is JSON");
+    policy["Statement"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["Sid"] == sid)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// A fresh workspace on amp-local, as `amp-workspace ensure` leaves it in the document.
+fn workspace_doc(prefix: &str) -> Value {
+    let run = tool("amp-workspace")
+        .args(["ensure", "--alias", &unique_name(prefix)])
+        .run();
+    run.expect_code(0);
+    run.doc()
+}
+
+fn sns_alert(doc: &Value) -> ampkit_e2e::Invocation {
+    tool("sns-alert").stdin_doc(doc)
+}
+
+/// The installs `scripts/setup` made (promtool, prometheus).
+fn install_bin(name: &str) -> PathBuf {
+    let home = std::env::var("AMPKIT_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join(".local"));
+    home.join("bin").join(name)
+}
+
+fn new_ledger_entries(before: &Value, after: &Value) -> Vec<Value> {
+    let n = before["resources"].as_array().map_or(0, Vec::len);
+    after["resources"]
+        .as_array()
+        .map(|a| a[n..].to_vec())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn amp_target_creates_topic_statement_subscription_rules_and_definition_once() {
+    let stack = stack();
+    let input = workspace_doc("sns-alert-amp");
+    let ws = input["workspace"]["workspaceId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ws_arn = input["workspace"]["arn"].as_str().unwrap().to_owned();
+    let topic_name = unique_name("grafana-sns-alert");
+    let args = [
+        "--topic-name",
+        &topic_name,
+        "--email",
+        "ops@example.com",
+        "--for",
+        "2m",
+        "--threshold-ms",
+        "7.5",
+        "--label",
+        "team=mesh",
+    ];
+    let run = sns_alert(&input).args(args).run();
+    run.expect_code(0);
+    let doc = run.doc();
+    // Pass-through: the workspace section is untouched.
+    assert_eq!(doc["workspace"], input["workspace"]);
+    let section = &doc["alerting"];
+    let topic_arn = section["topicArn"].as_str().unwrap().to_owned();
+    assert_eq!(
+        topic_arn,
+        format!("arn:aws:sns:{}:123456789012:{topic_name}", stack.region)
+    );
+    assert_eq!(section["amp"]["namespace"], "ampkit-alerting");
+    assert_eq!(section["amp"]["alertManager"], "ACTIVE");
+    assert_eq!(section["subscriptions"][0]["endpoint"], "ops@example.com");
+    // moto confirms email subscriptions at once; real SNS says "pending confirmation".
+    assert_eq!(section["subscriptions"][0]["status"], "confirmed");
+
+    let created = new_ledger_entries(&input, &doc);
+    let kinds: Vec<&str> = created
+        .iter()
+        .map(|r| r["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "sns-topic",
+            "sns-topic-policy-statement",
+            "sns-subscription",
+            "amp-rule-groups-namespace",
+            "amp-alert-manager-definition"
+        ]
+    );
+    assert_eq!(created[0]["id"], topic_arn.as_str());
+    assert_eq!(created[1]["details"]["topicArn"], topic_arn.as_str());
+    let sid = created[1]["id"].as_str().unwrap().to_owned();
+    assert_eq!(created[2]["details"]["topicArn"], topic_arn.as_str());
+    assert_eq!(created[2]["details"]["endpoint"], "ops@example.com");
+    assert_eq!(created[3]["details"]["workspaceId"], ws.as_str());
+    assert_eq!(created[4]["id"], ws.as_str());
+    assert!(created.iter().all(|r| r["tool"] == "sns-alert"));
+
+    // The topic's policy: SNS's default statement kept, ours added, scoped to the workspace.
+    let topic = moto_topic(&stack, &topic_arn)
+        .await
+        .expect("the topic in moto");
+    assert_eq!(
+        policy_sids(&topic),
+        ["__default_statement_ID", sid.as_str()]
+    );
+    let ours = statement(&topic, &sid);
+    assert_eq!(ours["Principal"], json!({"Service": "aps.amazonaws.com"}));
+    assert_eq!(
+        ours["Action"],
+        json!(["sns:Publish", "sns:GetTopicAttributes"])
+    );
+    assert_eq!(ours["Resource"], topic_arn.as_str());
+    assert_eq!(
+        ours["Condition"]["ArnEquals"]["aws:SourceArn"],
+        ws_arn.as_str()
+    );
+    assert_eq!(
+        ours["Condition"]["StringEquals"]["AWS:SourceAccount"],
+        "123456789012"
+    );
+    let subscribed = moto_subscriptions(&stack).await;
+    assert!(
+        subscribed
+            .iter()
+            .any(|s| s["topic_arn"] == topic_arn.as_str()
+                && s["endpoint"] == "ops@example.com"
+                && s["protocol"] == "email"),
+        "{subscribed:#?}"
+    );
+
+    // What AMP stores, read back with the SDK.
+    let amp = amp_sdk(&stack.amp_url).await;
+    let ns = amp
+        .describe_rule_groups_namespace()
+        .workspace_id(&ws)
+        .name("ampkit-alerting")
+        .send()
+        .await
+        .expect("DescribeRuleGroupsNamespace");
+    let ns = ns.rule_groups_namespace().expect("a namespace");
+    assert_eq!(
+        ns.tags()
+            .and_then(|t| t.get("managed-by"))
+            .map(String::as_str),
+        Some("ampkit")
+    );
+    let rules = String::from_utf8(ns.data().as_ref().to_vec()).unwrap();
+    assert!(rules.contains("> 7.5"), "{rules}");
+    assert!(rules.contains("for: 2m"), "{rules}");
+    assert!(rules.contains("team: mesh"), "{rules}");
+    // promtool, Prometheus's own checker, takes the file.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rules.yml");
+    std::fs::write(&file, &rules).unwrap();
+    let checked = std::process::Command::new(install_bin("promtool"))
+        .args(["check", "rules"])
+        .arg(&file)
+        .output()
+        .expect("promtool runs");
+    assert!(
+        checked.status.success(),
+        "promtool check rules: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    let def = amp
+        .describe_alert_manager_definition()
+        .workspace_id(&ws)
+        .send()
+        .await
+        .expect("DescribeAlertManagerDefinition");
+    let def = String::from_utf8(
+        def.alert_manager_definition()
+            .expect("a definition")
+            .data()
+            .as_ref()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(def.contains(&format!("topic_arn: {topic_arn}")), "{def}");
+    assert!(def.contains(&format!("region: {}", stack.region)), "{def}");
+    assert!(def.contains("send_resolved: true"), "{def}");
+    assert!(
+        !def.contains("api_url") && !def.contains("http_config"),
+        "{def}"
+    );
+
+    // The real Prometheus behind amp-local loaded the rule.
+    let loaded: Value = http()
+        .get(format!("{}/api/v1/rules", stack.prometheus_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let found = loaded["data"]["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+        .any(|r| {
+            r["name"] == "DownstreamLatencyP99High"
+                && r["labels"]["ampkit_workspace"] == ws.as_str()
+                && r["duration"] == 120
+        });
+    assert!(found, "rule not loaded in Prometheus: {loaded:#}");
+
+    // Again: found, unchanged, nothing more in the ledger, one subscription, one statement.
+    let again = sns_alert(&doc).args(args).run();
+    again.expect_code(0);
+    let doc2 = again.doc();
+    assert_eq!(doc2["resources"], doc["resources"]);
+    assert_eq!(doc2["alerting"]["topicArn"], topic_arn.as_str());
+    let topic = moto_topic(&stack, &topic_arn).await.unwrap();
+    assert_eq!(policy_sids(&topic).len(), 2);
+    let subs = moto_subscriptions(&stack)
+        .await
+        .into_iter()
+        .filter(|s| s["topic_arn"] == topic_arn.as_str())
+        .count();
+    assert_eq!(subs, 1);
+
+    // `sns-alert test` publishes a marked notification to the topic.
+    let tested = sns_alert(&doc2).args(["test"]).run();
+    tested.expect_code(0);
+    let id = tested.doc()["alerting"]["test"]["messageId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let topic = moto_topic(&stack, &topic_arn).await.unwrap();
+    let sent = topic["sent_notifications"].as_array().unwrap();
+    let message = sent
+        .iter()
+        .find(|m| m[0] == id.as_str())
+        .expect("the test message");
+    assert!(
+        message[2].as_str().unwrap().starts_with("[TEST]"),
+        "{message}"
+    );
+    assert!(
+        message[1].as_str().unwrap().contains("not an alert"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_second_workspace_on_the_same_topic_adds_its_statement_and_keeps_the_first() {
+    let stack = stack();
+    let topic_name = unique_name("grafana-shared");
+    let first = workspace_doc("sns-alert-first");
+    let run = sns_alert(&first).args(["--topic-name", &topic_name]).run();
+    run.expect_code(0);
+    let first_out = run.doc();
+    let topic_arn = first_out["alerting"]["topicArn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let second = workspace_doc("sns-alert-second");
+    let run = sns_alert(&second).args(["--topic-arn", &topic_arn]).run();
+    run.expect_code(0);
+    let out = run.doc();
+    // The topic was found, not made: only the statement, the namespace and the definition
+    // are this run's.
+    assert_eq!(
+        ledger_kinds(&json!({"resources": new_ledger_entries(&second, &out)})),
+        [
+            "sns-topic-policy-statement",
+            "amp-rule-groups-namespace",
+            "amp-alert-manager-definition"
+        ]
+    );
+    let topic = moto_topic(&stack, &topic_arn).await.unwrap();
+    let sids = policy_sids(&topic);
+    assert_eq!(sids.len(), 3, "{sids:?}");
+    assert_eq!(sids[0], "__default_statement_ID");
+    assert_eq!(sids[1], first_out["alerting"]["amp"]["policyStatementSid"]);
+    assert_eq!(sids[2], out["alerting"]["amp"]["policyStatementSid"]);
+}
+
+#[tokio::test]
+async fn bad_input_is_exit_2_naming_the_flag_and_creates_nothing() {
+    let stack = stack();
+    let input = workspace_doc("sns-alert-bad");
+    let other_region = "arn:aws:sns:us-east-2:123456789012:grafana-x";
+    let other_account = format!("arn:aws:sns:{}:210987654321:grafana-x", stack.region);
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--threshold-ms", "five"], "--threshold-ms"),
+        (vec!["--for", "a while"], "--for"),
+        (vec!["--email", "ops-at-example.com"], "--email"),
+        (
+            vec!["--email", "ops@example.com", "--email", "x@"],
+            "--email `x@`",
+        ),
+        (vec!["--topic-arn", other_region], "region us-east-2"),
+        (vec!["--topic-arn", &other_account], "account 210987654321"),
+        (vec!["--topic-arn", "grafana-x"], "--topic-arn"),
+        (vec!["--expr", "sum(rate(x[1m]"], "--expr"),
+        (vec!["--label", "bad-name=1"], "--label"),
+        (vec!["--topic-name", "has space"], "--topic-name"),
+        (vec!["--namespace", ".no"], "--namespace"),
+    ];
+    let before = moto_topics(&stack).await.len();
+    for (args, fragment) in cases {
+        // A fresh topic name each time (--topic-arn and --topic-name cases bring their own),
+        // so that a topic made by mistake would show in moto.
+        let topic_name = unique_name("grafana-never");
+        let mut invocation = sns_alert(&input);
+        if !matches!(args[0], "--topic-arn" | "--topic-name") {
+            invocation = invocation.args(["--topic-name", &topic_name]);
+        }
+        let run = invocation.args(&args).run();
+        run.expect_code(2);
+        let err = run.error();
+        let message = err["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(fragment),
+            "{args:?}: `{fragment}` not in {err}"
+        );
+        assert_eq!(run.doc(), input, "{args:?}: the document changed");
+    }
+    assert_eq!(
+        moto_topics(&stack).await.len(),
+        before,
+        "a topic was created"
+    );
+    let amp = amp_sdk(&stack.amp_url).await;
+    let ws = input["workspace"]["workspaceId"].as_str().unwrap();
+    let namespaces = amp
+        .list_rule_groups_namespaces()
+        .workspace_id(ws)
+        .send()
+        .await
+        .unwrap();
+    assert!(namespaces.rule_groups_namespaces().is_empty());
+    // No workspace at all is a usage error too.
+    let run = tool("sns-alert").stdin("{}").run();
+    run.expect_usage_error("no workspace");
+}
+
+#[tokio::test]
+async fn a_failure_half_way_is_exit_1_and_the_document_lists_what_was_created() {
+    let stack = stack();
+    // SNS down: nothing was created, the document passes through.
+    let input = workspace_doc("sns-alert-down");
+    let run = sns_alert(&input)
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .args(["--topic-name", &unique_name("grafana-down")])
+        .run();
+    run.expect_code(1);
+    assert_eq!(run.error()["error"]["kind"], "remote");
+    assert_eq!(run.doc()["resources"], input["resources"]);
+
+    // AMP slower than --timeout after the topic and the namespace were made: exit 1, and
+    // the ledger has them, so teardown can remove them.
+    let run = sns_alert(&input)
+        .args(["--topic-name", &unique_name("grafana-half")])
+        .args(["--timeout", "10ms"])
+        .run();
+    run.expect_code(1);
+    let doc = run.doc();
+    let kinds = ledger_kinds(&json!({"resources": new_ledger_entries(&input, &doc)}));
+    assert_eq!(
+        kinds,
+        [
+            "sns-topic",
+            "sns-topic-policy-statement",
+            "amp-rule-groups-namespace"
+        ],
+        "{}",
+        run.stderr
+    );
+    let topic_arn = doc["alerting"]["topicArn"].as_str().unwrap();
+    assert!(moto_topic(&stack, topic_arn).await.is_some());
+    assert!(
+        run.error()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("still CREATING")
+    );
+}

@@ -1,0 +1,573 @@
+//! `sns-alert`: the SNS topic alerts go to (created or found, with email subscriptions and
+//! a topic policy statement per publisher, merged into the policy) and the recipe's latency
+//! alert — p99 downstream latency above 5 ms for 1 minute — defined once and delivered where
+//! a user wants it: as AMP rules plus an alert manager definition with an SNS receiver
+//! (`--target amp`), and as a Grafana alert rule with an SNS contact point and a route in the
+//! notification policy tree (`--target grafana`), or both.
+//!
+//! Every value is checked before anything is created (flags, emails, the topic ARN's region
+//! and account, the PromQL expression, the rendered files), so bad input changes nothing.
+//! What is created is appended to the ledger as it is created, so a failure half-way still
+//! leaves a document that says what to tear down.
+
+pub mod render;
+
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use ampkit::amp::rules::Rules;
+use ampkit::amp::{WorkspaceSection, Workspaces};
+use ampkit::aws::AwsArgs;
+use ampkit::cli::{Runtime, Tool};
+use ampkit::doc::{Resource, ResourceKind, StateDoc};
+use ampkit::error::{Error, Result};
+use ampkit::grafana::Outcome;
+use ampkit::poll::Progress;
+use ampkit::sns::{self, Sns, StatementOutcome, TopicArn};
+use ampkit::timespec::parse_duration;
+
+use render::{AlertSpec, Timing};
+
+/// The program's name, as in the ledger and in error lines.
+pub const NAME: &str = "sns-alert";
+/// The document's key of the section this tool writes.
+pub const SECTION: &str = "alerting";
+
+/// What the frame needs to know of this tool besides its flags.
+pub const TOOL: Tool = Tool {
+    name: NAME,
+    runtime: Runtime::CurrentThread,
+    examples: &[
+        "amp-workspace ensure --alias AMP-APPMESH | sns-alert --email ops@example.com",
+        "sns-alert --target amp --threshold-ms 5 --for 1m --severity page < state.json > state2.json",
+        "sns-alert test < state.json",
+    ],
+};
+
+/// Where the alert goes.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// AMP rules + alert manager definition (SNS receiver)
+    Amp,
+}
+
+/// The SNS topic and the recipe's latency alert. Reads `workspace`; writes `alerting`.
+#[derive(clap::Parser, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    #[command(flatten)]
+    pub create: CreateArgs,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// Publish a clearly marked test notification to the topic (from the document, or --topic-arn)
+    Test(TestArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TestArgs {
+    /// The topic [default: the document's alerting.topicArn]
+    #[arg(long, value_name = "ARN")]
+    pub topic_arn: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CreateArgs {
+    /// Where the alert goes
+    #[arg(long, value_enum, default_value = "amp")]
+    pub target: Target,
+    /// The topic's name, created or found (AMG's service-managed role publishes only to
+    /// `grafana*` topics)
+    #[arg(long, value_name = "NAME", default_value = "grafana-notification")]
+    pub topic_name: String,
+    /// An existing topic instead (same account and region)
+    #[arg(long, value_name = "ARN", conflicts_with = "topic_name")]
+    pub topic_arn: Option<String>,
+    /// Subscribe this address (repeatable); it stays pending until its owner confirms
+    #[arg(long = "email", value_name = "ADDR")]
+    pub emails: Vec<String>,
+    /// The query, without the comparison [default: p99 of envoy_http_downstream_rq_time by
+    /// service, admin listener excluded, in ms]
+    #[arg(long, value_name = "PROMQL")]
+    pub expr: Option<String>,
+    /// The rate window of the default expression
+    #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = positive_duration)]
+    pub rate_window: Duration,
+    /// Alert when the query is above this (milliseconds)
+    #[arg(long, value_name = "MS", default_value = "5", value_parser = threshold)]
+    pub threshold_ms: f64,
+    /// How long it must hold before the alert fires
+    #[arg(long = "for", value_name = "DURATION", default_value = "1m", value_parser = duration)]
+    pub for_: Duration,
+    /// How often the rule is evaluated
+    #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = positive_duration)]
+    pub interval: Duration,
+    /// The alert's name
+    #[arg(long, value_name = "NAME", default_value = "DownstreamLatencyP99High")]
+    pub alert_name: String,
+    /// The rule group's name
+    #[arg(long, value_name = "NAME", default_value = "ampkit-downstream-latency")]
+    pub rule_group: String,
+    /// The alert's `severity` label
+    #[arg(long, value_name = "LEVEL", default_value = "warning")]
+    pub severity: String,
+    /// An extra label, NAME=VALUE (repeatable)
+    #[arg(long = "label", value_name = "NAME=VALUE", value_parser = pair)]
+    pub labels: Vec<(String, String)>,
+    /// An extra annotation, NAME=VALUE (repeatable; `summary` replaces ours)
+    #[arg(long = "annotation", value_name = "NAME=VALUE", value_parser = pair)]
+    pub annotations: Vec<(String, String)>,
+    /// The AMP workspace [default: the document's workspace.workspaceId]
+    #[arg(long, value_name = "ID")]
+    pub workspace_id: Option<String>,
+    /// The rule groups namespace in the workspace
+    #[arg(long, value_name = "NAME", default_value = "ampkit-alerting")]
+    pub namespace: String,
+    /// Alertmanager: wait this long to group the first alerts
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = positive_duration)]
+    pub group_wait: Duration,
+    /// Alertmanager: wait this long before notifying of changes to a group
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = positive_duration)]
+    pub group_interval: Duration,
+    /// Alertmanager: repeat a firing notification this often (AMP caps it at 5 days)
+    #[arg(long, value_name = "DURATION", default_value = "4h", value_parser = positive_duration)]
+    pub repeat_interval: Duration,
+    /// Give up waiting for AMP after this long
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = positive_duration)]
+    pub timeout: Duration,
+}
+
+fn duration(text: &str) -> std::result::Result<Duration, String> {
+    parse_duration(text).map_err(|e| format!("{e} (e.g. 1m, 30s, 1h30m)"))
+}
+
+fn positive_duration(text: &str) -> std::result::Result<Duration, String> {
+    match duration(text)? {
+        d if d.is_zero() => Err("must be more than zero (e.g. 1m)".to_owned()),
+        d => Ok(d),
+    }
+}
+
+fn threshold(text: &str) -> std::result::Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(n) if n.is_finite() => Ok(n),
+        _ => Err("not a number of milliseconds (e.g. 5 or 2.5)".to_owned()),
+    }
+}
+
+fn pair(text: &str) -> std::result::Result<(String, String), String> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not NAME=VALUE"))?;
+    let ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with("__");
+    if !ok {
+        return Err(format!(
+            "`{name}` is not a label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)"
+        ));
+    }
+    Ok((name.to_owned(), value.to_owned()))
+}
+
+/// The `alerting` section.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertingSection {
+    pub topic_arn: String,
+    pub region: String,
+    pub subscriptions: Vec<sns::Subscription>,
+    pub alert: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amp: Option<AmpPart>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AmpPart {
+    pub workspace_id: String,
+    /// The rule groups namespace's name.
+    pub namespace: String,
+    /// The alert manager definition's status.
+    pub alert_manager: String,
+    /// Our statement in the topic policy, letting AMP publish.
+    pub policy_statement_sid: String,
+}
+
+/// The statement id of AMP's publish permission for one workspace (letters and digits only,
+/// as policy Sids take).
+pub fn amp_statement_sid(workspace_id: &str) -> String {
+    let id: String = workspace_id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    format!("AmpkitApsPublish{id}")
+}
+
+/// Everything checked and resolved before the first change.
+struct Plan {
+    region: String,
+    topic: TopicChoice,
+    alert: AlertSpec,
+    amp: Option<AmpPlan>,
+}
+
+enum TopicChoice {
+    Name(String),
+    Arn(String),
+}
+
+struct AmpPlan {
+    workspace_id: String,
+    workspace_arn: String,
+    account: String,
+    rules: String,
+    timing: Timing,
+}
+
+/// Run the tool against the document.
+pub async fn run(cli: Cli, doc: &mut StateDoc) -> Result<()> {
+    let config = ampkit::aws::load(&cli.aws).await?;
+    match cli.command {
+        Some(Command::Test(args)) => test(args, &config, doc).await,
+        None => create(&cli.create, &config, doc).await,
+    }
+}
+
+async fn plan(args: &CreateArgs, config: &SdkConfig, doc: &StateDoc) -> Result<Plan> {
+    let region = ampkit::aws::region_of(config);
+    for email in &args.emails {
+        if !sns::valid_email(email) {
+            return Err(
+                Error::usage(format!("--email `{email}` is not an email address"))
+                    .with_hint("give an address such as ops@example.com"),
+            );
+        }
+    }
+    if args.alert_name.trim().is_empty() || args.severity.trim().is_empty() {
+        return Err(Error::usage(
+            "--alert-name and --severity must not be empty",
+        ));
+    }
+    let query = args
+        .expr
+        .clone()
+        .unwrap_or_else(|| render::default_expr(args.rate_window));
+    let alert = AlertSpec {
+        name: args.alert_name.clone(),
+        query,
+        threshold: args.threshold_ms,
+        for_: args.for_,
+        interval: args.interval,
+        group: args.rule_group.clone(),
+        severity: args.severity.clone(),
+        labels: args.labels.clone(),
+        annotations: args.annotations.clone(),
+    };
+    // Offline, with the PromQL parser: an expression that does not parse never reaches a
+    // service, and nothing is created.
+    promql_parser::parser::parse(&alert.condition()).map_err(|e| {
+        Error::usage(format!("--expr does not parse as PromQL: {}", e.trim()))
+            .with_hint("give the query without the comparison, e.g. histogram_quantile(0.99, sum by (le) (rate(x_bucket[1m])))")
+    })?;
+
+    let topic = match &args.topic_arn {
+        Some(arn) => {
+            let parsed = TopicArn::parse(arn).map_err(|e| {
+                Error::usage(format!("--topic-arn: {e}"))
+                    .with_hint("give the ARN `aws sns list-topics` shows, or --topic-name")
+            })?;
+            if parsed.region != region {
+                return Err(Error::usage(format!(
+                    "--topic-arn is in region {}, but this run uses {region}",
+                    parsed.region
+                ))
+                .with_hint("AMP and Grafana publish to a topic in their own region: pass --region or a topic of this region"));
+            }
+            TopicChoice::Arn(arn.clone())
+        }
+        None => {
+            sns::valid_topic_name(&args.topic_name)
+                .map_err(|e| Error::usage(format!("--topic-name: {e}")))?;
+            TopicChoice::Name(args.topic_name.clone())
+        }
+    };
+
+    let amp = match args.target {
+        Target::Amp => {
+            let section = WorkspaceSection::from_doc(doc)?.unwrap_or_default();
+            let workspace_id = args
+                .workspace_id
+                .clone()
+                .or_else(|| WorkspaceSection::get(&section.workspace_id).map(str::to_owned))
+                .ok_or_else(|| {
+                    Error::usage("no workspace: pass --workspace-id or pipe in a document with a workspace section")
+                        .with_hint("amp-workspace ensure --alias NAME | sns-alert ...")
+                })?;
+            let described = Workspaces::new(config)
+                .find(&workspace_id)
+                .await?
+                .ok_or_else(|| {
+                    Error::not_found(format!(
+                        "workspace {workspace_id} does not exist in {region}"
+                    ))
+                    .with_hint("list them with `amp-workspace list`")
+                })?;
+            let workspace_arn = described.arn().to_owned();
+            let account = sns::arn_account(&workspace_arn)
+                .unwrap_or_default()
+                .to_owned();
+            Some(AmpPlan {
+                rules: render::rules_yaml(&alert)?,
+                timing: Timing {
+                    group_wait: args.group_wait,
+                    group_interval: args.group_interval,
+                    repeat_interval: args.repeat_interval,
+                },
+                workspace_id,
+                workspace_arn,
+                account,
+            })
+        }
+    };
+    if let TopicChoice::Arn(arn) = &topic {
+        let parsed = TopicArn::parse(arn).map_err(Error::usage)?;
+        let account = match &amp {
+            Some(amp) if !amp.account.is_empty() => amp.account.clone(),
+            _ => sns::caller_account(config).await?,
+        };
+        if parsed.account != account {
+            return Err(Error::usage(format!(
+                "--topic-arn is in account {}, but the workspace (and these credentials) are in {account}",
+                parsed.account
+            ))
+            .with_hint("AMP publishes only to a topic in its own account: create one there with --topic-name"));
+        }
+    }
+    if let Some(amp) = &amp {
+        let ok = args.namespace.len() <= 64
+            && args
+                .namespace
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric())
+            && args
+                .namespace
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c));
+        if !ok {
+            return Err(Error::usage(format!(
+                "--namespace `{}` is not a rule groups namespace name",
+                args.namespace
+            ))
+            .with_hint("1-64 of A-Z a-z 0-9 - . _, starting with a letter or digit"));
+        }
+        // The definition must pass AMP's checks before anything is created; a topic made by
+        // name gets the ARN SNS gives every topic.
+        let arn = match &topic {
+            TopicChoice::Arn(arn) => arn.clone(),
+            TopicChoice::Name(name) => format!("arn:aws:sns:{region}:{}:{name}", amp.account),
+        };
+        render::definition_yaml(&arn, &region, amp.timing)?;
+    }
+    Ok(Plan {
+        region,
+        topic,
+        alert,
+        amp,
+    })
+}
+
+/// The ledger entry of something this run created.
+fn created(kind: ResourceKind, id: &str, region: &str) -> Resource {
+    Resource::new(kind, id, NAME).region(region)
+}
+
+async fn create(args: &CreateArgs, config: &SdkConfig, doc: &mut StateDoc) -> Result<()> {
+    let plan = plan(args, config, doc).await?;
+    let mut section = AlertingSection {
+        region: plan.region.clone(),
+        alert: json!({
+            "name": plan.alert.name,
+            "expr": plan.alert.condition(),
+            "thresholdMs": plan.alert.threshold,
+            "for": ampkit::timespec::format_duration(plan.alert.for_),
+            "interval": ampkit::timespec::format_duration(plan.alert.interval),
+            "severity": plan.alert.severity,
+        }),
+        ..AlertingSection::default()
+    };
+    // The section goes out whatever happens, with what was done so far; the ledger entries
+    // were appended as each object was created.
+    let outcome = apply(args, &plan, config, doc, &mut section).await;
+    doc.set_section(SECTION, &section)?;
+    outcome
+}
+
+async fn apply(
+    args: &CreateArgs,
+    plan: &Plan,
+    config: &SdkConfig,
+    doc: &mut StateDoc,
+    section: &mut AlertingSection,
+) -> Result<()> {
+    let progress = Progress::new(NAME, ampkit::cli::progress());
+    let sns = Sns::new(config);
+    let region = plan.region.as_str();
+    let topic_arn = match &plan.topic {
+        TopicChoice::Arn(arn) => {
+            if !sns.topic_exists(arn).await? {
+                return Err(
+                    Error::not_found(format!("--topic-arn {arn} does not exist"))
+                        .with_hint("create it with --topic-name instead"),
+                );
+            }
+            arn.clone()
+        }
+        TopicChoice::Name(name) => {
+            let (arn, new) = sns.ensure_topic(name).await?;
+            if new {
+                doc.push_resource(
+                    created(ResourceKind::SnsTopic, &arn, region)
+                        .arn(&arn)
+                        .detail("name", name.as_str()),
+                );
+            }
+            arn
+        }
+    };
+    section.topic_arn = topic_arn.clone();
+
+    if let Some(amp) = &plan.amp {
+        // AMP publishes with its service principal, so the topic's own policy must let it,
+        // for this workspace only (aws:SourceArn) and this account (the confused-deputy guard).
+        let sid = amp_statement_sid(&amp.workspace_id);
+        let statement = sns::service_publish_statement(
+            &sid,
+            "aps.amazonaws.com",
+            &topic_arn,
+            &amp.workspace_arn,
+            &amp.account,
+        );
+        if sns.ensure_policy_statement(&topic_arn, &statement).await? == StatementOutcome::Added {
+            doc.push_resource(
+                created(ResourceKind::SnsTopicPolicyStatement, &sid, region)
+                    .detail("topicArn", topic_arn.as_str())
+                    .detail("workspaceId", amp.workspace_id.as_str()),
+            );
+        }
+        section.amp = Some(AmpPart {
+            workspace_id: amp.workspace_id.clone(),
+            policy_statement_sid: sid,
+            ..AmpPart::default()
+        });
+    }
+
+    for email in &args.emails {
+        let sub = sns.ensure_email_subscription(&topic_arn, email).await?;
+        if sub.created {
+            doc.push_resource(
+                created(ResourceKind::SnsSubscription, &sub.subscription_arn, region)
+                    .arn(&sub.subscription_arn)
+                    .detail("topicArn", topic_arn.as_str())
+                    .detail("protocol", sub.protocol.as_str())
+                    .detail("endpoint", sub.endpoint.as_str())
+                    .detail("pendingConfirmation", sub.status != "confirmed"),
+            );
+        }
+        section.subscriptions.push(sub);
+    }
+
+    if let Some(amp) = &plan.amp {
+        let rules = Rules::new(config);
+        let definition = render::definition_yaml(&topic_arn, region, amp.timing)?;
+        let ws = amp.workspace_id.as_str();
+        // Ledgered as soon as AMP accepted it, before the wait that may still fail.
+        let (outcome, arn) = rules
+            .ensure_namespace(ws, &args.namespace, &amp.rules)
+            .await?;
+        if outcome == Outcome::Created {
+            doc.push_resource(
+                created(
+                    ResourceKind::AmpRuleGroupsNamespace,
+                    &args.namespace,
+                    region,
+                )
+                .arn(&arn)
+                .detail("workspaceId", ws),
+            );
+        }
+        if outcome != Outcome::Unchanged {
+            rules
+                .wait_namespace_active(ws, &args.namespace, args.timeout, &progress)
+                .await?;
+        }
+        if let Some(part) = section.amp.as_mut() {
+            part.namespace = args.namespace.clone();
+        }
+        let outcome = rules
+            .ensure_alert_manager_definition(ws, &definition)
+            .await?;
+        if outcome == Outcome::Created {
+            doc.push_resource(
+                created(ResourceKind::AmpAlertManagerDefinition, ws, region)
+                    .detail("workspaceId", ws),
+            );
+        }
+        if outcome != Outcome::Unchanged {
+            rules
+                .wait_definition_active(ws, args.timeout, &progress)
+                .await?;
+        }
+        if let Some(part) = section.amp.as_mut() {
+            part.alert_manager = "ACTIVE".to_owned();
+        }
+    }
+    Ok(())
+}
+
+/// `sns-alert test`: one clearly marked notification, so a subscriber can check delivery
+/// without waiting for a real alert.
+async fn test(args: TestArgs, config: &SdkConfig, doc: &mut StateDoc) -> Result<()> {
+    let topic_arn = args
+        .topic_arn
+        .clone()
+        .or_else(|| doc.str_field(SECTION, "topicArn").map(str::to_owned))
+        .ok_or_else(|| {
+            Error::usage("no topic: pass --topic-arn or pipe in the document sns-alert wrote")
+                .with_hint("sns-alert --email you@example.com < state.json > state2.json; sns-alert test < state2.json")
+        })?;
+    TopicArn::parse(&topic_arn).map_err(|e| Error::usage(format!("topic: {e}")))?;
+    let sns = Sns::new(config);
+    let message = format!(
+        "TEST NOTIFICATION from ampkit sns-alert - not an alert.\n\
+         If you read this, notifications published to {topic_arn} reach you.\n"
+    );
+    let id = sns
+        .publish(
+            &topic_arn,
+            "[TEST] ampkit sns-alert test notification",
+            &message,
+            &[("managed_by", "ampkit"), ("test", "true")],
+        )
+        .await?;
+    let mut section = doc
+        .section(SECTION)
+        .filter(|v| v.is_object())
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    section["topicArn"] = json!(topic_arn);
+    section["test"] = json!({"messageId": id});
+    doc.set_section(SECTION, section)
+}
