@@ -216,3 +216,364 @@ async fn bad_input_and_a_refused_token_are_exit_2_and_change_nothing() {
         fixture.calls()
     );
 }
+
+/// A legacy dashboard (`rows` of spans, `[[var]]`, datasources by name) with `__inputs`, and
+/// hard-coded references: one to a datasource that exists in the target (kept), one by uid and
+/// one by name that exist nowhere (rewritten to ours, the empty-panel complaint).
+fn legacy_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let dashboard = json!({
+        "__inputs": [{"name": "DS_PROM", "type": "datasource", "pluginId": "prometheus"}],
+        "uid": "legacy-mesh", "title": "Legacy mesh", "schemaVersion": 14,
+        "templating": {"list": [{"name": "service", "type": "query", "datasource": "${DS_PROM}",
+                                  "query": "label_values(envoy_http_downstream_rq_total, service)"}]},
+        "rows": [{"title": "Traffic", "panels": [
+            {"type": "graph", "title": "Requests [[service]]", "span": 6, "datasource": "${DS_PROM}",
+             "targets": [{"expr": "sum(rate(envoy_http_downstream_rq_total{service=~\"[[service]]\"}[1m]))"}]},
+            {"type": "graph", "title": "Kept", "span": 6, "datasource": {"type": "prometheus", "uid": "team-prom"},
+             "targets": [{"expr": "up"}]},
+            {"type": "graph", "title": "Old uid", "span": 6, "datasource": {"type": "prometheus", "uid": "P1809F7CD0C75ACF3"},
+             "targets": [{"expr": "up", "datasource": {"type": "prometheus", "uid": "P1809F7CD0C75ACF3"}}]},
+            {"type": "singlestat", "title": "Old name", "span": 6, "datasource": "Prometheus (old)",
+             "targets": [{"expr": "up"}]}
+        ]}]
+    });
+    let path = dir.join("legacy.json");
+    std::fs::write(&path, dashboard.to_string()).expect("dashboard file written");
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_11022_the_builtin_and_a_legacy_dashboard_import_with_dangling_references_rewritten() {
+    let Some(shared) = ampkit_e2e::shared_dir() else {
+        return;
+    };
+    let gnet = shared.join("fixtures/dashboards/envoy-global-11022.json");
+    for version in ["10.4.1", "12.0.2"] {
+        let mut fixture = GrafanaFixture::start(version).await;
+        fixture.seed_datasource(json!({"uid": "team-prom", "name": "Team Prometheus", "type": "prometheus", "url": "http://prom:9090", "access": "proxy"}));
+        fixture.expect(&[
+            "GET /api/datasources/uid/team-prom",
+            "GET /api/datasources/uid/P1809F7CD0C75ACF3",
+            "GET /api/datasources/name/Prometheus%20%28old%29",
+            "POST /api/dashboards/import",
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let legacy = legacy_file(dir.path());
+        let token = mint_token(5);
+        let args = [
+            "--dashboard",
+            gnet.to_str().unwrap(),
+            "--dashboard",
+            "builtin:envoy-global",
+            "--dashboard",
+            legacy.to_str().unwrap(),
+        ];
+        let run = tokio::task::block_in_place(|| import(&fixture, &token, &workspace_doc(), &args));
+        run.expect_code(0);
+        let doc = run.doc();
+        let dashboards = doc["grafana"]["dashboards"].as_array().unwrap().clone();
+        assert_eq!(dashboards.len(), 3);
+        assert_eq!(dashboards[1]["uid"], "ampkit-envoy-global");
+        assert_eq!(dashboards[1]["source"], "builtin:envoy-global");
+        // 11022 names its datasource through a variable; the built-in too: nothing rewritten.
+        assert_eq!(dashboards[0]["rewrittenDatasources"], json!([]));
+        assert_eq!(dashboards[1]["rewrittenDatasources"], json!([]));
+        assert_eq!(
+            dashboards[2]["rewrittenDatasources"],
+            json!([
+                {"from": "uid P1809F7CD0C75ACF3", "to": "ampkit-ws-1234", "places": 2},
+                {"from": "name Prometheus (old)", "to": "ampkit-ws-1234", "places": 1}
+            ])
+        );
+        // What Grafana stored: inputs substituted, the dangling references ours, the team's kept.
+        let stored = fixture.dashboard("legacy-mesh").unwrap();
+        let panels = &stored["rows"][0]["panels"];
+        assert_eq!(
+            panels[0]["datasource"], "ampkit-ws-1234",
+            "the input mapped"
+        );
+        assert_eq!(
+            panels[1]["datasource"]["uid"], "team-prom",
+            "an existing one is kept"
+        );
+        assert_eq!(panels[2]["datasource"]["uid"], "ampkit-ws-1234");
+        assert_eq!(
+            panels[2]["targets"][0]["datasource"]["uid"],
+            "ampkit-ws-1234"
+        );
+        assert_eq!(panels[3]["datasource"]["uid"], "ampkit-ws-1234");
+        assert!(fixture.dashboard("ampkit-envoy-global").is_some());
+        let kinds = ampkit_e2e::ledger_kinds(&doc);
+        assert_eq!(
+            kinds.iter().filter(|k| *k == "grafana-dashboard").count(),
+            3
+        );
+
+        // Idempotent: the same run again adds nothing to the ledger.
+        let again = tokio::task::block_in_place(|| import(&fixture, &token, &doc, &args));
+        again.expect_code(0);
+        assert_eq!(again.doc()["resources"], doc["resources"]);
+    }
+}
+
+#[test]
+fn the_builtin_dashboard_validates_against_grafanas_schema() {
+    let Some(shared) = ampkit_e2e::shared_dir() else {
+        return;
+    };
+    let python = std::env::var("AMPKIT_HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| ampkit_e2e::repo_root().join(".local"))
+        .join("venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup",
+        python.display()
+    );
+    let schema = shared.join("fixtures/grafana-schema/dashboard.jsonschema.json");
+    let builtin = ampkit_e2e::repo_root().join("tools/grafana-import/dashboards/envoy-global.json");
+    let check = "import json, sys, jsonschema\n\
+schema = json.load(open(sys.argv[1]))\n\
+schema = dict(schema, **{'$ref': '#/definitions/Dashboard'})\n\
+errors = list(jsonschema.Draft7Validator(schema).iter_errors(json.load(open(sys.argv[2]))))\n\
+[print(list(e.path), e.message[:200]) for e in errors]\n\
+sys.exit(1 if errors else 0)\n";
+    let out = std::process::Command::new(&python)
+        .args(["-c", check])
+        .arg(&schema)
+        .arg(&builtin)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the built-in fails the schema:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // And the validator is not a rubber stamp: a panel without `type` fails.
+    let mut broken: Value =
+        serde_json::from_str(&std::fs::read_to_string(&builtin).unwrap()).unwrap();
+    broken["panels"][1].as_object_mut().unwrap().remove("type");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.json");
+    std::fs::write(&path, broken.to_string()).unwrap();
+    let out = std::process::Command::new(&python)
+        .args(["-c", check])
+        .arg(&schema)
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_amg_a_service_account_lives_only_for_the_run() {
+    let mut grafana = GrafanaFixture::start("10.4.1").await;
+    let host = grafana.url.trim_start_matches("http://").to_owned();
+    let mut amg = ampkit_e2e::amg::AmgFixture::start("g-0123456789", &host).await;
+    amg.expect(&[
+        "GET /workspaces/g-0123456789",
+        "POST /workspaces/g-0123456789/serviceaccounts",
+        "POST /workspaces/g-0123456789/serviceaccounts/1/tokens",
+        "DELETE /workspaces/g-0123456789/serviceaccounts/1",
+    ]);
+    grafana.expect(&["GET /api/health", "POST /api/datasources"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dashboard_file(dir.path());
+    let amg_run = |id: &str, doc: &Value| {
+        tool("grafana-import")
+            .env("AWS_ENDPOINT_URL_GRAFANA", &amg.url)
+            .env_remove("GRAFANA_TOKEN")
+            // The endpoint AMG describes is https; the fixture speaks http on that host.
+            .args(["--amg-workspace-id", id, "--grafana-url", &grafana.url])
+            .args(["--dashboard", file.to_str().unwrap()])
+            .stdin_doc(doc)
+            .run()
+    };
+    let run = tokio::task::block_in_place(|| amg_run("g-0123456789", &workspace_doc()));
+    run.expect_code(0);
+    let doc = run.doc();
+    assert!(
+        amg.accounts().is_empty(),
+        "the run's service account is gone"
+    );
+    assert_eq!(
+        amg.token_lifetimes(),
+        vec![ampkit::grafana::amg::TOKEN_SECONDS as i64]
+    );
+    assert!(
+        !run.stdout.contains("glsa_"),
+        "the token never reaches the document"
+    );
+    assert!(
+        !ampkit_e2e::ledger_kinds(&doc).contains(&"grafana-service-account".to_owned()),
+        "nothing of the account is left to tear down"
+    );
+    // On AMG the datasource signs with the workspace's IAM role.
+    let ds = grafana.datasource("ampkit-ws-1234").unwrap();
+    assert_eq!(ds["jsonData"]["sigV4AuthType"], "ec2_iam_role");
+
+    // A delete that fails leaves a ledger entry for teardown, and the run still succeeds.
+    amg.fail_deletes(true);
+    let run = tokio::task::block_in_place(|| amg_run("g-0123456789", &doc));
+    run.expect_code(0);
+    let left = run.doc()["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == "grafana-service-account")
+        .cloned()
+        .expect("a ledger entry for the account");
+    assert_eq!(left["details"]["workspaceId"], "g-0123456789");
+    assert_eq!(amg.accounts().len(), 1);
+    assert!(run.stderr.contains("could not delete"), "{}", run.stderr);
+    amg.fail_deletes(false);
+
+    // An AMG workspace that does not exist: exit 3, nothing made; a malformed id: exit 2.
+    let run = tokio::task::block_in_place(|| amg_run("g-ffffffffff", &workspace_doc()));
+    run.expect_code(3);
+    assert!(
+        run.error()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("g-ffffffffff"),
+        "{}",
+        run.stderr
+    );
+    let run = tokio::task::block_in_place(|| amg_run("g-12", &workspace_doc()));
+    run.expect_code(2);
+    assert!(
+        run.error()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--amg-workspace-id")
+    );
+}
+
+/// A grafana.com stand-in serving one dashboard (11022) at revision 3.
+async fn grafana_com_mirror(dashboard: String) -> (String, tokio::task::JoinHandle<()>) {
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route(
+            "/api/dashboards/11022",
+            get(|| async { axum::Json(json!({"id": 11022, "revision": 3})) }),
+        )
+        .route(
+            "/api/dashboards/11022/revisions/3/download",
+            get(move || async move { dashboard }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let url = format!("http://{}", listener.local_addr().expect("its address"));
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gnet_dashboards_download_and_offline_says_how_to_pass_a_file() {
+    let fixture = GrafanaFixture::start("12.0.2").await;
+    let token = mint_token(6);
+    // Offline: exit 1, the way around named, nothing created in Grafana.
+    let closed = format!("http://127.0.0.1:{}", ampkit_e2e::amp_local::free_port());
+    let run = tokio::task::block_in_place(|| {
+        import(
+            &fixture,
+            &token,
+            &workspace_doc(),
+            &["--dashboard", "gnet:11022", "--grafana-com-url", &closed],
+        )
+    });
+    run.expect_code(1);
+    let error = run.error();
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be reached")
+    );
+    assert!(
+        error["error"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("--dashboard FILE")
+    );
+    assert!(!fixture.calls().iter().any(|c| c.starts_with("POST")));
+
+    // Online (a mirror): the latest revision is found and imported.
+    let Some(shared) = ampkit_e2e::shared_dir() else {
+        return;
+    };
+    let text = std::fs::read_to_string(shared.join("fixtures/dashboards/envoy-global-11022.json"))
+        .unwrap();
+    let (mirror, task) = grafana_com_mirror(text).await;
+    let run = tokio::task::block_in_place(|| {
+        import(
+            &fixture,
+            &token,
+            &workspace_doc(),
+            &["--dashboard", "gnet:11022", "--grafana-com-url", &mirror],
+        )
+    });
+    run.expect_code(0);
+    let entry = &run.doc()["grafana"]["dashboards"][0];
+    assert_eq!(entry["source"], "gnet:11022");
+    assert!(fixture.dashboard(entry["uid"].as_str().unwrap()).is_some());
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_grafana_is_exit_1_and_a_failure_half_way_keeps_the_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dashboard_file(dir.path());
+    let closed = format!("http://127.0.0.1:{}", ampkit_e2e::amp_local::free_port());
+    let run = tool("grafana-import")
+        .env("GRAFANA_TOKEN", mint_token(7))
+        .args([
+            "--grafana-url",
+            &closed,
+            "--dashboard",
+            file.to_str().unwrap(),
+        ])
+        .stdin_doc(&workspace_doc())
+        .run();
+    run.expect_code(1);
+    assert!(
+        run.error()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be reached")
+    );
+    assert_eq!(run.doc(), workspace_doc());
+
+    // The datasource and folder are made, then Grafana refuses the dashboard (its uid is too
+    // long): exit 2, and the document lists what was made, for teardown.
+    let fixture = GrafanaFixture::start("10.4.1").await;
+    let bad = dir.path().join("long-uid.json");
+    std::fs::write(
+        &bad,
+        json!({"uid": "x".repeat(41), "title": "Too long", "panels": []}).to_string(),
+    )
+    .unwrap();
+    let run = tokio::task::block_in_place(|| {
+        import(
+            &fixture,
+            &mint_token(8),
+            &workspace_doc(),
+            &["--dashboard", bad.to_str().unwrap()],
+        )
+    });
+    run.expect_code(2);
+    assert!(
+        run.error()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("uid too long")
+    );
+    assert_eq!(
+        ampkit_e2e::ledger_kinds(&run.doc()),
+        ["grafana-datasource", "grafana-folder"]
+    );
+}

@@ -9,6 +9,8 @@
 //! One test holds the whole scenario, so that its agent (a process) is stopped by its PID
 //! when the test ends.
 
+#![allow(clippy::unwrap_used)]
+
 use ampkit_e2e::amp_local::Agent;
 use ampkit_e2e::{repo_root, shared_dir, stack, tool, unique_name};
 use serde_json::{Value, json};
@@ -39,7 +41,14 @@ fn mesh_with_traffic() -> (Value, Agent) {
         )
     });
     let traffic = tool("envoy-traffic")
-        .args(["--rate", "40", "--duration", "6s", "--paths", "/jazz,/metal"])
+        .args([
+            "--rate",
+            "40",
+            "--duration",
+            "6s",
+            "--paths",
+            "/jazz,/metal",
+        ])
         .stdin_doc(&doc)
         .run();
     traffic.expect_code(0);
@@ -59,7 +68,14 @@ fn mesh_with_traffic() -> (Value, Agent) {
 
 fn verify(doc: &Value, out: &std::path::Path, extra: &[&str]) -> ampkit_e2e::Run {
     tool("grafana-import")
-        .args(["--render-only", "--verify", "--scrape-interval", "1s", "--from", "now-5m"])
+        .args([
+            "--render-only",
+            "--verify",
+            "--scrape-interval",
+            "1s",
+            "--from",
+            "now-5m",
+        ])
         .args(["--out", out.to_str().unwrap()])
         .args(extra)
         .stdin_doc(doc)
@@ -92,7 +108,12 @@ async fn panels_are_verified_against_the_workspace_and_drawn_in_a_browser() {
         verify(
             &doc,
             dir.path(),
-            &["--dashboard", "builtin:envoy-global", "--snapshot", snapshot.to_str().unwrap()],
+            &[
+                "--dashboard",
+                "builtin:envoy-global",
+                "--snapshot",
+                snapshot.to_str().unwrap(),
+            ],
         )
     });
     run.expect_code(0);
@@ -125,7 +146,11 @@ async fn panels_are_verified_against_the_workspace_and_drawn_in_a_browser() {
     .await;
     assert!(page.errors.is_empty(), "console errors: {:?}", page.errors);
     let counts: Vec<u64> = serde_json::from_str(page.value.as_str().unwrap()).unwrap();
-    assert_eq!(counts[0] as usize, queried.len(), "one chart per verified panel");
+    assert_eq!(
+        counts[0] as usize,
+        queried.len(),
+        "one chart per verified panel"
+    );
     assert_eq!(counts[2] as usize, queried.len());
     assert!(counts[1] > 0, "lines are drawn");
     let shots = repo_root().join("out");
@@ -143,7 +168,12 @@ async fn panels_are_verified_against_the_workspace_and_drawn_in_a_browser() {
             verify(
                 &doc,
                 dir.path(),
-                &["--dashboard", file.to_str().unwrap(), "--snapshot", snapshot.to_str().unwrap()],
+                &[
+                    "--dashboard",
+                    file.to_str().unwrap(),
+                    "--snapshot",
+                    snapshot.to_str().unwrap(),
+                ],
             )
         });
         run.expect_code(0);
@@ -156,11 +186,23 @@ async fn panels_are_verified_against_the_workspace_and_drawn_in_a_browser() {
             .collect();
         assert_eq!(
             empty,
-            ["Upstream 3xx Responses", "Upstream 4xx Responses", "Upstream 5xx Responses"]
+            [
+                "Upstream 3xx Responses",
+                "Upstream 4xx Responses",
+                "Upstream 5xx Responses"
+            ]
         );
         assert!(rows.iter().all(|(_, s, _)| s != "error"), "{rows:?}");
-        assert_eq!(rows.iter().filter(|(_, s, _)| s == "ok").count(), 14, "{rows:?}");
-        assert!(run.stderr.contains("14 ok, 3 empty, 0 error"), "{}", run.stderr);
+        assert_eq!(
+            rows.iter().filter(|(_, s, _)| s == "ok").count(),
+            14,
+            "{rows:?}"
+        );
+        assert!(
+            run.stderr.contains("14 ok, 3 empty, 0 error"),
+            "{}",
+            run.stderr
+        );
         let page = ampkit_e2e::browser::load(
             &snapshot,
             1650,
@@ -244,7 +286,11 @@ async fn panels_are_verified_against_the_workspace_and_drawn_in_a_browser() {
 
     // --require-data: the same dashboard fails the run, and the document is still written.
     let run = tokio::task::block_in_place(|| {
-        verify(&doc, dir.path(), &["--dashboard", broken.to_str().unwrap(), "--require-data"])
+        verify(
+            &doc,
+            dir.path(),
+            &["--dashboard", broken.to_str().unwrap(), "--require-data"],
+        )
     });
     run.expect_code(1);
     let message = run.error()["error"]["message"].as_str().unwrap().to_owned();
