@@ -288,6 +288,8 @@ fn every_duration_flag_refuses_the_same_values() {
             ],
             "--scrape-interval",
         ),
+        ("grafana-import", &["--render-only"], "--scrape-interval"),
+        ("grafana-import", &["--render-only"], "--query-timeout"),
     ];
     for (name, args, flag) in flags {
         for bad in ["fast", "1min", "1.5s", "-5m", "30m1h"] {

@@ -253,7 +253,8 @@ fn panel_html(panel: &Panel, start: f64, end: f64) -> Result<String> {
                         html,
                         "<div class=\"stat\"><span class=\"value\">{}</span><span class=\"name\">{}</span></div>",
                         escape(&format_value(last_value(s), &unit)),
-                        escape(&s.name)
+                        // A lone series without labels needs no name under its number.
+                        escape(if s.name == "{}" { "" } else { &s.name })
                     );
                 }
                 html.push_str("</figure>");
