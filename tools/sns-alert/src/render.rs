@@ -70,7 +70,7 @@ impl AlertSpec {
         let mut out = vec![(
             "summary".to_owned(),
             format!(
-                "{} of {service} is {value} (threshold {})",
+                "{} of {service} is {value} ms (threshold {} ms)",
                 self.name,
                 number(self.threshold)
             ),
