@@ -462,14 +462,7 @@ async fn grafana_com_mirror(dashboard: String) -> (String, tokio::task::JoinHand
             "/api/dashboards/11022/revisions/3/download",
             get(move || async move { dashboard }),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a loopback port");
-    let url = format!("http://{}", listener.local_addr().expect("its address"));
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (url, task)
+    ampkit_e2e::serve_on_loopback(app).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

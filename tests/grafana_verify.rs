@@ -25,21 +25,7 @@ fn mesh_with_traffic() -> (Value, Agent) {
     run.expect_code(0);
     let doc = run.doc();
     let ws = doc["workspace"]["workspaceId"].as_str().unwrap().to_owned();
-    let targets: String = ["dj", "jazz", "metal"]
-        .iter()
-        .zip(&stack.envoy_admin_urls)
-        .map(|(service, url)| {
-            format!(
-                "      - targets: ['{}']\n        labels: {{service: {service}, namespace: prod}}\n",
-                url.trim_start_matches("http://")
-            )
-        })
-        .collect();
-    let agent = Agent::start(&stack, &ws, ("ampkit_test", "grafana-verify"), |_| {
-        format!(
-            "  - job_name: envoy\n    metrics_path: /stats/prometheus\n    static_configs:\n{targets}"
-        )
-    });
+    let agent = Agent::scraping_the_mesh(&stack, &ws, ("ampkit_test", "grafana-verify"));
     let traffic = tool("envoy-traffic")
         .args([
             "--rate",

@@ -243,3 +243,25 @@ impl Agent {
         }
     }
 }
+
+impl Agent {
+    /// An agent scraping the mesh's three Envoy admins, labelled `service` (dj, jazz, metal)
+    /// and `namespace: prod` as the recipe's collector labels them, into workspace `ws`.
+    pub fn scraping_the_mesh(stack: &Stack, ws: &str, external: (&str, &str)) -> Agent {
+        let targets: String = ["dj", "jazz", "metal"]
+            .iter()
+            .zip(&stack.envoy_admin_urls)
+            .map(|(service, url)| {
+                format!(
+                    "      - targets: ['{}']\n        labels: {{service: {service}, namespace: prod}}\n",
+                    url.trim_start_matches("http://")
+                )
+            })
+            .collect();
+        Agent::start(stack, ws, external, |_| {
+            format!(
+                "  - job_name: envoy\n    metrics_path: /stats/prometheus\n    static_configs:\n{targets}"
+            )
+        })
+    }
+}

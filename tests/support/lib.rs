@@ -293,3 +293,16 @@ pub fn ledger_kinds(doc: &Value) -> Vec<String> {
         .filter_map(|r| r["type"].as_str().map(str::to_owned))
         .collect()
 }
+
+/// Serve `app` on a free loopback port for the rest of the test: its base URL, and the task to
+/// abort when done (fixtures do so when dropped).
+pub async fn serve_on_loopback(app: axum::Router) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("a loopback port");
+    let addr = listener.local_addr().expect("its address");
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}"), task)
+}

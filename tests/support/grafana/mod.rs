@@ -5,7 +5,6 @@
 //! installed here; this is what its client is tested against. Calls a test expects and that
 //! never arrive fail the test when the fixture is dropped.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::Router;
@@ -120,15 +119,9 @@ impl GrafanaFixture {
             ..Db::default()
         }));
         let app = Router::new().fallback(handle).with_state(db.clone());
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await
-            .expect("a loopback port");
-        let addr = listener.local_addr().expect("its address");
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (url, task) = crate::serve_on_loopback(app).await;
         GrafanaFixture {
-            url: format!("http://{addr}"),
+            url,
             db,
             expected: Vec::new(),
             task,
