@@ -26,6 +26,7 @@ const TOOLS: &[(&str, &[&str])] = &[
     ("irsa-role", &["create", "--cluster", "contract-test"]),
     ("grafana-import", &["--grafana-url", "http://127.0.0.1:9"]),
     ("sns-alert", &["--workspace-id", "ws-contract"]),
+    ("teardown", &["--dry-run"]),
 ];
 
 #[test]

@@ -447,3 +447,203 @@ mod tests {
         assert_eq!(decode_document(r#"{"a":1}"#).unwrap(), json!({"a": 1}));
     }
 }
+
+// ---- Deleting what irsa-role created (teardown) ---------------------------------------------
+//
+// Each function answers "was it there" so that teardown can tell deleted from already gone;
+// none of them deletes anything it was not named (no listing and matching by name).
+
+/// What else hangs on a role besides what the ledger says is ours.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoleAttachments {
+    pub inline_policies: Vec<String>,
+    pub managed_policies: Vec<String>,
+    pub instance_profiles: Vec<String>,
+}
+
+fn is_no_such_entity<E: aws_smithy_types::error::metadata::ProvideErrorMetadata>(e: &E) -> bool {
+    e.code() == Some("NoSuchEntity")
+}
+
+fn tag_pairs(tags: &[Tag]) -> Vec<(String, String)> {
+    tags.iter()
+        .map(|t| (t.key().to_owned(), t.value().to_owned()))
+        .collect()
+}
+
+/// The role's ARN and tags, or `None` when IAM says there is no such role.
+pub async fn role_arn_and_tags(
+    iam: &Client,
+    name: &str,
+) -> Result<Option<(String, Vec<(String, String)>)>> {
+    let arn = match iam.get_role().role_name(name).send().await {
+        Ok(found) => found.role().map(|r| r.arn().to_owned()).unwrap_or_default(),
+        Err(err) if err.as_service_error().is_some_and(is_no_such_entity) => return Ok(None),
+        Err(err) => return Err(sdk_error(err, format!("reading role {name}"))),
+    };
+    let tags = iam
+        .list_role_tags()
+        .role_name(name)
+        .send()
+        .await
+        .map_err(|e| sdk_error(e, format!("reading the tags of role {name}")))?;
+    Ok(Some((arn, tag_pairs(tags.tags()))))
+}
+
+/// Inline and attached policies and instance profiles of a role.
+pub async fn role_attachments(iam: &Client, name: &str) -> Result<RoleAttachments> {
+    let inline = iam
+        .list_role_policies()
+        .role_name(name)
+        .send()
+        .await
+        .map_err(|e| sdk_error(e, format!("listing the inline policies of role {name}")))?;
+    let managed = iam
+        .list_attached_role_policies()
+        .role_name(name)
+        .send()
+        .await
+        .map_err(|e| sdk_error(e, format!("listing the policies attached to role {name}")))?;
+    let profiles = iam
+        .list_instance_profiles_for_role()
+        .role_name(name)
+        .send()
+        .await
+        .map_err(|e| sdk_error(e, format!("listing the instance profiles of role {name}")))?;
+    Ok(RoleAttachments {
+        inline_policies: inline.policy_names().to_vec(),
+        managed_policies: managed
+            .attached_policies()
+            .iter()
+            .filter_map(|p| p.policy_arn().map(str::to_owned))
+            .collect(),
+        instance_profiles: profiles
+            .instance_profiles()
+            .iter()
+            .map(|p| p.instance_profile_name().to_owned())
+            .collect(),
+    })
+}
+
+/// An inline policy's document, or `None` when the role or the policy is not there.
+pub async fn role_policy_document(iam: &Client, role: &str, policy: &str) -> Result<Option<Value>> {
+    match iam
+        .get_role_policy()
+        .role_name(role)
+        .policy_name(policy)
+        .send()
+        .await
+    {
+        Ok(found) => decode_document(found.policy_document()).map(Some),
+        Err(err) if err.as_service_error().is_some_and(is_no_such_entity) => Ok(None),
+        Err(err) => Err(sdk_error(
+            err,
+            format!("reading policy {policy} of role {role}"),
+        )),
+    }
+}
+
+/// Delete one inline policy; `false` when it (or its role) was already gone.
+pub async fn delete_role_policy(iam: &Client, role: &str, policy: &str) -> Result<bool> {
+    match iam
+        .delete_role_policy()
+        .role_name(role)
+        .policy_name(policy)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(err) if err.as_service_error().is_some_and(is_no_such_entity) => Ok(false),
+        Err(err) => Err(sdk_error(
+            err,
+            format!("deleting policy {policy} of role {role}"),
+        )),
+    }
+}
+
+/// Delete a role whose attachments were removed; `false` when it was already gone.
+/// DeleteConflict and ConcurrentModification are IAM catching up with those removals (its
+/// propagation delay), so they are retried a bounded number of times, with progress.
+pub async fn delete_role(
+    iam: &Client,
+    name: &str,
+    progress: &crate::poll::Progress,
+) -> Result<bool> {
+    const ATTEMPTS: u32 = 6;
+    let mut pause = std::time::Duration::from_millis(500);
+    for attempt in 1..=ATTEMPTS {
+        match iam.delete_role().role_name(name).send().await {
+            Ok(_) => return Ok(true),
+            Err(err) if err.as_service_error().is_some_and(is_no_such_entity) => return Ok(false),
+            Err(err)
+                if attempt < ATTEMPTS
+                    && err.as_service_error().is_some_and(|e| {
+                        e.is_delete_conflict_exception() || e.is_concurrent_modification_exception()
+                    }) =>
+            {
+                progress.show(format!(
+                    "role {name}: IAM still sees attachments (attempt {attempt}/{ATTEMPTS}); retrying"
+                ));
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            Err(err) => return Err(sdk_error(err, format!("deleting role {name}"))),
+        }
+    }
+    Err(Error::remote(format!(
+        "deleting role {name}: still in conflict after {ATTEMPTS} attempts"
+    )))
+}
+
+/// The provider's tags, or `None` when IAM says there is no such provider.
+pub async fn oidc_provider_tags(iam: &Client, arn: &str) -> Result<Option<Vec<(String, String)>>> {
+    match iam
+        .get_open_id_connect_provider()
+        .open_id_connect_provider_arn(arn)
+        .send()
+        .await
+    {
+        Ok(found) => Ok(Some(tag_pairs(found.tags()))),
+        Err(err) if err.as_service_error().is_some_and(is_no_such_entity) => Ok(None),
+        Err(err) => Err(sdk_error(err, format!("reading OIDC provider {arn}"))),
+    }
+}
+
+/// The roles of the account whose trust policy names `provider_arn` as a federated principal:
+/// deleting the provider would break every one of them (IAM does not update them).
+pub async fn roles_trusting(iam: &Client, provider_arn: &str) -> Result<Vec<String>> {
+    let mut pages = iam.list_roles().into_paginator().items().send();
+    let mut out = Vec::new();
+    while let Some(role) = pages.next().await {
+        let role = role.map_err(|e| sdk_error(e, "listing IAM roles"))?;
+        let Some(text) = role.assume_role_policy_document() else {
+            continue;
+        };
+        let document = decode_document(text)?;
+        let trusts = statements_of(&document)
+            .iter()
+            .any(|s| match &s["Principal"]["Federated"] {
+                Value::String(arn) => arn == provider_arn,
+                Value::Array(arns) => arns.iter().any(|a| a == provider_arn),
+                _ => false,
+            });
+        if trusts {
+            out.push(role.role_name().to_owned());
+        }
+    }
+    Ok(out)
+}
+
+/// Delete an OIDC provider; `false` when it was already gone.
+pub async fn delete_oidc_provider(iam: &Client, arn: &str) -> Result<bool> {
+    match iam
+        .delete_open_id_connect_provider()
+        .open_id_connect_provider_arn(arn)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(err) if err.as_service_error().is_some_and(is_no_such_entity) => Ok(false),
+        Err(err) => Err(sdk_error(err, format!("deleting OIDC provider {arn}"))),
+    }
+}

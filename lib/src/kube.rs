@@ -336,3 +336,78 @@ mod tests {
         assert_eq!(stream.matches("---\n").count(), 2);
     }
 }
+
+// ---- Deleting what irsa-role created (teardown) ---------------------------------------------
+
+/// What is at a name teardown was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    Absent,
+    /// There, but without our `app.kubernetes.io/managed-by` label: someone else's.
+    NotOurs,
+    Ours,
+}
+
+/// Look up `name` and check our label.
+pub async fn find_ours<K>(api: &kube::Api<K>, name: &str) -> Result<Found>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let found = api
+        .get_opt(name)
+        .await
+        .map_err(error(format!("reading {name}"), "pass --no-kube"))?;
+    Ok(match found {
+        None => Found::Absent,
+        Some(object) => {
+            let ours = object
+                .meta()
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(MANAGED_BY_LABEL))
+                .is_some_and(|v| v == MANAGED_BY.1);
+            if ours { Found::Ours } else { Found::NotOurs }
+        }
+    })
+}
+
+/// Delete `name` and wait (bounded) until the API no longer has it: a namespace is first
+/// Terminating while its contents go. `false` when it was already gone.
+pub async fn delete_and_wait<K>(
+    api: &kube::Api<K>,
+    name: &str,
+    timeout: std::time::Duration,
+) -> Result<bool>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &kube::api::DeleteParams::default()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 404 => return Ok(false),
+        Err(e) => {
+            return Err(error(format!("deleting {name}"), "delete it with kubectl")(
+                e,
+            ));
+        }
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut pause = std::time::Duration::from_millis(200);
+    loop {
+        let still = api
+            .get_opt(name)
+            .await
+            .map_err(error(format!("reading {name}"), "check with kubectl"))?;
+        if still.is_none() {
+            return Ok(true);
+        }
+        if tokio::time::Instant::now() + pause > deadline {
+            return Err(Error::remote(format!(
+                "{name} is still there {}s after its delete",
+                timeout.as_secs()
+            ))
+            .with_hint("check what holds it up with `kubectl describe`, then run teardown again"));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_secs(5));
+    }
+}

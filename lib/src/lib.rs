@@ -20,6 +20,7 @@ pub mod grafana;
 pub mod iam;
 pub mod prom;
 pub mod sns;
+pub mod sts;
 
 pub use doc::{Resource, ResourceKind, StateDoc};
 pub use error::{Error, ErrorKind, Result};

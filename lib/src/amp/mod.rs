@@ -455,3 +455,62 @@ mod tests {
         );
     }
 }
+
+/// What [`Workspaces::delete_and_wait`] found: it deleted the workspace, or it was gone already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deleted {
+    Now,
+    AlreadyGone,
+}
+
+impl Workspaces {
+    /// Delete a workspace and wait until AMP no longer describes it. AMP refuses a delete
+    /// (409) while the workspace is CREATING or UPDATING: that waits and retries; one already
+    /// DELETING (an earlier, interrupted run) is waited for. Bounded by `timeout` overall.
+    pub async fn delete_and_wait(
+        &self,
+        id: &str,
+        timeout: Duration,
+        progress: &Progress,
+    ) -> Result<Deleted> {
+        use aws_sdk_amp::operation::delete_workspace::DeleteWorkspaceError;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut pause = Duration::from_millis(500);
+        loop {
+            match self.client.delete_workspace().workspace_id(id).send().await {
+                Ok(_) => break,
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(DeleteWorkspaceError::is_resource_not_found_exception) =>
+                {
+                    return Ok(Deleted::AlreadyGone);
+                }
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(DeleteWorkspaceError::is_conflict_exception) =>
+                {
+                    let status = match self.find(id).await? {
+                        None => return Ok(Deleted::AlreadyGone),
+                        Some(ws) => status_of(&ws),
+                    };
+                    if status == WorkspaceStatusCode::Deleting.as_str() {
+                        break;
+                    }
+                    if tokio::time::Instant::now() + pause > deadline {
+                        return Err(self.timed_out(id, "deletable", timeout, &status));
+                    }
+                    progress.show(format!(
+                        "workspace {id} is {status}; deleting once it settles"
+                    ));
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(sdk_error(e, format!("deleting workspace {id}"))),
+            }
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        self.wait_until_deleted(id, left.max(Duration::from_secs(1)), progress)
+            .await?;
+        Ok(Deleted::Now)
+    }
+}

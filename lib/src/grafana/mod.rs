@@ -7,6 +7,8 @@
 //! Ensure means: read by uid, create when absent, update only what differs, and say which of
 //! the three happened, so that a re-run changes nothing and the ledger lists only creations.
 
+pub mod delete;
+
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;

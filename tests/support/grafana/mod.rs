@@ -5,6 +5,8 @@
 //! installed here; this is what its client is tested against. Calls a test expects and that
 //! never arrive fail the test when the fixture is dropped.
 
+mod deletes;
+
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::Router;
@@ -400,7 +402,12 @@ async fn handle(State(db): State<Shared>, request: Request) -> Response {
                 ),
             }
         }
-        _ => answer(StatusCode::NOT_FOUND, json!({"message": "Not found"})),
+        _ => deletes::handle(
+            &mut db,
+            method.as_str(),
+            &segments,
+            parts.uri.query().unwrap_or_default(),
+        ),
     }
 }
 

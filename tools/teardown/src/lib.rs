@@ -1,0 +1,497 @@
+//! `teardown`: delete exactly what the ampkit tools recorded in the document's ledger, newest
+//! first, and nothing else.
+//!
+//! The ledger is the only selector: every entry is deleted by the identifier it recorded
+//! (id, ARN, uid; account and region), never by listing and matching names, which is how
+//! deny-list tools (aws-nuke, cloud-nuke) came to delete what a filter failed to exclude. Each
+//! entry is first planned from read-only calls (is it there, is it still ours, is anything
+//! else using it), and the plan is what `--dry-run` prints; only then, and only without
+//! `--dry-run`, is it deleted. An entry that cannot be handled (unknown kind, missing field,
+//! not ours any more, still in use, a service failure) is reported and kept in the ledger; the
+//! others go on. "Not found" counts as already gone only once STS says we asked the entry's
+//! own account, in the entry's own region.
+//!
+//! With `--state FILE` the document is read from FILE and FILE is rewritten (atomically) after
+//! every entry, so a teardown killed half-way leaves a ledger that lists exactly what is still
+//! there; a second run finishes the job.
+
+mod entry;
+mod state;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use ampkit::aws::{self, AwsArgs};
+use ampkit::cli::{Runtime, Tool};
+use ampkit::doc::StateDoc;
+use ampkit::error::{Error, Result};
+use ampkit::grafana::{Grafana, GrafanaArgs};
+use ampkit::poll::Progress;
+use ampkit::sts::Caller;
+use ampkit::timespec::parse_duration;
+
+/// The program's name, as in the ledger and in error lines.
+pub const NAME: &str = "teardown";
+/// The document's key of the report.
+pub const SECTION: &str = "teardown";
+
+/// What the frame needs to know of this tool besides its flags.
+pub const TOOL: Tool = Tool {
+    name: NAME,
+    runtime: Runtime::CurrentThread,
+    examples: &[
+        "teardown --dry-run < out/state.json",
+        "teardown --state out/state.json",
+        "teardown < state.json > left.json || teardown < left.json",
+    ],
+};
+
+/// Delete, newest first, exactly the objects the document's `resources` ledger lists; keep in
+/// the ledger what could not be deleted (and say why, in the `teardown` section); exit 1 when
+/// anything is left.
+#[derive(clap::Parser, Debug)]
+pub struct Cli {
+    /// Plan only: read-only calls, print what would be deleted, skipped or kept, change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Read the document from FILE (not stdin) and rewrite FILE after every entry, so that an
+    /// interrupted teardown loses nothing; the final document also goes to stdout
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// How long one asynchronous delete (workspace, namespace) may take to finish
+    #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Duration,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    #[command(flatten)]
+    pub grafana: GrafanaArgs,
+}
+
+/// What became of one ledger entry (or, with `--dry-run`, what would).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Dry run: it is there, ours, and would be deleted.
+    WouldDelete(String),
+    Deleted,
+    /// Not there (verified against the right account and region where that applies).
+    Absent(String),
+    /// There, but not ours any more, or still used by something that is not ours.
+    Skipped(String),
+    /// Could not be handled; kept for a later run.
+    Failed(String),
+}
+
+impl Verdict {
+    fn outcome(&self) -> &'static str {
+        match self {
+            Verdict::WouldDelete(_) => "delete",
+            Verdict::Deleted => "deleted",
+            Verdict::Absent(_) => "absent",
+            Verdict::Skipped(_) => "skipped",
+            Verdict::Failed(_) => "failed",
+        }
+    }
+
+    fn reason(&self) -> Option<&str> {
+        match self {
+            Verdict::Deleted => None,
+            Verdict::WouldDelete(r)
+            | Verdict::Absent(r)
+            | Verdict::Skipped(r)
+            | Verdict::Failed(r) => Some(r),
+        }
+    }
+
+    /// Whether the entry leaves the ledger (only on a real run).
+    fn is_gone(&self) -> bool {
+        matches!(self, Verdict::Deleted | Verdict::Absent(_))
+    }
+}
+
+/// One line of the `teardown` section.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EntryReport {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: String,
+    pub outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The `teardown` section.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Section {
+    pub dry_run: bool,
+    pub deleted: usize,
+    pub absent: usize,
+    pub skipped: usize,
+    pub failed: usize,
+    /// Ledger entries still in the ledger afterwards.
+    pub left: usize,
+    /// Newest first, as handled.
+    pub entries: Vec<EntryReport>,
+}
+
+/// Connections made on first use and shared by the entries: one AWS configuration per
+/// region, the caller's identity, one Grafana per URL, the Kubernetes client. Each is kept as
+/// a result, so a missing configuration fails only the entries that need it, once each.
+pub struct Context {
+    pub dry_run: bool,
+    pub timeout: Duration,
+    pub progress: Progress,
+    aws_args: AwsArgs,
+    grafana_args: GrafanaArgs,
+    base: Option<Result<aws_config::SdkConfig>>,
+    regional: HashMap<String, aws_config::SdkConfig>,
+    caller: Option<Result<Caller>>,
+    grafanas: HashMap<String, Result<Grafana>>,
+    kube: Option<Result<kube::Client>>,
+    /// IAM roles deleted by this run (or, dry, planned to be): they no longer count as users
+    /// of an OIDC provider.
+    gone_roles: HashSet<String>,
+    /// Grafana dashboards and folders deleted (or planned) by this run: a folder holding only
+    /// those is ours to delete.
+    gone_grafana: HashSet<String>,
+    /// The document's `irsa.roleName` -> `irsa.roleArn`, for the account of a role policy.
+    irsa_role: Option<(String, String)>,
+}
+
+impl Context {
+    pub fn new(cli: &Cli, progress: Progress) -> Self {
+        Context {
+            dry_run: cli.dry_run,
+            timeout: cli.timeout,
+            progress,
+            aws_args: cli.aws.clone(),
+            grafana_args: cli.grafana.clone(),
+            base: None,
+            regional: HashMap::new(),
+            caller: None,
+            grafanas: HashMap::new(),
+            kube: None,
+            gone_roles: HashSet::new(),
+            gone_grafana: HashSet::new(),
+            irsa_role: None,
+        }
+    }
+
+    /// Use this Kubernetes client instead of the kubeconfig's (tests).
+    pub fn with_kube(mut self, client: kube::Client) -> Self {
+        self.kube = Some(Ok(client));
+        self
+    }
+
+    async fn base_config(&mut self) -> Result<aws_config::SdkConfig> {
+        if self.base.is_none() {
+            self.base = Some(aws::load(&self.aws_args).await);
+        }
+        self.base
+            .clone()
+            .unwrap_or_else(|| Err(Error::internal("no AWS configuration")))
+    }
+
+    /// The AWS configuration for `region` (the configured one when `None`): an entry is always
+    /// deleted in the region it was created in, whatever the environment's region is now.
+    async fn config(&mut self, region: Option<&str>) -> Result<aws_config::SdkConfig> {
+        let base = self.base_config().await?;
+        let Some(region) = region.filter(|r| *r != aws::region_of(&base)) else {
+            return Ok(base);
+        };
+        if let Some(config) = self.regional.get(region) {
+            return Ok(config.clone());
+        }
+        let config = base
+            .to_builder()
+            .region(aws_config::Region::new(region.to_owned()))
+            .build();
+        self.regional.insert(region.to_owned(), config.clone());
+        Ok(config)
+    }
+
+    async fn caller(&mut self) -> Result<Caller> {
+        if self.caller.is_none() {
+            let caller = match self.base_config().await {
+                Ok(config) => ampkit::sts::caller(&config).await,
+                Err(e) => Err(e),
+            };
+            self.caller = Some(caller);
+        }
+        self.caller
+            .clone()
+            .unwrap_or_else(|| Err(Error::internal("no caller identity")))
+    }
+
+    /// "Not found" becomes `Absent` only when the caller is in the entry's account and the
+    /// question went to the entry's region; otherwise the answer proves nothing and the entry
+    /// is kept.
+    async fn confirm_absent(
+        &mut self,
+        what: &str,
+        account: Option<&str>,
+        region: Option<&str>,
+        regional: bool,
+    ) -> Verdict {
+        let caller = match self.caller().await {
+            Ok(caller) => caller,
+            Err(e) => {
+                return Verdict::Failed(format!(
+                    "{what} was not found, but the caller's account could not be checked: {}",
+                    e.message
+                ));
+            }
+        };
+        let Some(account) = account else {
+            return Verdict::Failed(format!(
+                "{what} was not found, but the entry records no account to check that against (kept)"
+            ));
+        };
+        if account != caller.account {
+            return Verdict::Failed(format!(
+                "{what} was not found, but the caller is account {} and the entry is in account {account}: \
+                 use credentials for {account} (kept)",
+                caller.account
+            ));
+        }
+        if regional && region.is_none() {
+            return Verdict::Failed(format!(
+                "{what} was not found, but the entry records no region to ask in (kept)"
+            ));
+        }
+        let place = match region {
+            Some(region) => format!("account {account}, region {region}"),
+            None => format!("account {account}"),
+        };
+        Verdict::Absent(format!("not found in {place}"))
+    }
+
+    async fn grafana(&mut self, url: &str) -> Result<Grafana> {
+        if !self.grafanas.contains_key(url) {
+            let connected = match self.grafana_args.token() {
+                Ok(token) => Grafana::connect(url, token).await,
+                Err(e) => Err(e),
+            };
+            self.grafanas.insert(url.to_owned(), connected);
+        }
+        self.grafanas
+            .get(url)
+            .cloned()
+            .unwrap_or_else(|| Err(Error::internal("no Grafana connection")))
+    }
+
+    async fn kube(&mut self) -> Result<kube::Client> {
+        if self.kube.is_none() {
+            self.kube = Some(
+                ampkit::kube::client("delete the objects with kubectl, then drop their entries")
+                    .await,
+            );
+        }
+        self.kube
+            .clone()
+            .unwrap_or_else(|| Err(Error::internal("no Kubernetes client")))
+    }
+}
+
+/// Run `teardown` on the document (or on `--state FILE`).
+pub async fn run(cli: Cli, doc: &mut StateDoc) -> Result<()> {
+    if let Some(path) = &cli.state {
+        if !doc.as_map().is_empty() {
+            return Err(Error::usage(
+                "a document came on stdin and --state names a file: give it one way",
+            )
+            .with_hint("drop --state to read stdin, or stop piping a document in"));
+        }
+        *doc = state::read(path)?;
+    }
+    let progress = Progress::new(NAME, ampkit::cli::progress());
+    let mut ctx = Context::new(&cli, progress);
+    let section = teardown(&mut ctx, doc, cli.state.as_deref()).await?;
+    let left = section.left;
+    if cli.dry_run {
+        let blocked = section.skipped + section.failed;
+        if blocked > 0 {
+            return Err(Error::remote(format!(
+                "dry run: {blocked} of {} ledger entries would be kept (see section `teardown`)",
+                section.entries.len()
+            ))
+            .with_hint("each kept entry's reason says what to do"));
+        }
+        return Ok(());
+    }
+    if left > 0 {
+        return Err(Error::remote(format!(
+            "{left} of {} ledger entries are left: {} skipped, {} failed (see section `teardown`)",
+            section.entries.len(),
+            section.skipped,
+            section.failed
+        ))
+        .with_hint(
+            "each kept entry's reason says why; fix that and run teardown again on this output \
+             (only what is left is retried)",
+        ));
+    }
+    Ok(())
+}
+
+/// Handle every ledger entry, newest first; the document is updated (ledger and section)
+/// after each one and, with `state`, written there. Returns the section.
+pub async fn teardown(
+    ctx: &mut Context,
+    doc: &mut StateDoc,
+    state: Option<&std::path::Path>,
+) -> Result<Section> {
+    ctx.irsa_role = doc
+        .str_field(ampkit::iam::SECTION, "roleName")
+        .zip(doc.str_field(ampkit::iam::SECTION, "roleArn"))
+        .map(|(n, a)| (n.to_owned(), a.to_owned()));
+    let values: Vec<Value> = doc.resource_values().to_vec();
+    let mut kept: Vec<Option<Value>> = values.iter().cloned().map(Some).collect();
+    let mut section = Section {
+        dry_run: ctx.dry_run,
+        ..Section::default()
+    };
+    let total = values.len();
+    for (done, index) in (0..total).rev().enumerate() {
+        let value = &values[index];
+        let (kind, id) = (
+            value["type"].as_str().unwrap_or("?").to_owned(),
+            value["id"].as_str().unwrap_or("?").to_owned(),
+        );
+        ctx.progress
+            .show(format!("[{}/{total}] {kind} {id}", done + 1));
+        let verdict = entry::handle(ctx, value).await;
+        ctx.progress.clear();
+        eprintln!(
+            "{NAME}: [{}/{total}] {kind} {id}: {}{}",
+            done + 1,
+            verdict.outcome(),
+            verdict
+                .reason()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        );
+        match &verdict {
+            Verdict::WouldDelete(_) | Verdict::Deleted => section.deleted += 1,
+            Verdict::Absent(_) => section.absent += 1,
+            Verdict::Skipped(_) => section.skipped += 1,
+            Verdict::Failed(_) => section.failed += 1,
+        }
+        if !ctx.dry_run && verdict.is_gone() {
+            kept[index] = None;
+        }
+        section.entries.push(EntryReport {
+            kind,
+            id,
+            outcome: verdict.outcome(),
+            reason: verdict.reason().map(str::to_owned),
+        });
+        section.left = kept.iter().flatten().count();
+        doc.set_resources(kept.iter().flatten().cloned().collect());
+        doc.set_section(SECTION, &section)?;
+        // A dry run writes nothing anywhere but stdout.
+        if let (Some(path), false) = (state, ctx.dry_run) {
+            state::write(path, doc)?;
+        }
+    }
+    if total == 0 {
+        doc.set_section(SECTION, &section)?;
+        if let (Some(path), false) = (state, ctx.dry_run) {
+            state::write(path, doc)?;
+        }
+    }
+    Ok(section)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use ampkit::kube::testing::{Call, not_found, serve};
+    use clap::Parser;
+    use http::{Method, StatusCode};
+    use serde_json::json;
+
+    fn labelled(kind: &str, name: &str, ours: bool) -> Value {
+        let labels = if ours {
+            json!({"app.kubernetes.io/managed-by": "ampkit"})
+        } else {
+            json!({"team": "payments"})
+        };
+        json!({"kind": kind, "apiVersion": "v1", "metadata": {"name": name, "labels": labels}})
+    }
+
+    fn ledger() -> StateDoc {
+        StateDoc::parse(
+            &json!({"resources": [
+                {"type": "k8s-namespace", "id": "grafana-agent", "tool": "irsa-role"},
+                {"type": "k8s-service-account", "id": "grafana-agent/grafana-agent", "tool": "irsa-role",
+                 "details": {"namespace": "grafana-agent", "name": "grafana-agent"}}
+            ]})
+            .to_string(),
+        )
+        .unwrap()
+    }
+
+    const NS: &str = "/api/v1/namespaces/grafana-agent";
+    const SA: &str = "/api/v1/namespaces/grafana-agent/serviceaccounts/grafana-agent";
+
+    async fn run_with(args: &[&str], calls: Vec<Call>) -> (StateDoc, Section) {
+        let cli = Cli::parse_from(std::iter::once("teardown").chain(args.iter().copied()));
+        let (client, server) = serve(calls);
+        let mut ctx = Context::new(&cli, Progress::new(NAME, false)).with_kube(client);
+        let mut doc = ledger();
+        let section = teardown(&mut ctx, &mut doc, None).await.unwrap();
+        drop(ctx);
+        server.verify().await;
+        (doc, section)
+    }
+
+    #[tokio::test]
+    async fn our_namespace_goes_and_is_waited_for_a_relabelled_account_stays() {
+        let (doc, section) = run_with(
+            &[],
+            vec![
+                // Newest first: the service account, which someone relabelled.
+                Call::get(SA).reply(
+                    StatusCode::OK,
+                    labelled("ServiceAccount", "grafana-agent", false),
+                ),
+                Call::get(NS).reply(StatusCode::OK, labelled("Namespace", "grafana-agent", true)),
+                Call::new(Method::DELETE, NS)
+                    .reply(StatusCode::OK, labelled("Namespace", "grafana-agent", true)),
+                Call::get(NS).reply(
+                    StatusCode::NOT_FOUND,
+                    not_found("namespaces", "grafana-agent"),
+                ),
+            ],
+        )
+        .await;
+        assert_eq!((section.deleted, section.skipped, section.left), (1, 1, 1));
+        assert_eq!(doc.resources().len(), 1);
+        assert_eq!(doc.resources()[0].id, "grafana-agent/grafana-agent");
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_only_reads_the_cluster() {
+        // The scripted server fails the test on any call not listed: a DELETE would.
+        let (doc, section) = run_with(
+            &["--dry-run"],
+            vec![
+                Call::get(SA).reply(
+                    StatusCode::OK,
+                    labelled("ServiceAccount", "grafana-agent", true),
+                ),
+                Call::get(NS).reply(StatusCode::OK, labelled("Namespace", "grafana-agent", true)),
+            ],
+        )
+        .await;
+        assert_eq!(section.deleted, 2, "both would be deleted");
+        assert_eq!(doc.resources().len(), 2, "and both stay in the ledger");
+    }
+}

@@ -1,0 +1,7 @@
+//! teardown: delete exactly what the ledger of the state document lists, newest first.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    ampkit::cli::run(&teardown::TOOL, teardown::run)
+}
