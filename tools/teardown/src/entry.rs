@@ -71,6 +71,7 @@ async fn plan_and_delete(ctx: &mut Context, r: &Resource) -> Result<Verdict> {
         ResourceKind::GrafanaDatasource
         | ResourceKind::GrafanaFolder
         | ResourceKind::GrafanaDashboard => grafana(ctx, r).await,
+        ResourceKind::GrafanaServiceAccount => amg_service_account(ctx, r).await,
         ResourceKind::Other(kind) => Ok(Verdict::Failed(format!(
             "unknown kind `{kind}` (written by another ampkit version?): kept, never guessed at"
         ))),
@@ -477,4 +478,28 @@ async fn grafana(ctx: &mut Context, r: &Resource) -> Result<Verdict> {
             Ok(gone(grafana.delete_datasource(uid).await?))
         }
     }
+}
+
+/// An AMG workspace service account that grafana-import could not delete at the end of its
+/// run (it makes one per run). AMG has no read of a single one, and its delete is "gone is
+/// done", so the plan cannot tell present from absent; the account and region are checked
+/// before the delete all the same, so that it goes to the workspace the entry names.
+async fn amg_service_account(ctx: &mut Context, r: &Resource) -> Result<Verdict> {
+    let workspace = match detail(r, "workspaceId") {
+        Ok(w) => w.to_owned(),
+        Err(v) => return Ok(v),
+    };
+    let Some(region) = r.region.clone() else {
+        return Ok(Verdict::Failed(
+            "the entry records no region: kept, never guessed at".into(),
+        ));
+    };
+    if ctx.dry_run {
+        return Ok(Verdict::WouldDelete(format!(
+            "service account of AMG workspace {workspace} in {region} (and its tokens)"
+        )));
+    }
+    let config = ctx.config(Some(&region)).await?;
+    ampkit::grafana::amg::delete_service_account(&config, &workspace, &r.id).await?;
+    Ok(Verdict::Deleted)
 }
