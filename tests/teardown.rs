@@ -738,3 +738,167 @@ fn roles_and_the_oidc_provider_go_children_first_and_foreign_users_keep_theirs()
         }
     });
 }
+
+// ---- sns-alert's objects (moto SNS, amp-local rules) -----------------------------------------
+
+async fn moto_sns() -> Value {
+    let data: Value = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("{}/moto-api/data.json", stack().moto_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    data["sns"].clone()
+}
+
+fn topic_sids(sns: &Value, arn: &str) -> Option<Vec<String>> {
+    let topic = sns["Topic"].as_array()?.iter().find(|t| t["arn"] == arn)?;
+    let policy: Value = serde_json::from_str(topic["policy"].as_str().unwrap_or("{}")).unwrap();
+    Some(
+        policy["Statement"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["Sid"].as_str().map(str::to_owned))
+            .collect(),
+    )
+}
+
+/// moto's data.json keeps deleted objects, so what exists is asked of SNS itself.
+async fn topic_exists(arn: &str) -> bool {
+    let _ = stack();
+    let sns = aws_sdk_sns::Client::new(
+        &aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await,
+    );
+    sns.get_topic_attributes()
+        .topic_arn(arn)
+        .send()
+        .await
+        .is_ok()
+}
+
+async fn subscriptions_of(topic_arn: &str) -> usize {
+    let sns = aws_sdk_sns::Client::new(
+        &aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await,
+    );
+    match sns
+        .list_subscriptions_by_topic()
+        .topic_arn(topic_arn)
+        .send()
+        .await
+    {
+        Ok(out) => out.subscriptions().len(),
+        Err(_) => 0,
+    }
+}
+
+fn has_rules(workspace: &str) -> (bool, bool) {
+    runtime().block_on(async {
+        let amp = amp_sdk(&stack().amp_url).await;
+        let ns = amp
+            .describe_rule_groups_namespace()
+            .workspace_id(workspace)
+            .name("ampkit-alerting")
+            .send()
+            .await
+            .is_ok();
+        let am = amp
+            .describe_alert_manager_definition()
+            .workspace_id(workspace)
+            .send()
+            .await
+            .is_ok();
+        (ns, am)
+    })
+}
+
+#[test]
+fn alerting_goes_with_its_workspace_and_a_found_topic_keeps_all_but_ours() {
+    // Ours: workspace, topic, statement, subscription, rules, definition.
+    let ours = ensured(&unique_name("td-alert"));
+    let ws = ours["workspace"]["workspaceId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let topic_name = unique_name("grafana-td");
+    let run = tool("sns-alert")
+        .args(["--topic-name", &topic_name, "--email", "ops@example.com"])
+        .stdin_doc(&ours)
+        .run();
+    run.expect_code(0);
+    let doc = run.doc();
+    let topic_arn = doc["alerting"]["topicArn"].as_str().unwrap().to_owned();
+    // Someone's topic, with a similar name, which a second workspace's alerting merely uses.
+    let theirs_name = format!("{topic_name}-theirs");
+    let theirs = tool("sns-alert")
+        .args(["--topic-name", &theirs_name])
+        .stdin_doc(&ensured(&unique_name("td-alert2")))
+        .run();
+    theirs.expect_code(0);
+    let theirs_arn = theirs.doc()["alerting"]["topicArn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let other = ensured(&unique_name("td-alert3"));
+    let other_ws = other["workspace"]["workspaceId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let on_theirs = tool("sns-alert")
+        .args(["--topic-arn", &theirs_arn, "--email", "oncall@example.com"])
+        .stdin_doc(&other)
+        .run();
+    on_theirs.expect_code(0);
+    let on_theirs = on_theirs.doc();
+    assert!(!ledger_kinds(&on_theirs).contains(&"sns-topic".to_owned()));
+    let rt = runtime();
+    let before = rt.block_on(moto_sns());
+    let their_sids = topic_sids(&before, &theirs_arn).unwrap();
+    assert_eq!(rt.block_on(subscriptions_of(&theirs_arn)), 1);
+    assert_eq!(their_sids.len(), 3, "{their_sids:?}");
+
+    let dry = tool("teardown").args(["--dry-run"]).stdin_doc(&doc).run();
+    dry.expect_code(0);
+    assert!(outcomes(&dry.doc()).iter().all(|(_, o)| o == "delete"));
+    assert_eq!(has_rules(&ws), (true, true), "the dry run deleted nothing");
+
+    let run = tool("teardown").stdin_doc(&doc).run();
+    run.expect_code(0);
+    assert_eq!(
+        run.doc()["resources"],
+        json!([]),
+        "{}",
+        run.doc()["teardown"]
+    );
+    let run = tool("teardown").stdin_doc(&on_theirs).run();
+    run.expect_code(0);
+    assert_eq!(
+        run.doc()["resources"],
+        json!([]),
+        "{}",
+        run.doc()["teardown"]
+    );
+
+    let after = rt.block_on(moto_sns());
+    assert!(!rt.block_on(topic_exists(&topic_arn)), "our topic is gone");
+    assert_eq!(rt.block_on(subscriptions_of(&topic_arn)), 0);
+    assert!(describe(&ws).is_none() && describe(&other_ws).is_none());
+    // Their topic stays with its default statement and the first workspace's, minus ours.
+    let left = topic_sids(&after, &theirs_arn).expect("their topic survives");
+    assert_eq!(left, their_sids[..2].to_vec());
+    assert!(rt.block_on(topic_exists(&theirs_arn)));
+    assert_eq!(
+        rt.block_on(subscriptions_of(&theirs_arn)),
+        0,
+        "our subscription went"
+    );
+}

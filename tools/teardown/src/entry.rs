@@ -41,7 +41,7 @@ pub async fn handle(ctx: &mut Context, value: &Value) -> Verdict {
 }
 
 /// A string detail the entry must have.
-fn detail<'a>(r: &'a Resource, key: &str) -> std::result::Result<&'a str, Verdict> {
+pub(crate) fn detail<'a>(r: &'a Resource, key: &str) -> std::result::Result<&'a str, Verdict> {
     r.details
         .get(key)
         .and_then(Value::as_str)
@@ -53,11 +53,12 @@ fn detail<'a>(r: &'a Resource, key: &str) -> std::result::Result<&'a str, Verdic
         })
 }
 
-fn tagged_ours<'a>(mut tags: impl Iterator<Item = (&'a str, &'a str)>) -> bool {
+pub(crate) fn tagged_ours<'a>(mut tags: impl Iterator<Item = (&'a str, &'a str)>) -> bool {
     tags.any(|(k, v)| k == MANAGED_BY.0 && v == MANAGED_BY.1)
 }
 
-const NOT_TAGGED: &str = "it no longer carries the tag managed-by=ampkit, so it may not be ours";
+pub(crate) const NOT_TAGGED: &str =
+    "it no longer carries the tag managed-by=ampkit, so it may not be ours";
 
 async fn plan_and_delete(ctx: &mut Context, r: &Resource) -> Result<Verdict> {
     match &r.kind {
@@ -75,6 +76,11 @@ async fn plan_and_delete(ctx: &mut Context, r: &Resource) -> Result<Verdict> {
         ResourceKind::Other(kind) => Ok(Verdict::Failed(format!(
             "unknown kind `{kind}` (written by another ampkit version?): kept, never guessed at"
         ))),
+        ResourceKind::SnsTopic => crate::alerting::topic(ctx, r).await,
+        ResourceKind::SnsSubscription => crate::alerting::subscription(ctx, r).await,
+        ResourceKind::SnsTopicPolicyStatement => crate::alerting::statement(ctx, r).await,
+        ResourceKind::AmpRuleGroupsNamespace => crate::alerting::namespace(ctx, r).await,
+        ResourceKind::AmpAlertManagerDefinition => crate::alerting::definition(ctx, r).await,
         known => Ok(Verdict::Failed(format!(
             "this teardown cannot delete `{known}` entries yet: kept"
         ))),

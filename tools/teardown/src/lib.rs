@@ -15,6 +15,7 @@
 //! every entry, so a teardown killed half-way leaves a ledger that lists exactly what is still
 //! there; a second run finishes the job.
 
+mod alerting;
 mod entry;
 mod state;
 
@@ -161,6 +162,11 @@ pub struct Context {
     gone_grafana: HashSet<String>,
     /// The document's `irsa.roleName` -> `irsa.roleArn`, for the account of a role policy.
     irsa_role: Option<(String, String)>,
+    /// Workspace id -> ARN, from the `workspace` section and the ledger: the account of an
+    /// entry that lives in a workspace and records no ARN of its own.
+    workspace_arns: HashMap<String, String>,
+    /// The SNS topics this ledger created (a pending subscription goes with its topic).
+    ledger_topics: HashSet<String>,
 }
 
 impl Context {
@@ -179,6 +185,8 @@ impl Context {
             gone_roles: HashSet::new(),
             gone_grafana: HashSet::new(),
             irsa_role: None,
+            workspace_arns: HashMap::new(),
+            ledger_topics: HashSet::new(),
         }
     }
 
@@ -351,6 +359,29 @@ pub async fn teardown(
         .zip(doc.str_field(ampkit::iam::SECTION, "roleArn"))
         .map(|(n, a)| (n.to_owned(), a.to_owned()));
     let values: Vec<Value> = doc.resource_values().to_vec();
+    for value in &values {
+        let (kind, id) = (
+            value["type"].as_str(),
+            value["id"].as_str().unwrap_or_default(),
+        );
+        match (kind, value["arn"].as_str()) {
+            (Some("amp-workspace"), Some(arn)) => {
+                ctx.workspace_arns.insert(id.to_owned(), arn.to_owned());
+            }
+            (Some("sns-topic"), _) => {
+                ctx.ledger_topics.insert(id.to_owned());
+            }
+            _ => {}
+        }
+    }
+    if let (Some(id), Some(arn)) = (
+        doc.str_field(ampkit::amp::SECTION, "workspaceId"),
+        doc.str_field(ampkit::amp::SECTION, "arn"),
+    ) {
+        ctx.workspace_arns
+            .entry(id.to_owned())
+            .or_insert_with(|| arn.to_owned());
+    }
     let mut kept: Vec<Option<Value>> = values.iter().cloned().map(Some).collect();
     let mut section = Section {
         dry_run: ctx.dry_run,

@@ -1,0 +1,262 @@
+//! What sns-alert ledgers: the SNS topic, its subscriptions and our statement in its policy,
+//! and the workspace's rule groups namespace and alert manager definition.
+//!
+//! The plan reads (topic tags, subscription attributes, the policy, the namespace's tags, the
+//! definition's data); the deletes are lib's (`ampkit::sns`, `ampkit::amp::rules`), the same
+//! code sns-alert's module owns. A topic ampkit merely found is never in the ledger; only our
+//! statement and subscriptions on it are, so it keeps everything else.
+
+use serde_json::Value;
+
+use ampkit::amp::rules::Rules;
+use ampkit::aws::sdk_error;
+use ampkit::doc::Resource;
+use ampkit::error::Result;
+use ampkit::sns::{Removal, Sns};
+use ampkit::sts::{arn_account, arn_region};
+
+use crate::entry::{NOT_TAGGED, detail, tagged_ours};
+use crate::{Context, Verdict};
+
+fn region_of(r: &Resource, arn: Option<&str>) -> Option<String> {
+    r.region
+        .clone()
+        .or_else(|| arn.and_then(arn_region).map(str::to_owned))
+}
+
+async fn sns(ctx: &mut Context, region: Option<&str>) -> Result<Sns> {
+    Ok(Sns::new(&ctx.config(region).await?))
+}
+
+/// A lib removal as a verdict; `Absent` is confirmed like every other "not found".
+async fn removed(
+    ctx: &mut Context,
+    removal: Removal,
+    what: &str,
+    account: Option<&str>,
+    region: Option<&str>,
+) -> Verdict {
+    match removal {
+        Removal::Deleted => Verdict::Deleted,
+        Removal::Absent => ctx.confirm_absent(what, account, region, true).await,
+        Removal::Skipped(why) => Verdict::Skipped(why),
+    }
+}
+
+pub async fn topic(ctx: &mut Context, r: &Resource) -> Result<Verdict> {
+    let arn = r.arn.clone().unwrap_or_else(|| r.id.clone());
+    let region = region_of(r, Some(&arn));
+    let account = arn_account(&arn).map(str::to_owned);
+    let sns = sns(ctx, region.as_deref()).await?;
+    let what = format!("topic {arn}");
+    if !sns.topic_exists(&arn).await? {
+        return Ok(ctx
+            .confirm_absent(&what, account.as_deref(), region.as_deref(), true)
+            .await);
+    }
+    let tags = sns
+        .client
+        .list_tags_for_resource()
+        .resource_arn(&arn)
+        .send()
+        .await
+        .map_err(|e| sdk_error(e, format!("reading the tags of {what}")))?;
+    if !tagged_ours(tags.tags().iter().map(|t| (t.key(), t.value()))) {
+        return Ok(Verdict::Skipped(NOT_TAGGED.into()));
+    }
+    if ctx.dry_run {
+        return Ok(Verdict::WouldDelete(
+            "the topic and with it its subscriptions".into(),
+        ));
+    }
+    let removal = sns.delete_topic(&arn).await?;
+    Ok(removed(ctx, removal, &what, account.as_deref(), region.as_deref()).await)
+}
+
+pub async fn subscription(ctx: &mut Context, r: &Resource) -> Result<Verdict> {
+    let topic_arn = match detail(r, "topicArn") {
+        Ok(t) => t.to_owned(),
+        Err(v) => return Ok(v),
+    };
+    let arn = r.arn.clone().unwrap_or_else(|| r.id.clone());
+    let region = region_of(r, Some(&topic_arn));
+    let account = arn_account(&topic_arn).map(str::to_owned);
+    let sns = sns(ctx, region.as_deref()).await?;
+    let what = format!("subscription {arn}");
+    let attributes = match sns
+        .client
+        .get_subscription_attributes()
+        .subscription_arn(&arn)
+        .send()
+        .await
+    {
+        Ok(out) => out.attributes().cloned().unwrap_or_default(),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_not_found_exception()) =>
+        {
+            return Ok(ctx
+                .confirm_absent(&what, account.as_deref(), region.as_deref(), true)
+                .await);
+        }
+        Err(e) => return Err(sdk_error(e, format!("reading {what}"))),
+    };
+    // Untaggable: ours when it is still on the topic and to the endpoint the ledger recorded.
+    let attribute = |key: &str| attributes.get(key).map(String::as_str).unwrap_or_default();
+    let recorded_endpoint = r.details.get("endpoint").and_then(Value::as_str);
+    if attribute("TopicArn") != topic_arn
+        || recorded_endpoint.is_some_and(|e| attribute("Endpoint") != e)
+    {
+        return Ok(Verdict::Skipped(format!(
+            "it is now {} -> {}, not what the ledger recorded",
+            attribute("TopicArn"),
+            attribute("Endpoint")
+        )));
+    }
+    if attribute("PendingConfirmation") == "true" {
+        // SNS cannot delete a pending subscription; deleting its topic removes it.
+        return Ok(if ctx.ledger_topics.contains(&topic_arn) {
+            Verdict::Absent(format!(
+                "pending confirmation: it goes with topic {topic_arn}, which this ledger deletes"
+            ))
+        } else {
+            Verdict::Skipped(
+                "pending confirmation: SNS cannot delete it and expires it within 48 h".into(),
+            )
+        });
+    }
+    if ctx.dry_run {
+        return Ok(Verdict::WouldDelete(format!(
+            "unsubscribe {}",
+            attribute("Endpoint")
+        )));
+    }
+    let removal = sns.unsubscribe(&arn).await?;
+    Ok(removed(ctx, removal, &what, account.as_deref(), region.as_deref()).await)
+}
+
+pub async fn statement(ctx: &mut Context, r: &Resource) -> Result<Verdict> {
+    let topic_arn = match detail(r, "topicArn") {
+        Ok(t) => t.to_owned(),
+        Err(v) => return Ok(v),
+    };
+    let sid = r.id.as_str();
+    let region = region_of(r, Some(&topic_arn));
+    let account = arn_account(&topic_arn).map(str::to_owned);
+    let sns = sns(ctx, region.as_deref()).await?;
+    let what = format!("statement {sid} of topic {topic_arn}");
+    let present = sns.topic_exists(&topic_arn).await?
+        && sns.topic_policy(&topic_arn).await?["Statement"]
+            .as_array()
+            .is_some_and(|list| list.iter().any(|s| s["Sid"] == sid));
+    if !present {
+        return Ok(ctx
+            .confirm_absent(&what, account.as_deref(), region.as_deref(), true)
+            .await);
+    }
+    if ctx.dry_run {
+        return Ok(Verdict::WouldDelete(
+            "only our statement; the topic's others stay".into(),
+        ));
+    }
+    let removal = sns.remove_policy_statement(&topic_arn, sid).await?;
+    Ok(removed(ctx, removal, &what, account.as_deref(), region.as_deref()).await)
+}
+
+pub async fn namespace(ctx: &mut Context, r: &Resource) -> Result<Verdict> {
+    let workspace = match detail(r, "workspaceId") {
+        Ok(w) => w.to_owned(),
+        Err(v) => return Ok(v),
+    };
+    let region = region_of(r, r.arn.as_deref());
+    let account = r.arn.as_deref().and_then(arn_account).map(str::to_owned);
+    let rules = Rules::new(&ctx.config(region.as_deref()).await?);
+    let name = r.id.as_str();
+    let what = format!("rule groups namespace {name} of workspace {workspace}");
+    let found = match rules
+        .client
+        .describe_rule_groups_namespace()
+        .workspace_id(&workspace)
+        .name(name)
+        .send()
+        .await
+    {
+        Ok(out) => out.rule_groups_namespace,
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception()) =>
+        {
+            None
+        }
+        Err(e) => return Err(sdk_error(e, format!("describing {what}"))),
+    };
+    let Some(found) = found else {
+        return Ok(ctx
+            .confirm_absent(&what, account.as_deref(), region.as_deref(), true)
+            .await);
+    };
+    let tags = found.tags().cloned().unwrap_or_default();
+    if !tagged_ours(tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+        return Ok(Verdict::Skipped(NOT_TAGGED.into()));
+    }
+    if ctx.dry_run {
+        return Ok(Verdict::WouldDelete(
+            "deleted, then waited for until gone".into(),
+        ));
+    }
+    let removal = rules
+        .delete_namespace(&workspace, name, ctx.timeout, &ctx.progress)
+        .await?;
+    Ok(removed(ctx, removal, &what, account.as_deref(), region.as_deref()).await)
+}
+
+pub async fn definition(ctx: &mut Context, r: &Resource) -> Result<Verdict> {
+    let workspace = match detail(r, "workspaceId") {
+        Ok(w) => w.to_owned(),
+        Err(v) => return Ok(v),
+    };
+    let workspace_arn = ctx.workspace_arns.get(&workspace).cloned();
+    let region = region_of(r, workspace_arn.as_deref());
+    let account = workspace_arn
+        .as_deref()
+        .and_then(arn_account)
+        .map(str::to_owned);
+    let rules = Rules::new(&ctx.config(region.as_deref()).await?);
+    let what = format!("the alert manager definition of workspace {workspace}");
+    let found = match rules
+        .client
+        .describe_alert_manager_definition()
+        .workspace_id(&workspace)
+        .send()
+        .await
+    {
+        Ok(out) => out.alert_manager_definition,
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception()) =>
+        {
+            None
+        }
+        Err(e) => return Err(sdk_error(e, format!("describing {what}"))),
+    };
+    let Some(found) = found else {
+        return Ok(ctx
+            .confirm_absent(&what, account.as_deref(), region.as_deref(), true)
+            .await);
+    };
+    // Untaggable, one per workspace: ours while it still routes to ampkit's receiver.
+    if !String::from_utf8_lossy(found.data().as_ref()).contains("ampkit") {
+        return Ok(Verdict::Skipped(
+            "it no longer names ampkit's receiver: someone replaced it".into(),
+        ));
+    }
+    if ctx.dry_run {
+        return Ok(Verdict::WouldDelete(
+            "deleted, then waited for until gone".into(),
+        ));
+    }
+    let removal = rules
+        .delete_alert_manager_definition(&workspace, ctx.timeout, &ctx.progress)
+        .await?;
+    Ok(removed(ctx, removal, &what, account.as_deref(), region.as_deref()).await)
+}
