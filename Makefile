@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: all setup build release lint test bench local-up local-down local-status demo clean-local
+.PHONY: all setup build release lint test bench local-up local-down local-status demo recipe teardown clean-local
 
 all: build
 
@@ -45,9 +45,19 @@ local-down:
 local-status:
 	scripts/local-stack status
 
-## Run the whole recipe on the local stack
+## Run the whole recipe on the local stack, raise the alert, tear everything down, summarize
 demo:
 	scripts/demo
+
+## The recipe's chain against what the environment points at (AWS, or the local stack's env);
+## the state document is saved to out/state.json after every step
+recipe: build
+	scripts/recipe
+
+## Delete exactly what out/state.json's ledger lists (rewritten after every entry);
+## `make teardown DRY_RUN=1` prints the plan only
+teardown: build
+	target/debug/teardown --state out/state.json $(if $(DRY_RUN),--dry-run,) > /dev/null
 
 ## Stop the local stacks (yours and the tests') and remove their data; installs stay in .local/
 clean-local:
