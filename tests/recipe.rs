@@ -1,0 +1,420 @@
+//! Reliability of the whole chain on the local stack: garbage on stdin is refused by every tool
+//! without a panic and without creating anything; the recipe run twice creates nothing the
+//! second time and one teardown leaves none of it; a service stopped in the middle of the
+//! recipe makes the failing tool exit 1 with the ledger of what was created so far, from which
+//! teardown leaves zero once the service is back. Counts are read from moto and amp-local
+//! with the AWS SDK, not from the tools.
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::{Command, Stdio};
+
+use ampkit_e2e::{Run, amp_sdk, local_stack, repo_root, stack, tool, unique_name};
+use serde_json::{Value, json};
+
+/// The tests here stop services or count what exists: one at a time.
+static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn take_turn() -> std::sync::MutexGuard<'static, ()> {
+    TURN.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn aws() -> aws_config::SdkConfig {
+    let _ = stack();
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await
+}
+
+/// What exists, by kind, in amp-local and moto.
+fn counts() -> Value {
+    runtime().block_on(async {
+        let config = aws().await;
+        let amp = amp_sdk(&stack().amp_url).await;
+        let workspaces: Vec<String> = amp
+            .list_workspaces()
+            .send()
+            .await
+            .unwrap()
+            .workspaces()
+            .iter()
+            .map(|w| w.workspace_id().to_owned())
+            .collect();
+        let mut namespaces = 0;
+        let mut definitions = 0;
+        for ws in &workspaces {
+            namespaces += amp
+                .list_rule_groups_namespaces()
+                .workspace_id(ws)
+                .send()
+                .await
+                .map(|o| o.rule_groups_namespaces().len())
+                .unwrap_or(0);
+            definitions += usize::from(
+                amp.describe_alert_manager_definition()
+                    .workspace_id(ws)
+                    .send()
+                    .await
+                    .is_ok(),
+            );
+        }
+        let iam = aws_sdk_iam::Client::new(&config);
+        let sns = aws_sdk_sns::Client::new(&config);
+        json!({
+            "workspaces": workspaces.len(),
+            "namespaces": namespaces,
+            "definitions": definitions,
+            "roles": iam.list_roles().max_items(1000).send().await.unwrap().roles().len(),
+            "oidcProviders": iam.list_open_id_connect_providers().send().await.unwrap()
+                .open_id_connect_provider_list().len(),
+            "topics": sns.list_topics().send().await.unwrap().topics().len(),
+            "subscriptions": sns.list_subscriptions().send().await.unwrap().subscriptions().len(),
+        })
+    })
+}
+
+// ---- Garbage on stdin, every tool -------------------------------------------------------------
+
+/// Every pipeline tool, with arguments under which it would create something (or write files,
+/// or send traffic) if the document let it get that far.
+fn creating_tools(out: &std::path::Path, name: &str) -> Vec<(&'static str, Vec<String>)> {
+    let out = out.display().to_string();
+    let s = |v: &[&str]| v.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>();
+    vec![
+        ("amp-workspace", s(&["ensure", "--alias", name])),
+        (
+            "irsa-role",
+            s(&[
+                "create",
+                "--cluster",
+                name,
+                "--no-kube",
+                "--role-name",
+                name,
+                "--workspace-arn",
+                "arn:aws:aps:eu-west-1:123456789012:workspace/ws-garbage",
+            ]),
+        ),
+        (
+            "render-agent-config",
+            s(&[
+                "--flavor",
+                "prometheus-agent",
+                "--target",
+                "127.0.0.1:9901",
+                "--no-sigv4",
+                "--remote-write-url",
+                "http://127.0.0.1:1/api/v1/write",
+                "--out",
+                &out,
+            ]),
+        ),
+        ("envoy-traffic", s(&["--requests", "1"])),
+        ("promql", s(&["labels"])),
+        (
+            "grafana-import",
+            s(&[
+                "--render-only",
+                "--dashboard",
+                "builtin:envoy-global",
+                "--out",
+                &out,
+            ]),
+        ),
+        (
+            "sns-alert",
+            s(&["--topic-name", name, "--workspace-id", "ws-garbage"]),
+        ),
+        ("teardown", s(&[])),
+    ]
+}
+
+/// The inputs, each with a fragment the error must contain.
+fn garbage() -> Vec<(&'static str, Vec<u8>, &'static str)> {
+    let deep = "[".repeat(10 << 20);
+    let mut noise = Vec::with_capacity(10 << 20);
+    let mut x: u32 = 12345;
+    while noise.len() < 10 << 20 {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        noise.push(b"abc{}[]:,\"xyz 019"[(x >> 16) as usize % 17]);
+    }
+    vec![
+        ("not JSON", b"workspace: ws-1\n".to_vec(), "not valid JSON"),
+        ("an array", b"[{\"workspace\": {}}]".to_vec(), "an array"),
+        ("a number", b"42".to_vec(), "a number"),
+        (
+            "the ledger of the wrong type",
+            br#"{"resources": "all of them"}"#.to_vec(),
+            "`resources`",
+        ),
+        ("10 MB nested", deep.into_bytes(), "not valid JSON"),
+        ("10 MB of noise", noise, "not valid JSON"),
+        ("binary", (0..=255u8).cycle().take(4096).collect(), "stdin"),
+    ]
+}
+
+fn check_refused(tool_name: &str, what: &str, run: &Run, says: &str) {
+    assert_eq!(
+        run.code, 2,
+        "{tool_name} on {what}: exit {} (stderr: {})",
+        run.code, run.stderr
+    );
+    let errors: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("{\"error\""))
+        .collect();
+    assert_eq!(errors.len(), 1, "{tool_name} on {what}: {}", run.stderr);
+    let err: Value = serde_json::from_str(errors[0]).unwrap();
+    assert_eq!(err["error"]["tool"], tool_name);
+    assert_eq!(
+        err["error"]["kind"], "input",
+        "{tool_name} on {what}: {err}"
+    );
+    let message = err["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(says),
+        "{tool_name} on {what}: `{says}` not in {message}"
+    );
+    assert!(
+        !run.stderr.contains("panicked") && !run.stderr.contains("internal"),
+        "{tool_name} on {what}: {}",
+        run.stderr
+    );
+    assert!(
+        run.stdout.is_empty(),
+        "{tool_name} on {what}: {}",
+        run.stdout
+    );
+}
+
+#[test]
+fn garbage_on_stdin_is_exit_2_naming_the_problem_for_every_tool_and_creates_nothing() {
+    let _turn = take_turn();
+    let before = counts();
+    let out = tempfile::tempdir().unwrap();
+    let name = unique_name("garbage");
+    for (what, input, says) in garbage() {
+        for (tool_name, args) in creating_tools(out.path(), &name) {
+            let run = tool(tool_name).args(&args).stdin(input.clone()).run();
+            check_refused(tool_name, what, &run, says);
+        }
+    }
+    assert_eq!(counts(), before, "nothing was created anywhere");
+    assert_eq!(
+        std::fs::read_dir(out.path()).unwrap().count(),
+        0,
+        "no file was written"
+    );
+}
+
+// ---- The recipe twice, one teardown -----------------------------------------------------------
+
+/// A fresh EKS cluster in moto for the recipe (eksctl's part).
+fn cluster(name: &str) {
+    runtime().block_on(async {
+        aws_sdk_eks::Client::new(&aws().await)
+            .create_cluster()
+            .name(name)
+            .role_arn("arn:aws:iam::123456789012:role/eks-cluster")
+            .resources_vpc_config(
+                aws_sdk_eks::types::VpcConfigRequest::builder()
+                    .subnet_ids("subnet-1")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+}
+
+/// `scripts/recipe` with its own state, names and a short traffic run.
+fn recipe(dir: &std::path::Path, name: &str) -> Run {
+    let output = Command::new(repo_root().join("scripts").join("recipe"))
+        .env("AMPKIT_STATE", dir.join("state.json"))
+        .env("AMPKIT_OUT", dir.join("out"))
+        .env("AMPKIT_ALIAS", name)
+        .env("AMPKIT_CLUSTER", name)
+        .env("AMPKIT_TOPIC", format!("grafana-{name}"))
+        .env("AMPKIT_EMAIL", "ops@example.com")
+        .env("AMPKIT_REQUESTS", "60")
+        .env_remove("GRAFANA_URL")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+fn state_of(dir: &std::path::Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn the_recipe_twice_creates_nothing_new_and_one_teardown_leaves_zero() {
+    let _turn = take_turn();
+    let name = unique_name("recipe");
+    cluster(&name);
+    let before = counts();
+    let dir = tempfile::tempdir().unwrap();
+
+    let first = recipe(dir.path(), &name);
+    first.expect_code(0);
+    let ledger = state_of(dir.path())["resources"].clone();
+    let kinds = ampkit_e2e::ledger_kinds(&state_of(dir.path()));
+    for kind in [
+        "amp-workspace",
+        "iam-role",
+        "sns-topic",
+        "amp-rule-groups-namespace",
+        "amp-alert-manager-definition",
+    ] {
+        assert!(kinds.iter().any(|k| k == kind), "{kind} in {kinds:?}");
+    }
+    // One progress line per step, with its time.
+    let steps = first
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("recipe: [") && l.contains(" ms "))
+        .count();
+    assert!(steps >= 9, "{}", first.stderr);
+    let after_first = counts();
+    assert_ne!(after_first, before);
+
+    let second = recipe(dir.path(), &name);
+    second.expect_code(0);
+    assert_eq!(counts(), after_first, "the second run created nothing");
+    assert_eq!(
+        state_of(dir.path())["resources"],
+        ledger,
+        "and its ledger is the first's"
+    );
+
+    let run = tool("teardown")
+        .args(["--state", dir.path().join("state.json").to_str().unwrap()])
+        .run();
+    run.expect_code(0);
+    assert_eq!(state_of(dir.path())["resources"], json!([]));
+    assert_eq!(
+        counts(),
+        before,
+        "none of ours is left in moto or amp-local"
+    );
+}
+
+// ---- Faults -----------------------------------------------------------------------------------
+
+/// Stop one part of the test stack (its pid file), as a crash would.
+fn stop(part: &str) {
+    let pid_file = stack().stack_dir.join(format!("{part}.pid"));
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let status = Command::new("kill").arg(pid.trim()).status().unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while Command::new("kill")
+        .args(["-0", pid.trim()])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+    {
+        assert!(std::time::Instant::now() < deadline, "{part} did not stop");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Bring the stopped part back (`up` starts only what is not running).
+fn restart() {
+    let stack = stack();
+    let base = std::env::var("AMPKIT_PORT_BASE").unwrap();
+    let run = local_stack(
+        &["up"],
+        &[
+            ("AMPKIT_STACK_DIR", stack.stack_dir.to_str().unwrap()),
+            ("AMPKIT_PORT_BASE", &base),
+        ],
+    );
+    run.expect_code(0);
+}
+
+#[test]
+fn a_service_stopped_mid_recipe_fails_one_step_with_the_ledger_and_teardown_leaves_zero() {
+    let _turn = take_turn();
+    let name = unique_name("fault");
+    let before = counts();
+
+    // amp-local stops after the workspace and the IAM role exist: the alerting step cannot
+    // reach AMP and exits 1, passing on the ledger of what the steps before created.
+    cluster(&name);
+    let ws = tool("amp-workspace")
+        .args(["ensure", "--alias", &name])
+        .run();
+    ws.expect_code(0);
+    let irsa = tool("irsa-role")
+        .args(["create", "--cluster", &name, "--no-kube"])
+        .stdin_doc(&ws.doc())
+        .run();
+    irsa.expect_code(0);
+    let created = irsa.doc()["resources"].clone();
+    assert!(ampkit_e2e::ledger_kinds(&irsa.doc()).contains(&"iam-role".to_owned()));
+    stop("amp-local");
+    let run = tool("sns-alert")
+        .args(["--topic-name", &format!("grafana-{name}")])
+        .stdin_doc(&irsa.doc())
+        .run();
+    restart();
+    run.expect_code(1);
+    let err = run.error();
+    assert_eq!(err["error"]["kind"], "remote", "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("could not reach"),
+        "a clear message: {err}"
+    );
+    let doc = run.doc();
+    assert_eq!(
+        doc["resources"], created,
+        "the ledger lists everything created so far"
+    );
+    let torn = tool("teardown").stdin_doc(&doc).run();
+    torn.expect_code(0);
+    assert_eq!(counts(), before, "zero left after amp-local came back");
+
+    // moto stops before the IAM step: irsa-role fails, the workspace's ledger passes on.
+    let ws = tool("amp-workspace")
+        .args(["ensure", "--alias", &format!("{name}-b")])
+        .run();
+    ws.expect_code(0);
+    stop("moto");
+    let run = tool("irsa-role")
+        .args(["create", "--cluster", &name, "--no-kube"])
+        .stdin_doc(&ws.doc())
+        .run();
+    restart();
+    run.expect_code(1);
+    assert!(
+        run.error()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("could not reach"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.doc()["resources"], ws.doc()["resources"]);
+    let torn = tool("teardown").stdin_doc(&run.doc()).run();
+    torn.expect_code(0);
+    // moto keeps its state in memory, so its counts restart from zero; amp-local's do not.
+    assert_eq!(counts()["workspaces"], before["workspaces"]);
+}
