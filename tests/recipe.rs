@@ -418,3 +418,98 @@ fn a_service_stopped_mid_recipe_fails_one_step_with_the_ledger_and_teardown_leav
     // moto keeps its state in memory, so its counts restart from zero; amp-local's do not.
     assert_eq!(counts()["workspaces"], before["workspaces"]);
 }
+
+// ---- No data lost -----------------------------------------------------------------------------
+
+/// The workspace's value of `expr` (one series), through promql.
+fn amp_value(doc: &Value, expr: &str) -> f64 {
+    let run = tool("promql").args(["query", expr]).stdin_doc(doc).run();
+    run.expect_code(0);
+    let out = run.doc();
+    out["query"]["result"][0]["value"][1]
+        .as_str()
+        .unwrap_or_else(|| panic!("no value for {expr}: {}", out["query"]))
+        .parse()
+        .unwrap()
+}
+
+/// Envoy's own counter of dj's ingress, from its admin.
+fn envoy_dj_total() -> u64 {
+    let admin = &stack().envoy_admin_urls[0];
+    let text = runtime().block_on(async {
+        reqwest::get(format!(
+            "{admin}/stats?filter=^http\\.ingress_dj\\.downstream_rq_total$"
+        ))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+    });
+    text.lines()
+        .find_map(|l| l.strip_prefix("http.ingress_dj.downstream_rq_total: "))
+        .unwrap_or_else(|| panic!("no counter in {text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn ten_seconds_of_load_sent_equals_envoy_counted_equals_the_increase_in_amp() {
+    let _turn = take_turn();
+    let stack = stack();
+    let ws = tool("amp-workspace")
+        .args(["ensure", "--alias", &unique_name("no-loss")])
+        .run();
+    ws.expect_code(0);
+    let doc = ws.doc();
+    let id = doc["workspace"]["workspaceId"].as_str().unwrap().to_owned();
+    let _agent =
+        ampkit_e2e::amp_local::Agent::scraping_the_mesh(&stack, &id, ("ampkit_test", "no-loss"));
+    let dj = "sum(envoy_http_downstream_rq_total{service=\"dj\", envoy_http_conn_manager_prefix=\"ingress_dj\"})";
+    let wait = |at_least: u64| {
+        tool("promql")
+            .args(["wait", dj, "--compare", ">=", &at_least.to_string()])
+            .args(["--timeout", "60s"])
+            .stdin_doc(&doc)
+            .run()
+            .expect_code(0);
+    };
+    // Before: the workspace holds Envoy's counter as it is now.
+    let envoy_before = envoy_dj_total();
+    wait(envoy_before);
+    let amp_before = amp_value(&doc, dj);
+    assert_eq!(amp_before, envoy_before as f64);
+
+    let run = tool("envoy-traffic")
+        .args([
+            "--rate",
+            "50",
+            "--duration",
+            "10s",
+            "--paths",
+            "/jazz,/metal",
+        ])
+        .stdin_doc(&doc)
+        .run();
+    run.expect_code(0);
+    let traffic = run.doc()["traffic"].clone();
+    let sent = traffic["sent"].as_u64().unwrap();
+    assert!(sent >= 450, "10 s at 50/s: {sent}");
+    assert_eq!(traffic["completed"].as_u64(), Some(sent), "{traffic}");
+    let listeners = traffic["envoy"]["listeners"].as_array().unwrap();
+    assert!(
+        listeners.iter().all(|l| l["match"] == true),
+        "Envoy counted what was sent: {listeners:?}"
+    );
+    let envoy_after = envoy_dj_total();
+    assert_eq!(envoy_after - envoy_before, sent, "Envoy's own counter");
+
+    wait(envoy_after);
+    let amp_after = amp_value(&doc, dj);
+    assert_eq!(
+        amp_after - amp_before,
+        sent as f64,
+        "the increase seen in AMP is exactly what was sent"
+    );
+}

@@ -571,6 +571,32 @@ fn roles_and_the_oidc_provider_go_children_first_and_foreign_users_keep_theirs()
             .open_id_connect_provider_arn()
             .unwrap()
             .to_owned();
+        // Someone's provider with a URL like ours, and one of ours whose tag was removed.
+        for (suffix, tagged) in [("foreign", false), ("untagged", true)] {
+            let mut create = iam
+                .create_open_id_connect_provider()
+                .url(format!("https://oidc.teardown.test/id/{name}-{suffix}"))
+                .client_id_list("sts.amazonaws.com")
+                .thumbprint_list("9e99a48a9960b14926bb7f3b02e22da2b0ab7280");
+            if tagged {
+                create = create.tags(ours_tag());
+            }
+            let arn = create
+                .send()
+                .await
+                .unwrap()
+                .open_id_connect_provider_arn()
+                .unwrap()
+                .to_owned();
+            if tagged {
+                iam.untag_open_id_connect_provider()
+                    .open_id_connect_provider_arn(&arn)
+                    .tag_keys("managed-by")
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
         let ours = make_role(&iam, &name, &trusting(&provider_arn), true).await;
         // Ledgered, but someone removed the tag.
         let untagged = make_role(&iam, &format!("{name}-b"), &trusting(&provider_arn), true).await;
@@ -624,9 +650,14 @@ fn roles_and_the_oidc_provider_go_children_first_and_foreign_users_keep_theirs()
         .await;
         (provider_arn, ours, untagged, attached)
     });
+    let provider = |suffix: &str| {
+        format!("arn:aws:iam::{ACCOUNT}:oidc-provider/oidc.teardown.test/id/{name}-{suffix}")
+    };
+    let (untagged_provider, foreign_provider) = (provider("untagged"), provider("foreign"));
     let doc = json!({
     "irsa": {"roleName": format!("{name}-theirs"), "roleArn": format!("arn:aws:iam::{ACCOUNT}:role/{name}-theirs")},
     "resources": [
+        {"type": "iam-oidc-provider", "id": untagged_provider, "arn": untagged_provider, "tool": "irsa-role"},
         {"type": "iam-oidc-provider", "id": provider_arn, "arn": provider_arn, "tool": "irsa-role"},
         role_entry(&name, &ours_arn),
         role_entry(&format!("{name}-b"), &untagged_arn),
@@ -658,6 +689,8 @@ fn roles_and_the_oidc_provider_go_children_first_and_foreign_users_keep_theirs()
     assert_eq!(outcome_of(&out, &format!("{name}-b")), "skipped");
     assert_eq!(outcome_of(&out, &name), "deleted");
     assert_eq!(outcome_of(&out, &provider_arn), "skipped");
+    assert_eq!(outcome_of(&out, &untagged_provider), "skipped");
+    assert!(reason_of(&out, &untagged_provider).contains("managed-by=ampkit"));
     let why = reason_of(&out, &provider_arn);
     assert!(
         why.contains(&format!("{name}-foreign")) && why.contains(&format!("{name}-b")),
@@ -670,6 +703,9 @@ fn roles_and_the_oidc_provider_go_children_first_and_foreign_users_keep_theirs()
             provider_exists(&iam, &provider_arn).await,
             "the provider others trust stays"
         );
+        for other in [&untagged_provider, &foreign_provider] {
+            assert!(provider_exists(&iam, other).await, "{other} survives");
+        }
         for survivor in ["-b", "-c", "-foreign", "-theirs"] {
             assert!(
                 role_exists(&iam, &format!("{name}{survivor}")).await,
@@ -704,7 +740,7 @@ fn roles_and_the_oidc_provider_go_children_first_and_foreign_users_keep_theirs()
             .as_array()
             .unwrap()
             .iter()
-            .filter(|r| r["type"] == "iam-oidc-provider")
+            .filter(|r| r["id"] == provider_arn.as_str())
             .cloned()
             .collect::<Vec<_>>()
     );
@@ -714,6 +750,13 @@ fn roles_and_the_oidc_provider_go_children_first_and_foreign_users_keep_theirs()
     rt.block_on(async {
         let iam = iam().await;
         assert!(!provider_exists(&iam, &provider_arn).await);
+        for other in [&untagged_provider, &foreign_provider] {
+            iam.delete_open_id_connect_provider()
+                .open_id_connect_provider_arn(other)
+                .send()
+                .await
+                .unwrap();
+        }
         let role = format!("{name}-c");
         let managed = format!("arn:aws:iam::{ACCOUNT}:policy/{name}-governance");
         iam.detach_role_policy()
@@ -901,4 +944,46 @@ fn alerting_goes_with_its_workspace_and_a_found_topic_keeps_all_but_ours() {
         0,
         "our subscription went"
     );
+}
+
+#[test]
+fn a_ledgered_topic_whose_tag_was_removed_is_kept() {
+    let rt = runtime();
+    let name = unique_name("grafana-td-untagged");
+    let arn = rt.block_on(async {
+        let sns = aws_sdk_sns::Client::new(
+            &aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .load()
+                .await,
+        );
+        let tag = aws_sdk_sns::types::Tag::builder()
+            .key("managed-by")
+            .value("ampkit")
+            .build()
+            .unwrap();
+        let arn = sns
+            .create_topic()
+            .name(&name)
+            .tags(tag)
+            .send()
+            .await
+            .unwrap()
+            .topic_arn()
+            .unwrap()
+            .to_owned();
+        sns.untag_resource()
+            .resource_arn(&arn)
+            .tag_keys("managed-by")
+            .send()
+            .await
+            .unwrap();
+        arn
+    });
+    let doc = json!({"resources": [{"type": "sns-topic", "id": arn, "arn": arn, "region": stack().region,
+        "tool": "sns-alert", "details": {"name": name}}]});
+    let run = tool("teardown").stdin_doc(&doc).run();
+    run.expect_code(1);
+    assert_eq!(outcome_of(&run.doc(), &arn), "skipped");
+    assert_eq!(run.doc()["resources"], doc["resources"]);
+    assert!(rt.block_on(topic_exists(&arn)), "the topic survives");
 }
