@@ -9,6 +9,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ampkit_e2e::amp_local::{Agent, Process, local_bin};
+use ampkit_e2e::grafana::alerting::SnsFlavour;
+use ampkit_e2e::grafana::{GrafanaFixture, mint_token};
 use ampkit_e2e::{Stack, amp_sdk, bin, ledger_kinds, stack, tool, unique_name};
 use serde_json::{Value, json};
 
@@ -52,6 +54,21 @@ async fn moto_subscriptions(stack: &Stack) -> Vec<Value> {
         .as_array()
         .cloned()
         .unwrap_or_default()
+}
+
+/// None of `names` is a topic in moto (other tests make topics at the same time, so a count
+/// would not do).
+async fn assert_no_topic_named(stack: &Stack, names: &[String]) {
+    let topics = moto_topics(stack).await;
+    for name in names {
+        let suffix = format!(":{name}");
+        assert!(
+            !topics
+                .iter()
+                .any(|t| t["arn"].as_str().is_some_and(|a| a.ends_with(&suffix))),
+            "topic {name} was created"
+        );
+    }
 }
 
 fn policy_sids(topic: &Value) -> Vec<String> {
@@ -367,11 +384,12 @@ async fn bad_input_is_exit_2_naming_the_flag_and_creates_nothing() {
         (vec!["--topic-name", "has space"], "--topic-name"),
         (vec!["--namespace", ".no"], "--namespace"),
     ];
-    let before = moto_topics(&stack).await.len();
+    let mut names = Vec::new();
     for (args, fragment) in cases {
         // A fresh topic name each time (--topic-arn and --topic-name cases bring their own),
         // so that a topic made by mistake would show in moto.
         let topic_name = unique_name("grafana-never");
+        names.push(topic_name.clone());
         let mut invocation = sns_alert(&input);
         if !matches!(args[0], "--topic-arn" | "--topic-name") {
             invocation = invocation.args(["--topic-name", &topic_name]);
@@ -386,11 +404,7 @@ async fn bad_input_is_exit_2_naming_the_flag_and_creates_nothing() {
         );
         assert_eq!(run.doc(), input, "{args:?}: the document changed");
     }
-    assert_eq!(
-        moto_topics(&stack).await.len(),
-        before,
-        "a topic was created"
-    );
+    assert_no_topic_named(&stack, &names).await;
     let amp = amp_sdk(&stack.amp_url).await;
     let ws = input["workspace"]["workspaceId"].as_str().unwrap();
     let namespaces = amp
@@ -617,4 +631,291 @@ async fn latency_raised_with_the_fault_delay_fires_the_alert_into_sns_and_resolv
     })
     .await;
     eprintln!("delay stop to the RESOLVED message at the topic: {resolved:.1} s");
+}
+
+fn grafana_doc(fixture: &GrafanaFixture) -> Value {
+    json!({
+        "grafana": {"url": fixture.url, "datasourceUid": "ampkit-ws-1", "version": "x"},
+        "other": {"kept": true}
+    })
+}
+
+fn sns_alert_grafana(doc: &Value, args: &[&str]) -> ampkit_e2e::Run {
+    let token = mint_token(11);
+    tokio::task::block_in_place(|| {
+        let mut invocation = tool("sns-alert").env("GRAFANA_TOKEN", &token);
+        if !args.contains(&"--target") {
+            invocation = invocation.args(["--target", "grafana"]);
+        }
+        invocation.args(args).stdin_doc(doc).run()
+    })
+}
+
+const OUR_MATCHERS: &str =
+    r#"[["managed_by","=","ampkit"],["alertname","=","DownstreamLatencyP99High"]]"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grafana_target_adds_contact_point_route_and_rule_keeping_the_tree() {
+    let stack = stack();
+    for version in ["10.4.1", "12.0.2"] {
+        let mut fixture = GrafanaFixture::start(version).await;
+        fixture.seed_route("team-pager", json!([["team", "=", "payments"]]));
+        fixture.expect(&[
+            "GET /api/health",
+            "POST /api/folders",
+            "POST /api/v1/provisioning/contact-points",
+            "GET /api/v1/provisioning/policies",
+            "PUT /api/v1/provisioning/policies",
+            "POST /api/v1/provisioning/alert-rules",
+            "PUT /api/v1/provisioning/folder/ampkit-service-mesh/rule-groups/ampkit-downstream-latency",
+        ]);
+        let input = grafana_doc(&fixture);
+        let topic_name = unique_name("grafana-cp");
+        let args = ["--topic-name", topic_name.as_str(), "--interval", "30s"];
+        let run = sns_alert_grafana(&input, &args);
+        run.expect_code(0);
+        let doc = run.doc();
+        assert_eq!(doc["other"], json!({"kept": true}));
+        assert_eq!(doc["grafana"], input["grafana"]);
+        assert_eq!(
+            ledger_kinds(&doc),
+            [
+                "sns-topic",
+                "grafana-folder",
+                "grafana-contact-point",
+                "grafana-notification-route",
+                "grafana-alert-rule"
+            ],
+            "{version}"
+        );
+        for entry in doc["resources"].as_array().unwrap()[1..].iter() {
+            assert_eq!(entry["details"]["grafanaUrl"], fixture.url.as_str());
+        }
+        let topic_arn = doc["alerting"]["topicArn"].as_str().unwrap().to_owned();
+        assert!(moto_topic(&stack, &topic_arn).await.is_some());
+        let section = &doc["alerting"]["grafana"];
+        assert_eq!(section["contactPointName"], "ampkit-sns");
+        assert_eq!(section["folderUid"], "ampkit-service-mesh");
+        assert_eq!(section["ruleUid"], "ampkit-downstreamlatencyp99high");
+        assert_eq!(section["route"]["receiver"], "ampkit-sns");
+
+        // The contact point Grafana stored: Grafana's own SNS settings, locked to the API.
+        let cp = fixture
+            .contact_points()
+            .into_iter()
+            .find(|c| c["name"] == "ampkit-sns")
+            .expect("the contact point");
+        assert_eq!(cp["type"], "sns");
+        assert_eq!(cp["settings"]["topic_arn"], topic_arn.as_str());
+        assert_eq!(cp["settings"]["sigv4"], json!({"region": stack.region}));
+        assert!(
+            cp["settings"]["subject"]
+                .as_str()
+                .unwrap()
+                .contains("reReplaceAll")
+        );
+        assert_eq!(cp["provenance"], "api");
+
+        // The tree: the default receiver and the route someone made are still there; ours is
+        // first, matching only our alert.
+        let (tree, provenance) = fixture.policy_tree();
+        assert_eq!(tree["receiver"], "grafana-default-email");
+        let routes = tree["routes"].as_array().unwrap();
+        assert_eq!(routes.len(), 2, "{tree:#}");
+        assert_eq!(routes[0]["receiver"], "ampkit-sns");
+        assert_eq!(
+            routes[0]["object_matchers"],
+            serde_json::from_str::<Value>(OUR_MATCHERS).unwrap()
+        );
+        assert_eq!(routes[1]["receiver"], "team-pager");
+        assert_eq!(provenance, "api");
+
+        // The rule: query, reduce, threshold; in its group at the interval asked.
+        let rules = fixture.alert_rules();
+        assert_eq!(rules.len(), 1);
+        let rule = &rules[0];
+        assert_eq!(rule["condition"], "C");
+        assert_eq!(rule["for"], "1m");
+        assert_eq!(rule["labels"]["managed_by"], "ampkit");
+        assert_eq!(rule["data"][0]["datasourceUid"], "ampkit-ws-1");
+        assert!(
+            rule["data"][0]["model"]["expr"]
+                .as_str()
+                .unwrap()
+                .starts_with("histogram_quantile(0.99")
+        );
+        assert_eq!(rule["data"][1]["model"]["type"], "reduce");
+        assert_eq!(
+            rule["data"][2]["model"]["conditions"][0]["evaluator"],
+            json!({"type": "gt", "params": [5.0]})
+        );
+        assert_eq!(rule["provenance"], "api");
+        assert_eq!(
+            fixture.rule_group_interval("ampkit-service-mesh", "ampkit-downstream-latency"),
+            Some(30)
+        );
+
+        // Again: nothing new, the tree not doubled.
+        let again = sns_alert_grafana(&doc, &args);
+        again.expect_code(0);
+        assert_eq!(again.doc()["resources"], doc["resources"]);
+        assert_eq!(
+            fixture.policy_tree().0["routes"].as_array().unwrap().len(),
+            2
+        );
+        assert_eq!(fixture.alert_rules().len(), 1);
+
+        // A change with --editable to a rule locked to the API is refused, with the reason.
+        let mut changed = args.to_vec();
+        changed.extend(["--threshold-ms", "8", "--editable"]);
+        let refused = sns_alert_grafana(&doc, &changed);
+        refused.expect_code(2);
+        let err = refused.error();
+        assert!(
+            err["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("provenance"),
+            "{version}: {err}"
+        );
+        assert!(
+            err["error"]["hint"]
+                .as_str()
+                .unwrap()
+                .contains("without --editable")
+        );
+        // Without it, the change goes through, in place.
+        changed.pop();
+        let updated = sns_alert_grafana(&doc, &changed);
+        updated.expect_code(0);
+        assert_eq!(
+            fixture.alert_rules()[0]["data"][2]["model"]["conditions"][0]["evaluator"]["params"],
+            json!([8.0])
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn editable_and_amg_shaped_contact_points_and_grafana_bad_input() {
+    let stack = stack();
+    let mut fixture = GrafanaFixture::start("10.4.1").await;
+    fixture.sns_flavour(SnsFlavour::Amg);
+    fixture.seed_folder("ampkit-service-mesh", "Service mesh");
+    fixture.expect(&["POST /api/v1/provisioning/contact-points"]);
+    let input = grafana_doc(&fixture);
+    // Bad input, refused before anything is made.
+    let mut names = vec!["alerts".to_owned()];
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["--topic-name", "alerts"],
+            "does not start with `grafana`",
+        ),
+        (vec!["--interval", "15s"], "multiple of 10s"),
+        (
+            vec!["--datasource-uid", "", "--grafana-url", ""],
+            "no Grafana",
+        ),
+    ];
+    for (args, fragment) in cases {
+        let name = unique_name("grafana-never");
+        let mut args = args;
+        if args[0] != "--topic-name" {
+            args.extend(["--topic-name", &name]);
+            names.push(name.clone());
+        }
+        let run = sns_alert_grafana(&input, &args);
+        run.expect_code(2);
+        let err = run.error();
+        assert!(
+            err["error"]["message"].as_str().unwrap().contains(fragment),
+            "{args:?}: {err}"
+        );
+    }
+    let no_grafana = sns_alert_grafana(&json!({}), &[]);
+    no_grafana.expect_usage_error("no Grafana");
+    assert_no_topic_named(&stack, &names).await;
+
+    // Grafana's own SNS settings against AMG's notifier: refused by Grafana (exit 2), with the
+    // way out; the topic made before is in the ledger.
+    let topic_name = unique_name("grafana-amg");
+    let run = sns_alert_grafana(&input, &["--topic-name", &topic_name]);
+    run.expect_code(2);
+    assert!(
+        run.error()["error"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("--grafana-sns-shape")
+    );
+    assert_eq!(ledger_kinds(&run.doc()), ["sns-topic"]);
+
+    // AMG's shape, editable, with a topic named freely under a customer-managed role.
+    let topic_name = unique_name("alerts-amg");
+    let run = sns_alert_grafana(
+        &input,
+        &[
+            "--topic-name",
+            &topic_name,
+            "--grafana-sns-shape",
+            "amg",
+            "--grafana-permissions",
+            "customer-managed",
+            "--editable",
+        ],
+    );
+    run.expect_code(0);
+    let doc = run.doc();
+    // The folder existed: not ours to ledger.
+    assert_eq!(
+        ledger_kinds(&doc),
+        [
+            "sns-topic",
+            "grafana-contact-point",
+            "grafana-notification-route",
+            "grafana-alert-rule"
+        ]
+    );
+    let cp = fixture
+        .contact_points()
+        .into_iter()
+        .find(|c| c["name"] == "ampkit-sns")
+        .unwrap();
+    assert_eq!(cp["settings"]["topic"], doc["alerting"]["topicArn"]);
+    assert_eq!(cp["settings"]["authProvider"], "default");
+    assert!(cp["settings"].get("topic_arn").is_none());
+    assert_eq!(cp["provenance"], "");
+    assert_eq!(fixture.policy_tree().1, "");
+    assert_eq!(fixture.alert_rules()[0]["provenance"], "");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_targets_in_one_run() {
+    let mut fixture = GrafanaFixture::start("12.0.2").await;
+    fixture.expect(&[
+        "POST /api/v1/provisioning/contact-points",
+        "POST /api/v1/provisioning/alert-rules",
+    ]);
+    let mut input = tokio::task::block_in_place(|| workspace_doc("sns-alert-both"));
+    input["grafana"] = grafana_doc(&fixture)["grafana"].clone();
+    let topic_name = unique_name("grafana-both");
+    let run = sns_alert_grafana(&input, &["--topic-name", &topic_name, "--target", "both"]);
+    run.expect_code(0);
+    let doc = run.doc();
+    assert_eq!(
+        ledger_kinds(&json!({"resources": new_ledger_entries(&input, &doc)})),
+        [
+            "sns-topic",
+            "sns-topic-policy-statement",
+            "amp-rule-groups-namespace",
+            "amp-alert-manager-definition",
+            "grafana-folder",
+            "grafana-contact-point",
+            "grafana-notification-route",
+            "grafana-alert-rule"
+        ]
+    );
+    assert_eq!(doc["alerting"]["amp"]["alertManager"], "ACTIVE");
+    assert_eq!(
+        doc["alerting"]["grafana"]["ruleUid"],
+        "ampkit-downstreamlatencyp99high"
+    );
 }

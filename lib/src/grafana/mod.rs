@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 
 use crate::error::{Error, ErrorKind, Result};
 
+pub mod alerting;
 pub mod amg;
 pub use amg::Session;
 

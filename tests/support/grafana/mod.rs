@@ -16,6 +16,8 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+pub mod alerting;
+
 #[derive(Default)]
 struct Db {
     version: String,
@@ -25,6 +27,7 @@ struct Db {
     /// Stored dashboards: (folder uid, dashboard JSON with id, uid, version).
     dashboards: Vec<(String, Value)>,
     next_id: u64,
+    alerting: alerting::Alerting,
 }
 
 type Shared = Arc<Mutex<Db>>;
@@ -402,12 +405,10 @@ async fn handle(State(db): State<Shared>, request: Request) -> Response {
                 ),
             }
         }
-        _ => deletes::handle(
-            &mut db,
-            method.as_str(),
-            &segments,
-            parts.uri.query().unwrap_or_default(),
-        ),
+        (m, rest) => match alerting::route(&mut db, m, rest, &parts.headers, json_body()) {
+            Some(response) => response,
+            None => deletes::handle(&mut db, m, rest, parts.uri.query().unwrap_or_default()),
+        },
     }
 }
 

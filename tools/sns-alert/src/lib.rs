@@ -24,12 +24,13 @@ use ampkit::aws::AwsArgs;
 use ampkit::cli::{Runtime, Tool};
 use ampkit::doc::{Resource, ResourceKind, StateDoc};
 use ampkit::error::{Error, Result};
-use ampkit::grafana::Outcome;
+use ampkit::grafana::alerting::{ContactPointSpec, RouteSpec, uid_from};
+use ampkit::grafana::{Grafana, GrafanaArgs, Outcome};
 use ampkit::poll::Progress;
 use ampkit::sns::{self, Sns, StatementOutcome, TopicArn};
 use ampkit::timespec::parse_duration;
 
-use render::{AlertSpec, Timing};
+use render::{AlertSpec, SnsShape, Timing};
 
 /// The program's name, as in the ledger and in error lines.
 pub const NAME: &str = "sns-alert";
@@ -52,6 +53,29 @@ pub const TOOL: Tool = Tool {
 pub enum Target {
     /// AMP rules + alert manager definition (SNS receiver)
     Amp,
+    /// A Grafana alert rule, an SNS contact point and a route in the notification policy tree
+    Grafana,
+    /// Both
+    Both,
+}
+
+impl Target {
+    fn amp(self) -> bool {
+        matches!(self, Target::Amp | Target::Both)
+    }
+
+    fn grafana(self) -> bool {
+        matches!(self, Target::Grafana | Target::Both)
+    }
+}
+
+/// How Grafana may publish to the topic.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permissions {
+    /// AMG's service-managed role: it may publish only to topics named `grafana*`
+    ServiceManaged,
+    /// A role of your own that allows sns:Publish on the topic
+    CustomerManaged,
 }
 
 /// The SNS topic and the recipe's latency alert. Reads `workspace`; writes `alerting`.
@@ -143,6 +167,27 @@ pub struct CreateArgs {
     /// Give up waiting for AMP after this long
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = positive_duration)]
     pub timeout: Duration,
+    #[command(flatten)]
+    pub grafana: GrafanaArgs,
+    /// Grafana: the Prometheus datasource the rule queries [default: the document's
+    /// grafana.datasourceUid]
+    #[arg(long, value_name = "UID")]
+    pub datasource_uid: Option<String>,
+    /// Grafana: the folder of the rule (found or made) [default: the document's grafana.folderUid]
+    #[arg(long, value_name = "TITLE", default_value = "Service mesh")]
+    pub folder: String,
+    /// Grafana: the contact point's name
+    #[arg(long, value_name = "NAME", default_value = "ampkit-sns")]
+    pub contact_point: String,
+    /// Grafana: the SNS contact point's settings, Grafana's own or AMG's notifier's
+    #[arg(long, value_enum, default_value = "upstream")]
+    pub grafana_sns_shape: SnsShape,
+    /// Grafana: how Grafana may publish to the topic
+    #[arg(long, value_enum, default_value = "service-managed")]
+    pub grafana_permissions: Permissions,
+    /// Grafana: keep what is created editable in Grafana's UI (X-Disable-Provenance)
+    #[arg(long)]
+    pub editable: bool,
 }
 
 fn duration(text: &str) -> std::result::Result<Duration, String> {
@@ -191,6 +236,21 @@ pub struct AlertingSection {
     pub alert: Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub amp: Option<AmpPart>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grafana: Option<GrafanaPart>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GrafanaPart {
+    pub url: String,
+    pub contact_point_uid: String,
+    pub contact_point_name: String,
+    pub rule_uid: String,
+    pub folder_uid: String,
+    pub rule_group: String,
+    /// Our route in the policy tree: the receiver and the matchers.
+    pub route: Value,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -221,6 +281,17 @@ struct Plan {
     topic: TopicChoice,
     alert: AlertSpec,
     amp: Option<AmpPlan>,
+    grafana: Option<GrafanaPlan>,
+}
+
+struct GrafanaPlan {
+    client: Grafana,
+    url: String,
+    datasource_uid: String,
+    folder_uid: String,
+    rule_uid: String,
+    contact_point_uid: String,
+    route: RouteSpec,
 }
 
 enum TopicChoice {
@@ -304,42 +375,42 @@ async fn plan(args: &CreateArgs, config: &SdkConfig, doc: &StateDoc) -> Result<P
         }
     };
 
-    let amp = match args.target {
-        Target::Amp => {
-            let section = WorkspaceSection::from_doc(doc)?.unwrap_or_default();
-            let workspace_id = args
-                .workspace_id
-                .clone()
-                .or_else(|| WorkspaceSection::get(&section.workspace_id).map(str::to_owned))
-                .ok_or_else(|| {
-                    Error::usage("no workspace: pass --workspace-id or pipe in a document with a workspace section")
-                        .with_hint("amp-workspace ensure --alias NAME | sns-alert ...")
-                })?;
-            let described = Workspaces::new(config)
-                .find(&workspace_id)
-                .await?
-                .ok_or_else(|| {
-                    Error::not_found(format!(
-                        "workspace {workspace_id} does not exist in {region}"
-                    ))
-                    .with_hint("list them with `amp-workspace list`")
-                })?;
-            let workspace_arn = described.arn().to_owned();
-            let account = sns::arn_account(&workspace_arn)
-                .unwrap_or_default()
-                .to_owned();
-            Some(AmpPlan {
-                rules: render::rules_yaml(&alert)?,
-                timing: Timing {
-                    group_wait: args.group_wait,
-                    group_interval: args.group_interval,
-                    repeat_interval: args.repeat_interval,
-                },
-                workspace_id,
-                workspace_arn,
-                account,
-            })
-        }
+    let amp = if args.target.amp() {
+        let section = WorkspaceSection::from_doc(doc)?.unwrap_or_default();
+        let workspace_id = args
+            .workspace_id
+            .clone()
+            .or_else(|| WorkspaceSection::get(&section.workspace_id).map(str::to_owned))
+            .ok_or_else(|| {
+                Error::usage("no workspace: pass --workspace-id or pipe in a document with a workspace section")
+                    .with_hint("amp-workspace ensure --alias NAME | sns-alert ...")
+            })?;
+        let described = Workspaces::new(config)
+            .find(&workspace_id)
+            .await?
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "workspace {workspace_id} does not exist in {region}"
+                ))
+                .with_hint("list them with `amp-workspace list`")
+            })?;
+        let workspace_arn = described.arn().to_owned();
+        let account = sns::arn_account(&workspace_arn)
+            .unwrap_or_default()
+            .to_owned();
+        Some(AmpPlan {
+            rules: render::rules_yaml(&alert)?,
+            timing: Timing {
+                group_wait: args.group_wait,
+                group_interval: args.group_interval,
+                repeat_interval: args.repeat_interval,
+            },
+            workspace_id,
+            workspace_arn,
+            account,
+        })
+    } else {
+        None
     };
     if let TopicChoice::Arn(arn) = &topic {
         let parsed = TopicArn::parse(arn).map_err(Error::usage)?;
@@ -381,12 +452,175 @@ async fn plan(args: &CreateArgs, config: &SdkConfig, doc: &StateDoc) -> Result<P
         };
         render::definition_yaml(&arn, &region, amp.timing)?;
     }
+    let grafana = if args.target.grafana() {
+        Some(grafana_plan(args, doc, &topic, &alert).await?)
+    } else {
+        None
+    };
     Ok(Plan {
         region,
         topic,
         alert,
         amp,
+        grafana,
     })
+}
+
+/// Everything the Grafana target needs, checked before any change: the permission rule on
+/// the topic name, the URL, token and datasource, an interval Grafana's scheduler takes, and
+/// a Grafana that answers and takes the token.
+async fn grafana_plan(
+    args: &CreateArgs,
+    doc: &StateDoc,
+    topic: &TopicChoice,
+    alert: &AlertSpec,
+) -> Result<GrafanaPlan> {
+    let topic_name = match topic {
+        TopicChoice::Name(name) => name.clone(),
+        TopicChoice::Arn(arn) => TopicArn::parse(arn).map(|t| t.name).unwrap_or_default(),
+    };
+    if args.grafana_permissions == Permissions::ServiceManaged && !topic_name.starts_with("grafana")
+    {
+        return Err(Error::usage(format!(
+            "topic `{topic_name}` does not start with `grafana`: AMG's service-managed role may publish only to topics named grafana*"
+        ))
+        .with_hint("name the topic grafana-..., or pass --grafana-permissions customer-managed if the workspace role is your own and allows sns:Publish on it"));
+    }
+    if !alert.interval.as_secs().is_multiple_of(10) || alert.interval.subsec_nanos() != 0 {
+        return Err(Error::usage(format!(
+            "--interval {} is not a multiple of 10s, which Grafana's scheduler needs",
+            ampkit::timespec::format_duration(alert.interval)
+        ))
+        .with_hint("e.g. --interval 10s or 1m"));
+    }
+    let url = args
+        .grafana
+        .grafana_url
+        .clone()
+        .or_else(|| doc.str_field("grafana", "url").map(str::to_owned))
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| {
+            Error::usage(
+                "no Grafana: pass --grafana-url or pipe in the document grafana-import wrote",
+            )
+            .with_hint("... | grafana-import --grafana-url URL | sns-alert --target grafana")
+        })?;
+    let datasource_uid = args
+        .datasource_uid
+        .clone()
+        .or_else(|| doc.str_field("grafana", "datasourceUid").map(str::to_owned))
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| {
+            Error::usage("no datasource for the Grafana rule: pass --datasource-uid or pipe in the document grafana-import wrote")
+                .with_hint("grafana-import makes the workspace's datasource and records its uid")
+        })?;
+    let folder_uid = doc
+        .str_field("grafana", "folderUid")
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .unwrap_or_else(|| uid_from("ampkit", &args.folder));
+    let token = args.grafana.token()?;
+    let client = Grafana::connect(&url, token).await?;
+    let mut matchers = vec![(
+        render::MANAGED_LABEL.0.to_owned(),
+        render::MANAGED_LABEL.1.to_owned(),
+    )];
+    matchers.push(("alertname".to_owned(), alert.name.clone()));
+    Ok(GrafanaPlan {
+        client,
+        url,
+        datasource_uid,
+        folder_uid,
+        rule_uid: uid_from("ampkit", &alert.name),
+        contact_point_uid: uid_from("ampkit-cp", &args.contact_point),
+        route: RouteSpec {
+            receiver: args.contact_point.clone(),
+            matchers,
+            group_by: vec!["alertname".to_owned(), "service".to_owned()],
+        },
+    })
+}
+
+/// The Grafana target: folder, contact point, route, rule and its group's interval, each
+/// ledgered as soon as Grafana has it.
+async fn apply_grafana(
+    args: &CreateArgs,
+    plan: &GrafanaPlan,
+    alert: &AlertSpec,
+    topic_arn: &str,
+    region: &str,
+    doc: &mut StateDoc,
+    section: &mut AlertingSection,
+) -> Result<()> {
+    let grafana = &plan.client;
+    let entry = |kind: ResourceKind, id: &str| {
+        Resource::new(kind, id, NAME).detail("grafanaUrl", plan.url.as_str())
+    };
+    let part = section.grafana.insert(GrafanaPart {
+        url: plan.url.clone(),
+        folder_uid: plan.folder_uid.clone(),
+        rule_group: alert.group.clone(),
+        ..GrafanaPart::default()
+    });
+    if grafana
+        .ensure_folder(&plan.folder_uid, &args.folder)
+        .await?
+        == Outcome::Created
+    {
+        doc.push_resource(entry(ResourceKind::GrafanaFolder, &plan.folder_uid));
+    }
+    let contact_point = ContactPointSpec {
+        uid: plan.contact_point_uid.clone(),
+        name: args.contact_point.clone(),
+        kind: "sns".to_owned(),
+        settings: render::contact_point_settings(args.grafana_sns_shape, topic_arn, region),
+    };
+    if grafana
+        .ensure_contact_point(&contact_point, args.editable)
+        .await?
+        == Outcome::Created
+    {
+        doc.push_resource(
+            entry(ResourceKind::GrafanaContactPoint, &contact_point.uid)
+                .detail("name", contact_point.name.as_str()),
+        );
+    }
+    part.contact_point_uid = contact_point.uid.clone();
+    part.contact_point_name = contact_point.name.clone();
+    let route = plan.route.to_value();
+    if grafana.ensure_route(&plan.route, args.editable).await? == Outcome::Created {
+        doc.push_resource(
+            entry(ResourceKind::GrafanaNotificationRoute, &plan.route.receiver)
+                .detail("receiver", plan.route.receiver.as_str())
+                .detail("objectMatchers", route["object_matchers"].clone()),
+        );
+    }
+    part.route =
+        json!({"receiver": plan.route.receiver, "objectMatchers": route["object_matchers"]});
+    let rule = render::grafana_rule(
+        alert,
+        &plan.rule_uid,
+        &plan.folder_uid,
+        &plan.datasource_uid,
+    );
+    if grafana.ensure_alert_rule(&rule, args.editable).await? == Outcome::Created {
+        doc.push_resource(
+            entry(ResourceKind::GrafanaAlertRule, &plan.rule_uid)
+                .detail("folderUid", plan.folder_uid.as_str())
+                .detail("ruleGroup", alert.group.as_str())
+                .detail("title", alert.name.as_str()),
+        );
+    }
+    part.rule_uid = plan.rule_uid.clone();
+    grafana
+        .ensure_rule_group_interval(
+            &plan.folder_uid,
+            &alert.group,
+            alert.interval.as_secs(),
+            args.editable,
+        )
+        .await?;
+    Ok(())
 }
 
 /// The ledger entry of something this run created.
@@ -533,6 +767,9 @@ async fn apply(
         if let Some(part) = section.amp.as_mut() {
             part.alert_manager = "ACTIVE".to_owned();
         }
+    }
+    if let Some(grafana) = &plan.grafana {
+        apply_grafana(args, grafana, &plan.alert, &topic_arn, region, doc, section).await?;
     }
     Ok(())
 }

@@ -130,8 +130,13 @@ pub struct Timing {
 pub const RECEIVER: &str = "ampkit-sns";
 
 /// The subject: status, alert and service, then cut to printable ASCII and 100 characters,
-/// since SNS refuses longer subjects and AMP rewrites non-ASCII ones.
-const SUBJECT_TEMPLATE: &str = "{{ define \"ampkit.subject\" }}{{ printf \"[%s] %s %s\" (.Status | toUpper) .CommonLabels.alertname .CommonLabels.service | reReplaceAll \"[^ -~]\" \"\" | reReplaceAll \"^(.{0,100}).*$\" \"$1\" }}{{ end }}\n";
+/// since SNS refuses longer subjects and AMP rewrites non-ASCII ones. The same Go template
+/// text works in Alertmanager and in Grafana's notification templates.
+pub const SUBJECT: &str = "{{ printf \"[%s] %s %s\" (.Status | toUpper) .CommonLabels.alertname .CommonLabels.service | reReplaceAll \"[^ -~]\" \"\" | reReplaceAll \"^(.{0,100}).*$\" \"$1\" }}";
+
+fn subject_template() -> String {
+    format!("{{{{ define \"ampkit.subject\" }}}}{SUBJECT}{{{{ end }}}}\n")
+}
 
 /// The alert manager definition: an SNS receiver (`sigv4.region`, `send_resolved`, and no
 /// `api_url` or `http_config`, which AMP refuses) with a short ASCII subject.
@@ -145,7 +150,7 @@ pub fn definition_yaml(topic_arn: &str, region: &str, timing: Timing) -> Result<
     let mut top = Mapping::new();
     top.insert(
         s("template_files"),
-        Value::Mapping(Mapping::from_iter([(s("ampkit"), s(SUBJECT_TEMPLATE))])),
+        Value::Mapping(Mapping::from_iter([(s("ampkit"), s(&subject_template()))])),
     );
     top.insert(s("alertmanager_config"), s(&config));
     let yaml = serde_norway::to_string(&Value::Mapping(top))
@@ -157,6 +162,86 @@ pub fn definition_yaml(topic_arn: &str, region: &str, timing: Timing) -> Result<
         .with_hint("check --topic-arn and --region")
     })?;
     Ok(yaml)
+}
+
+/// Which settings Grafana's SNS contact point takes: Grafana's own (`topic_arn`, `sigv4`) or
+/// Amazon Managed Grafana's notifier (`topic`, `authProvider`, `messageFormat`).
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnsShape {
+    Upstream,
+    Amg,
+}
+
+/// The contact point's settings. No keys: Grafana publishes with its default credentials,
+/// which on AMG are the workspace's role.
+pub fn contact_point_settings(shape: SnsShape, topic_arn: &str, region: &str) -> serde_json::Value {
+    match shape {
+        SnsShape::Upstream => serde_json::json!({
+            "topic_arn": topic_arn,
+            "sigv4": {"region": region},
+            "subject": SUBJECT,
+        }),
+        SnsShape::Amg => serde_json::json!({
+            "topic": topic_arn,
+            "authProvider": "default",
+            "messageFormat": "text",
+            "subject": SUBJECT,
+        }),
+    }
+}
+
+/// The Grafana alert rule: A queries the datasource (instant), B reduces it to its last
+/// value per series, C compares with the threshold; C is the condition.
+pub fn grafana_rule(
+    alert: &AlertSpec,
+    uid: &str,
+    folder_uid: &str,
+    datasource_uid: &str,
+) -> serde_json::Value {
+    let labels: serde_json::Map<String, serde_json::Value> = alert
+        .all_labels()
+        .into_iter()
+        .map(|(k, v)| (k, serde_json::Value::String(v)))
+        .collect();
+    let annotations: serde_json::Map<String, serde_json::Value> = alert
+        .all_annotations(
+            "{{ printf \"%.1f\" $values.B.Value }}",
+            "{{ $labels.service }}",
+        )
+        .into_iter()
+        .map(|(k, v)| (k, serde_json::Value::String(v)))
+        .collect();
+    serde_json::json!({
+        "uid": uid,
+        "title": alert.name,
+        "ruleGroup": alert.group,
+        "folderUID": folder_uid,
+        "condition": "C",
+        "for": format_duration(alert.for_),
+        "noDataState": "OK",
+        "execErrState": "Error",
+        "labels": labels,
+        "annotations": annotations,
+        "data": [
+            {
+                "refId": "A",
+                "datasourceUid": datasource_uid,
+                "relativeTimeRange": {"from": 600, "to": 0},
+                "model": {"refId": "A", "expr": alert.query, "instant": true}
+            },
+            {
+                "refId": "B",
+                "datasourceUid": "__expr__",
+                "model": {"refId": "B", "type": "reduce", "expression": "A", "reducer": "last"}
+            },
+            {
+                "refId": "C",
+                "datasourceUid": "__expr__",
+                "model": {"refId": "C", "type": "threshold", "expression": "B",
+                          "conditions": [{"evaluator": {"type": "gt", "params": [alert.threshold]}}]}
+            }
+        ]
+    })
 }
 
 #[cfg(test)]
