@@ -237,7 +237,17 @@ fn cluster(name: &str) {
 
 /// `scripts/recipe` with its own state, names and a short traffic run.
 fn recipe(dir: &std::path::Path, name: &str) -> Run {
-    let output = Command::new(repo_root().join("scripts").join("recipe"))
+    let output = recipe_command(dir, name).output().unwrap();
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+fn recipe_command(dir: &std::path::Path, name: &str) -> Command {
+    let mut command = Command::new(repo_root().join("scripts").join("recipe"));
+    command
         .env("AMPKIT_STATE", dir.join("state.json"))
         .env("AMPKIT_OUT", dir.join("out"))
         .env("AMPKIT_ALIAS", name)
@@ -246,14 +256,8 @@ fn recipe(dir: &std::path::Path, name: &str) -> Run {
         .env("AMPKIT_EMAIL", "ops@example.com")
         .env("AMPKIT_REQUESTS", "60")
         .env_remove("GRAFANA_URL")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+        .stdin(Stdio::null());
+    command
 }
 
 fn state_of(dir: &std::path::Path) -> Value {
@@ -512,4 +516,83 @@ fn ten_seconds_of_load_sent_equals_envoy_counted_equals_the_increase_in_amp() {
         sent as f64,
         "the increase seen in AMP is exactly what was sent"
     );
+}
+
+/// `scripts/recipe` in the background; `service` is stopped once the state file shows that
+/// `section` was written (the steps before it are done), then brought back after the recipe
+/// failed. Returns the run and the state file's document at that point.
+fn recipe_with(dir: &std::path::Path, name: &str, section: &str, service: &str) -> (Run, Value) {
+    let state = dir.join("state.json");
+    let child = recipe_command(dir, name)
+        .env("AMPKIT_WAIT", "5s")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let written = std::fs::read_to_string(&state)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok());
+        if written.is_some_and(|d| d.get(section).is_some()) || std::time::Instant::now() > deadline
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    stop(service);
+    let output = child.wait_with_output().unwrap();
+    restart();
+    let run = Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    (run, state_of(dir))
+}
+
+#[test]
+fn the_recipe_with_amp_local_then_moto_stopped_half_way_fails_with_its_state_and_teardown_leaves_zero()
+ {
+    let _turn = take_turn();
+    let before = counts();
+
+    // amp-local stops once the IAM step is done: the wait for the data fails (exit 1), and
+    // the state lists the workspace and the role.
+    let name = unique_name("recipe-amp");
+    cluster(&name);
+    let dir = tempfile::tempdir().unwrap();
+    let (run, doc) = recipe_with(dir.path(), &name, "irsa", "amp-local");
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains("recipe: [") && run.stderr.contains("promql: failed (exit 1)"),
+        "{}",
+        run.stderr
+    );
+    let kinds = ampkit_e2e::ledger_kinds(&doc);
+    assert!(
+        kinds.contains(&"amp-workspace".to_owned()) && kinds.contains(&"iam-role".to_owned()),
+        "{kinds:?}"
+    );
+    let torn = tool("teardown")
+        .args(["--state", dir.path().join("state.json").to_str().unwrap()])
+        .run();
+    torn.expect_code(0);
+    assert_eq!(counts(), before, "zero of ours left");
+
+    // moto stops once the workspace exists: the IAM step fails (exit 1), the state keeps the
+    // workspace's ledger, and teardown removes it once moto is back (moto's own state is gone
+    // with its process: it keeps everything in memory).
+    let name = unique_name("recipe-moto");
+    cluster(&name);
+    let dir = tempfile::tempdir().unwrap();
+    let (run, doc) = recipe_with(dir.path(), &name, "workspace", "moto");
+    run.expect_code(1);
+    assert!(run.stderr.contains("failed (exit 1)"), "{}", run.stderr);
+    assert!(ampkit_e2e::ledger_kinds(&doc).contains(&"amp-workspace".to_owned()));
+    let torn = tool("teardown")
+        .args(["--state", dir.path().join("state.json").to_str().unwrap()])
+        .run();
+    torn.expect_code(0);
+    assert_eq!(counts()["workspaces"], before["workspaces"]);
 }
