@@ -919,3 +919,79 @@ async fn both_targets_in_one_run() {
         "ampkit-downstreamlatencyp99high"
     );
 }
+
+#[tokio::test]
+async fn an_alert_manager_definition_someone_made_is_merged_into_not_replaced() {
+    let stack = stack();
+    let input = workspace_doc("sns-alert-merge");
+    let ws = input["workspace"]["workspaceId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let amp = amp_sdk(&stack.amp_url).await;
+    let theirs = format!(
+        "alertmanager_config: |\n  route:\n    receiver: team\n  receivers:\n  - name: team\n    sns_configs:\n    - topic_arn: arn:aws:sns:{0}:123456789012:team-pager\n      sigv4:\n        region: {0}\n",
+        stack.region
+    );
+    amp.create_alert_manager_definition()
+        .workspace_id(&ws)
+        .data(aws_sdk_amp::primitives::Blob::new(theirs))
+        .send()
+        .await
+        .expect("CreateAlertManagerDefinition");
+    let run = sns_alert(&input)
+        .args(["--topic-name", &unique_name("grafana-merge")])
+        .run();
+    run.expect_code(0);
+    let doc = run.doc();
+    // The definition was there: not ours to ledger (teardown must not delete it).
+    assert_eq!(
+        ledger_kinds(&json!({"resources": new_ledger_entries(&input, &doc)})),
+        [
+            "sns-topic",
+            "sns-topic-policy-statement",
+            "amp-rule-groups-namespace"
+        ]
+    );
+    let stored = amp
+        .describe_alert_manager_definition()
+        .workspace_id(&ws)
+        .send()
+        .await
+        .unwrap();
+    let stored = String::from_utf8(
+        stored
+            .alert_manager_definition()
+            .unwrap()
+            .data()
+            .as_ref()
+            .to_vec(),
+    )
+    .unwrap();
+    let def = ampkit::amp::alerting::validate_definition(&stored).expect("AMP takes it");
+    use ampkit::amp::alerting::get;
+    let names: Vec<&str> = get(&def.config, "receivers")
+        .and_then(|r| r.as_sequence())
+        .unwrap()
+        .iter()
+        .filter_map(|r| r.get("name").and_then(|n| n.as_str()))
+        .collect();
+    assert_eq!(names, ["team", "ampkit-sns"], "{stored}");
+    let route = get(&def.config, "route")
+        .and_then(|r| r.as_mapping())
+        .unwrap();
+    assert_eq!(
+        get(route, "receiver").and_then(|r| r.as_str()),
+        Some("team")
+    );
+    let first = &get(route, "routes").and_then(|r| r.as_sequence()).unwrap()[0];
+    assert_eq!(
+        first.get("receiver").and_then(|r| r.as_str()),
+        Some("ampkit-sns")
+    );
+    assert!(
+        stored.contains(doc["alerting"]["topicArn"].as_str().unwrap()),
+        "{stored}"
+    );
+    assert!(stored.contains("team-pager"), "{stored}");
+}

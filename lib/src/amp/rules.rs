@@ -179,12 +179,19 @@ impl Rules {
         .await
     }
 
-    /// Create the workspace's alert manager definition, or put `yaml` when it differs (then
-    /// [`Self::wait_definition_active`]).
-    pub async fn ensure_alert_manager_definition(&self, ws: &str, yaml: &str) -> Result<Outcome> {
+    /// Create the workspace's alert manager definition, or update the one there (then
+    /// [`Self::wait_definition_active`]). `render` makes the wanted text from what is there
+    /// (`None`: nothing yet), so a caller can merge into someone else's definition rather
+    /// than replace it; the same text as stored is [`Outcome::Unchanged`].
+    pub async fn ensure_alert_manager_definition(
+        &self,
+        ws: &str,
+        render: impl FnOnce(Option<&str>) -> Result<String>,
+    ) -> Result<Outcome> {
         let what = format!("the alert manager definition of workspace {ws}");
         let outcome = match self.describe_definition(ws).await? {
             None => {
+                let yaml = render(None)?;
                 self.client
                     .create_alert_manager_definition()
                     .workspace_id(ws)
@@ -194,10 +201,12 @@ impl Rules {
                     .map_err(|e| sdk_error(e, format!("creating {what}")))?;
                 Outcome::Created
             }
-            Some(seen) if seen.data == yaml.as_bytes() && seen.status == ACTIVE => {
-                return Ok(Outcome::Unchanged);
-            }
-            Some(_) => {
+            Some(seen) => {
+                let existing = String::from_utf8_lossy(&seen.data).into_owned();
+                let yaml = render(Some(&existing))?;
+                if yaml == existing && seen.status == ACTIVE {
+                    return Ok(Outcome::Unchanged);
+                }
                 self.client
                     .put_alert_manager_definition()
                     .workspace_id(ws)

@@ -751,7 +751,10 @@ async fn apply(
             part.namespace = args.namespace.clone();
         }
         let outcome = rules
-            .ensure_alert_manager_definition(ws, &definition)
+            .ensure_alert_manager_definition(ws, |existing| match existing {
+                None => Ok(definition.clone()),
+                Some(existing) => render::merge_definition(existing, &definition),
+            })
             .await?;
         if outcome == Outcome::Created {
             doc.push_resource(

@@ -164,6 +164,115 @@ pub fn definition_yaml(topic_arn: &str, region: &str, timing: Timing) -> Result<
     Ok(yaml)
 }
 
+fn parse_definition(yaml: &str, whose: &str) -> Result<(Mapping, Mapping)> {
+    let top: Value = serde_norway::from_str(yaml)
+        .map_err(|e| Error::input(format!("{whose} alert manager definition is not YAML: {e}")))?;
+    let Value::Mapping(top) = top else {
+        return Err(Error::input(format!(
+            "{whose} alert manager definition is not a mapping"
+        )));
+    };
+    let config = match top.get(s("alertmanager_config")).and_then(Value::as_str) {
+        Some(text) => match serde_norway::from_str(text) {
+            Ok(Value::Mapping(m)) => m,
+            _ => {
+                return Err(Error::input(format!(
+                    "{whose} alertmanager_config is not a YAML mapping"
+                )));
+            }
+        },
+        None => Mapping::new(),
+    };
+    Ok((top, config))
+}
+
+fn is_ours(route: &Value) -> bool {
+    route.get("receiver").and_then(Value::as_str) == Some(RECEIVER)
+}
+
+/// Our definition merged into the one already in the workspace, which may hold other
+/// people's receivers and routes (AMP has one definition per workspace, so a plain put would
+/// replace them): our receiver and template are added or replaced, and our route goes first
+/// among the root's children, matching only our alerts. A definition whose root route is
+/// ours (made by an earlier run) is simply replaced.
+pub fn merge_definition(existing: &str, ours: &str) -> Result<String> {
+    let (their_top, mut config) = parse_definition(existing, "the workspace's")?;
+    let (our_top, our_config) = parse_definition(ours, "our")?;
+    let root_is_ours = config.get(s("route")).is_some_and(is_ours);
+    if root_is_ours || config.get(s("route")).is_none() {
+        return Ok(ours.to_owned());
+    }
+    // Our receiver, in place of an older one of ours.
+    let our_receiver = our_config
+        .get(s("receivers"))
+        .and_then(Value::as_sequence)
+        .and_then(|r| r.first())
+        .cloned()
+        .ok_or_else(|| Error::internal("our definition has no receiver"))?;
+    let receivers = config
+        .entry(s("receivers"))
+        .or_insert_with(|| Value::Sequence(Vec::new()));
+    if let Value::Sequence(list) = receivers {
+        list.retain(|r| r.get("name").and_then(Value::as_str) != Some(RECEIVER));
+        list.push(our_receiver);
+    }
+    // Our route: the root's timing and grouping, matching only what we alert on.
+    let mut route = our_config
+        .get(s("route"))
+        .and_then(Value::as_mapping)
+        .cloned()
+        .unwrap_or_default();
+    route.insert(
+        s("matchers"),
+        Value::Sequence(vec![s(&format!(
+            "{}=\"{}\"",
+            MANAGED_LABEL.0, MANAGED_LABEL.1
+        ))]),
+    );
+    route.insert(s("continue"), Value::Bool(false));
+    if let Some(Value::Mapping(root)) = config.get_mut(s("route")) {
+        let children = root
+            .entry(s("routes"))
+            .or_insert_with(|| Value::Sequence(Vec::new()));
+        if let Value::Sequence(list) = children {
+            list.retain(|r| !is_ours(r));
+            list.insert(0, Value::Mapping(route));
+        }
+    }
+    let templates = config
+        .entry(s("templates"))
+        .or_insert_with(|| Value::Sequence(Vec::new()));
+    if let Value::Sequence(list) = templates
+        && !list.iter().any(|t| t.as_str() == Some("ampkit"))
+    {
+        list.push(s("ampkit"));
+    }
+    let mut top = their_top;
+    let mut files = top
+        .get(s("template_files"))
+        .and_then(Value::as_mapping)
+        .cloned()
+        .unwrap_or_default();
+    if let Some(Value::Mapping(ours)) = our_top.get(s("template_files")) {
+        for (k, v) in ours {
+            files.insert(k.clone(), v.clone());
+        }
+    }
+    top.insert(s("template_files"), Value::Mapping(files));
+    let config_text = serde_norway::to_string(&Value::Mapping(config))
+        .map_err(|e| Error::internal(format!("cannot write the merged definition: {e}")))?;
+    top.insert(s("alertmanager_config"), s(&config_text));
+    let yaml = serde_norway::to_string(&Value::Mapping(top))
+        .map_err(|e| Error::internal(format!("cannot write the merged definition: {e}")))?;
+    validate_definition(&yaml).map_err(|e| {
+        Error::input(format!(
+            "merged into the workspace's alert manager definition, AMP would refuse it: {e}"
+        ))
+        .with_hint("fix the workspace's definition (it must pass AMP's checks) and run again")
+    })?;
+    Ok(yaml)
+}
+
 /// Which settings Grafana's SNS contact point takes: Grafana's own (`topic_arn`, `sigv4`) or
 /// Amazon Managed Grafana's notifier (`topic`, `authProvider`, `messageFormat`).
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -313,6 +422,40 @@ mod tests {
         );
         assert_eq!(def.config[&s("route")]["group_wait"], s("30s"));
         assert_eq!(def.config[&s("route")]["repeat_interval"], s("4h"));
+    }
+
+    #[test]
+    fn a_definition_someone_made_keeps_its_receivers_and_routes() {
+        let timing = Timing {
+            group_wait: Duration::from_secs(30),
+            group_interval: Duration::from_secs(300),
+            repeat_interval: Duration::from_secs(4 * 3600),
+        };
+        let arn = "arn:aws:sns:eu-west-1:123456789012:grafana-notification";
+        let ours = definition_yaml(arn, "eu-west-1", timing).unwrap();
+        let theirs = "template_files:\n  team: '{{ define \"team.x\" }}x{{ end }}'\nalertmanager_config: |\n  templates: ['team']\n  route:\n    receiver: team\n    routes:\n    - receiver: team\n      matchers: ['severity=\"page\"']\n  receivers:\n  - name: team\n    sns_configs:\n    - topic_arn: arn:aws:sns:eu-west-1:123456789012:team\n      sigv4:\n        region: eu-west-1\n";
+        let merged = merge_definition(theirs, &ours).unwrap();
+        let def = validate_definition(&merged).unwrap();
+        let names: Vec<&str> = def.config[&s("receivers")]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["team", RECEIVER]);
+        let route = &def.config[&s("route")];
+        assert_eq!(route["receiver"], s("team"));
+        assert_eq!(route["routes"][0]["receiver"], s(RECEIVER));
+        assert_eq!(
+            route["routes"][0]["matchers"][0],
+            s("managed_by=\"ampkit\"")
+        );
+        assert_eq!(route["routes"][1]["receiver"], s("team"));
+        let templates: Vec<&str> = def.templates.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(templates, ["team", "ampkit"]);
+        // Merging again changes nothing; a definition of ours is replaced by ours.
+        assert_eq!(merge_definition(&merged, &ours).unwrap(), merged);
+        assert_eq!(merge_definition(&ours, &ours).unwrap(), ours);
     }
 
     #[test]
