@@ -987,3 +987,89 @@ fn a_ledgered_topic_whose_tag_was_removed_is_kept() {
     assert_eq!(run.doc()["resources"], doc["resources"]);
     assert!(rt.block_on(topic_exists(&arn)), "the topic survives");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grafana_alerting_goes_rule_route_contact_point_folder_and_the_tree_keeps_the_rest() {
+    for version in ["10.4.1", "12.0.2"] {
+        let fixture = GrafanaFixture::start(version).await;
+        fixture.seed_route("team-pager", json!([["team", "=", "payments"]]));
+        let token = mint_token(23);
+        let input = json!({"grafana": {"url": fixture.url, "datasourceUid": "ampkit-ws-1", "version": "x"}});
+        let topic = unique_name("grafana-td-cp");
+        let run = tokio::task::block_in_place(|| {
+            tool("sns-alert")
+                .env("GRAFANA_TOKEN", &token)
+                .args(["--target", "grafana", "--topic-name", &topic])
+                .stdin_doc(&input)
+                .run()
+        });
+        run.expect_code(0);
+        let doc = run.doc();
+        assert_eq!(
+            ledger_kinds(&doc),
+            [
+                "sns-topic",
+                "grafana-folder",
+                "grafana-contact-point",
+                "grafana-notification-route",
+                "grafana-alert-rule"
+            ]
+        );
+        let topic_arn = doc["alerting"]["topicArn"].as_str().unwrap().to_owned();
+        let contact_point = doc["resources"][2]["id"].as_str().unwrap().to_owned();
+
+        let before = fixture.mutating_calls();
+        let dry = tokio::task::block_in_place(|| teardown(&token, &doc, &["--dry-run"]));
+        dry.expect_code(0);
+        assert!(
+            outcomes(&dry.doc()).iter().all(|(_, o)| o == "delete"),
+            "{}",
+            dry.doc()["teardown"]
+        );
+        assert_eq!(
+            fixture.mutating_calls(),
+            before,
+            "{version}: the dry run only read"
+        );
+
+        let run = tokio::task::block_in_place(|| teardown(&token, &doc, &[]));
+        run.expect_code(0);
+        assert_eq!(
+            run.doc()["resources"],
+            json!([]),
+            "{}",
+            run.doc()["teardown"]
+        );
+        let deletes: Vec<String> = fixture.mutating_calls()[before.len()..].to_vec();
+        assert_eq!(
+            deletes,
+            [
+                "DELETE /api/v1/provisioning/alert-rules/ampkit-downstreamlatencyp99high"
+                    .to_owned(),
+                "PUT /api/v1/provisioning/policies".to_owned(),
+                format!("DELETE /api/v1/provisioning/contact-points/{contact_point}"),
+                "DELETE /api/folders/ampkit-service-mesh".to_owned(),
+            ],
+            "{version}: rule, route, contact point, folder"
+        );
+        assert!(fixture.alert_rules().is_empty());
+        let names: Vec<String> = fixture
+            .contact_points()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            names,
+            ["grafana-default-email", "team-pager"],
+            "{version}: the default and someone's contact point stay"
+        );
+        let (tree, _) = fixture.policy_tree();
+        assert_eq!(
+            tree["routes"],
+            json!([{"receiver": "team-pager", "object_matchers": [["team", "=", "payments"]]}]),
+            "{version}: someone's route stays"
+        );
+        assert!(!fixture.has("ampkit-service-mesh"));
+        assert!(!topic_exists(&topic_arn).await);
+    }
+}

@@ -260,3 +260,116 @@ pub async fn definition(ctx: &mut Context, r: &Resource) -> Result<Verdict> {
         .await?;
     Ok(removed(ctx, removal, &what, account.as_deref(), region.as_deref()).await)
 }
+
+/// sns-alert's Grafana side: the alert rule, our route in the notification policy tree, and
+/// the contact point. None is taggable: each is ours by what the ledger recorded (the rule's
+/// folder and title, the route's receiver and matchers, the contact point's name), and the
+/// contact point goes only when no route still sends to it (Grafana answers 500 otherwise).
+pub async fn grafana(
+    ctx: &mut Context,
+    r: &Resource,
+    grafana: &ampkit::grafana::Grafana,
+    url: &str,
+) -> Result<Verdict> {
+    use ampkit::doc::ResourceKind;
+    use ampkit::grafana::alerting::RouteSpec;
+    let absent = || Verdict::Absent(format!("not in Grafana {url}"));
+    let uid = r.id.as_str();
+    let removal = |removal: Removal| match removal {
+        Removal::Deleted => Verdict::Deleted,
+        Removal::Absent => absent(),
+        Removal::Skipped(why) => Verdict::Skipped(why),
+    };
+    match r.kind {
+        ResourceKind::GrafanaAlertRule => {
+            let Some(rule) = grafana.alert_rule(uid).await? else {
+                return Ok(absent());
+            };
+            for (key, field) in [("folderUid", "folderUID"), ("title", "title")] {
+                if let Some(recorded) = r.details.get(key).and_then(Value::as_str)
+                    && rule[field] != recorded
+                {
+                    return Ok(Verdict::Skipped(format!(
+                        "its {field} is now {}, not the recorded `{recorded}`",
+                        rule[field]
+                    )));
+                }
+            }
+            if ctx.dry_run {
+                return Ok(Verdict::WouldDelete("the alert rule".into()));
+            }
+            Ok(removal(grafana.delete_alert_rule(uid).await?))
+        }
+        ResourceKind::GrafanaNotificationRoute => {
+            let receiver = match detail(r, "receiver") {
+                Ok(v) => v.to_owned(),
+                Err(v) => return Ok(v),
+            };
+            let matchers: Vec<(String, String)> = r
+                .details
+                .get("objectMatchers")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|m| Some((m[0].as_str()?.to_owned(), m[2].as_str()?.to_owned())))
+                .collect();
+            let spec = RouteSpec {
+                receiver: receiver.clone(),
+                matchers,
+                group_by: Vec::new(),
+            };
+            let tree = grafana.policy_tree().await?;
+            let present = tree["routes"].as_array().is_some_and(|routes| {
+                routes.iter().any(|route| {
+                    route["receiver"] == receiver.as_str()
+                        && Some(&route["object_matchers"]) == r.details.get("objectMatchers")
+                })
+            });
+            if !present {
+                return Ok(absent());
+            }
+            ctx.gone_grafana.insert(format!("route:{receiver}"));
+            if ctx.dry_run {
+                return Ok(Verdict::WouldDelete(
+                    "only our route; the tree's others stay".into(),
+                ));
+            }
+            Ok(removal(grafana.remove_route(&spec).await?))
+        }
+        _ => {
+            let Some(found) = grafana.contact_point(uid).await? else {
+                return Ok(absent());
+            };
+            let name = found["name"].as_str().unwrap_or_default().to_owned();
+            if let Some(recorded) = r.details.get("name").and_then(Value::as_str)
+                && recorded != name
+            {
+                return Ok(Verdict::Skipped(format!(
+                    "it is now named `{name}`, not the recorded `{recorded}`"
+                )));
+            }
+            // Routes sending to it, other than ours that this run removes.
+            let tree = grafana.policy_tree().await?;
+            let mut users: usize = 0;
+            let mut stack = vec![&tree];
+            while let Some(node) = stack.pop() {
+                if node["receiver"] == name.as_str() {
+                    users += 1;
+                }
+                stack.extend(node["routes"].as_array().into_iter().flatten());
+            }
+            if ctx.gone_grafana.contains(&format!("route:{name}")) && ctx.dry_run {
+                users = users.saturating_sub(1);
+            }
+            if users > 0 {
+                return Ok(Verdict::Skipped(format!(
+                    "{users} notification route(s) still send to `{name}`; Grafana refuses to delete it"
+                )));
+            }
+            if ctx.dry_run {
+                return Ok(Verdict::WouldDelete(format!("contact point `{name}`")));
+            }
+            Ok(removal(grafana.delete_contact_point(uid).await?))
+        }
+    }
+}

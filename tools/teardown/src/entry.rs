@@ -71,7 +71,10 @@ async fn plan_and_delete(ctx: &mut Context, r: &Resource) -> Result<Verdict> {
         ResourceKind::K8sServiceAccount => k8s_service_account(ctx, r).await,
         ResourceKind::GrafanaDatasource
         | ResourceKind::GrafanaFolder
-        | ResourceKind::GrafanaDashboard => grafana(ctx, r).await,
+        | ResourceKind::GrafanaDashboard
+        | ResourceKind::GrafanaContactPoint
+        | ResourceKind::GrafanaNotificationRoute
+        | ResourceKind::GrafanaAlertRule => grafana(ctx, r).await,
         ResourceKind::GrafanaServiceAccount => amg_service_account(ctx, r).await,
         ResourceKind::Other(kind) => Ok(Verdict::Failed(format!(
             "unknown kind `{kind}` (written by another ampkit version?): kept, never guessed at"
@@ -81,9 +84,6 @@ async fn plan_and_delete(ctx: &mut Context, r: &Resource) -> Result<Verdict> {
         ResourceKind::SnsTopicPolicyStatement => crate::alerting::statement(ctx, r).await,
         ResourceKind::AmpRuleGroupsNamespace => crate::alerting::namespace(ctx, r).await,
         ResourceKind::AmpAlertManagerDefinition => crate::alerting::definition(ctx, r).await,
-        known => Ok(Verdict::Failed(format!(
-            "this teardown cannot delete `{known}` entries yet: kept"
-        ))),
     }
 }
 
@@ -425,6 +425,9 @@ async fn grafana(ctx: &mut Context, r: &Resource) -> Result<Verdict> {
         Gone::AlreadyGone => absent(),
     };
     match r.kind {
+        ResourceKind::GrafanaContactPoint
+        | ResourceKind::GrafanaNotificationRoute
+        | ResourceKind::GrafanaAlertRule => crate::alerting::grafana(ctx, r, &grafana, &url).await,
         ResourceKind::GrafanaDashboard => {
             let Some(folder) = grafana.dashboard_folder(uid).await? else {
                 return Ok(absent());
