@@ -1073,3 +1073,179 @@ async fn grafana_alerting_goes_rule_route_contact_point_folder_and_the_tree_keep
         assert!(!topic_exists(&topic_arn).await);
     }
 }
+
+// ---- A dry run makes no mutating call, recorded on the wire -----------------------------------
+
+/// A transparent recording proxy in front of `upstream`: every request is forwarded as it
+/// came (the Host header too, so amp-local still verifies the SigV4 signature made for the
+/// proxy's address) and recorded as the operation it is: `METHOD /path` for the REST APIs
+/// (AMP, EKS), the `Action` for the query-protocol APIs (IAM, STS, SNS).
+struct Recorder {
+    url: String,
+    calls: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+async fn recorder(upstream: String) -> Recorder {
+    use axum::extract::{Request, State};
+    use axum::response::IntoResponse;
+    type Shared = (
+        String,
+        std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+        reqwest::Client,
+    );
+    async fn forward(
+        State((upstream, calls, client)): State<Shared>,
+        request: Request,
+    ) -> axum::response::Response {
+        let (parts, body) = request.into_parts();
+        let body = axum::body::to_bytes(body, 64 << 20)
+            .await
+            .unwrap_or_default();
+        let action = form_action(&body);
+        let path = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+            .to_owned();
+        calls.lock().unwrap().push(match action {
+            Some(action) => action,
+            None => format!("{} {}", parts.method, parts.uri.path()),
+        });
+        let mut forwarded = client.request(parts.method.clone(), format!("{upstream}{path}"));
+        for (name, value) in &parts.headers {
+            forwarded = forwarded.header(name, value);
+        }
+        let answer = forwarded.body(body.to_vec()).send().await.unwrap();
+        let status = answer.status();
+        let mut headers = answer.headers().clone();
+        headers.remove("transfer-encoding");
+        headers.remove("content-length");
+        let bytes = answer.bytes().await.unwrap_or_default();
+        (status, headers, bytes).into_response()
+    }
+    fn form_action(body: &[u8]) -> Option<String> {
+        std::str::from_utf8(body)
+            .ok()?
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("Action="))
+            .map(str::to_owned)
+    }
+    let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let app = axum::Router::new()
+        .fallback(forward)
+        .with_state((upstream, calls.clone(), client));
+    let (url, task) = ampkit_e2e::serve_on_loopback(app).await;
+    Recorder {
+        url,
+        calls,
+        _task: task,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_sends_only_reads_to_aws_as_recorded_on_the_wire() {
+    let stack = stack();
+    // A ledger with every AWS kind the recipe makes: workspace, rules, definition, topic,
+    // statement, subscription (sns-alert), role and OIDC provider.
+    let ws = tokio::task::block_in_place(|| ensured(&unique_name("td-wire")));
+    let alert = tokio::task::block_in_place(|| {
+        tool("sns-alert")
+            .args([
+                "--topic-name",
+                &unique_name("grafana-td-wire"),
+                "--email",
+                "ops@example.com",
+            ])
+            .stdin_doc(&ws)
+            .run()
+    });
+    alert.expect_code(0);
+    let mut doc = alert.doc();
+    let name = unique_name("td-wire-role");
+    let iam = iam().await;
+    let provider_arn = iam
+        .create_open_id_connect_provider()
+        .url(format!("https://oidc.teardown.test/id/{name}"))
+        .client_id_list("sts.amazonaws.com")
+        .thumbprint_list("9e99a48a9960b14926bb7f3b02e22da2b0ab7280")
+        .tags(ours_tag())
+        .send()
+        .await
+        .unwrap()
+        .open_id_connect_provider_arn()
+        .unwrap()
+        .to_owned();
+    let role_arn = make_role(&iam, &name, &trusting(&provider_arn), true).await;
+    let ledger = doc["resources"].as_array_mut().unwrap();
+    ledger.insert(1, json!({"type": "iam-oidc-provider", "id": provider_arn, "arn": provider_arn, "tool": "irsa-role"}));
+    ledger.insert(2, role_entry(&name, &role_arn));
+
+    let moto = recorder(stack.moto_url.clone()).await;
+    let amp = recorder(stack.amp_url.clone()).await;
+    let dry = tokio::task::block_in_place(|| {
+        tool("teardown")
+            .env("AWS_ENDPOINT_URL", &moto.url)
+            .env("AWS_ENDPOINT_URL_AMP", &amp.url)
+            .args(["--dry-run"])
+            .stdin_doc(&doc)
+            .run()
+    });
+    dry.expect_code(0);
+    let plan = dry.doc();
+    assert_eq!(plan["teardown"]["deleted"], 8, "{}", plan["teardown"]);
+    let moto_calls = moto.calls.lock().unwrap().clone();
+    let amp_calls = amp.calls.lock().unwrap().clone();
+    assert!(
+        moto_calls.contains(&"GetCallerIdentity".to_owned()),
+        "{moto_calls:?}"
+    );
+    assert!(
+        amp_calls.len() >= 3,
+        "the AMP reads went through: {amp_calls:?}"
+    );
+    for call in &moto_calls {
+        assert!(
+            ["Get", "List"].iter().any(|p| call.starts_with(p)),
+            "a dry run called {call}: {moto_calls:?}"
+        );
+    }
+    for call in &amp_calls {
+        assert!(
+            call.starts_with("GET "),
+            "a dry run called {call}: {amp_calls:?}"
+        );
+    }
+
+    // The same ledger for real, through the recorders: the deletes show there, and go.
+    let run = tokio::task::block_in_place(|| {
+        tool("teardown")
+            .env("AWS_ENDPOINT_URL", &moto.url)
+            .env("AWS_ENDPOINT_URL_AMP", &amp.url)
+            .stdin_doc(&doc)
+            .run()
+    });
+    run.expect_code(0);
+    let moto_calls = moto.calls.lock().unwrap().clone();
+    for mutation in [
+        "DeleteRole",
+        "DeleteOpenIDConnectProvider",
+        "DeleteTopic",
+        "Unsubscribe",
+        "SetTopicAttributes",
+    ] {
+        assert!(
+            moto_calls.iter().any(|c| c == mutation),
+            "{mutation} in {moto_calls:?}"
+        );
+    }
+    assert!(
+        amp.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|c| c.starts_with("DELETE /workspaces/"))
+    );
+}
