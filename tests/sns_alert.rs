@@ -995,3 +995,73 @@ async fn an_alert_manager_definition_someone_made_is_merged_into_not_replaced() 
     );
     assert!(stored.contains("team-pager"), "{stored}");
 }
+
+/// What teardown calls for the Grafana objects, driven by the ledger entries sns-alert wrote:
+/// the route first (the contact point cannot go while a route uses it), then the rule and the
+/// contact point; each a second time is "absent"; the route someone made stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grafana_objects_are_removed_by_the_lib_calls_teardown_makes() {
+    use ampkit::grafana::alerting::RouteSpec;
+    use ampkit::grafana::{Grafana, Token};
+    use ampkit::sns::Removal;
+    let fixture = GrafanaFixture::start("12.0.2").await;
+    fixture.seed_route("team-pager", json!([["team", "=", "payments"]]));
+    let run = sns_alert_grafana(
+        &grafana_doc(&fixture),
+        &["--topic-name", &unique_name("grafana-rm")],
+    );
+    run.expect_code(0);
+    let doc = run.doc();
+    let entry = |kind: &str| {
+        doc["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["type"] == kind)
+            .cloned()
+            .unwrap()
+    };
+    let (route, rule, cp) = (
+        entry("grafana-notification-route"),
+        entry("grafana-alert-rule"),
+        entry("grafana-contact-point"),
+    );
+    let grafana = Grafana::connect(
+        route["details"]["grafanaUrl"].as_str().unwrap(),
+        Token::new(mint_token(11)),
+    )
+    .await
+    .unwrap();
+    let cp_uid = cp["id"].as_str().unwrap();
+    let refused = grafana.delete_contact_point(cp_uid).await.unwrap_err();
+    assert!(refused.hint.unwrap().contains("remove the route first"));
+
+    let spec = RouteSpec::from_ledger(route["details"].as_object().unwrap()).unwrap();
+    assert_eq!(grafana.remove_route(&spec).await.unwrap(), Removal::Deleted);
+    assert_eq!(grafana.remove_route(&spec).await.unwrap(), Removal::Absent);
+    let (tree, _) = fixture.policy_tree();
+    assert_eq!(
+        tree["routes"],
+        json!([{"receiver": "team-pager", "object_matchers": [["team", "=", "payments"]]}])
+    );
+
+    let rule_uid = rule["id"].as_str().unwrap();
+    assert_eq!(
+        grafana.delete_alert_rule(rule_uid).await.unwrap(),
+        Removal::Deleted
+    );
+    assert_eq!(
+        grafana.delete_alert_rule(rule_uid).await.unwrap(),
+        Removal::Absent
+    );
+    assert!(fixture.alert_rules().is_empty());
+    assert_eq!(
+        grafana.delete_contact_point(cp_uid).await.unwrap(),
+        Removal::Deleted
+    );
+    assert_eq!(
+        grafana.delete_contact_point(cp_uid).await.unwrap(),
+        Removal::Absent
+    );
+    assert!(!fixture.contact_points().iter().any(|c| c["uid"] == cp_uid));
+}

@@ -48,6 +48,26 @@ impl RouteSpec {
         )
     }
 
+    /// Our route as a `grafana-notification-route` ledger entry records it (`receiver` and
+    /// `objectMatchers` in its details), for teardown's [`Grafana::remove_route`].
+    pub fn from_ledger(details: &serde_json::Map<String, Value>) -> Option<RouteSpec> {
+        let receiver = details.get("receiver")?.as_str()?.to_owned();
+        let matchers = details
+            .get("objectMatchers")?
+            .as_array()?
+            .iter()
+            .map(|m| match (m[0].as_str(), m[1].as_str(), m[2].as_str()) {
+                (Some(k), Some("="), Some(v)) => Some((k.to_owned(), v.to_owned())),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(RouteSpec {
+            receiver,
+            matchers,
+            group_by: Vec::new(),
+        })
+    }
+
     /// The route as the tree holds it.
     pub fn to_value(&self) -> Value {
         json!({
