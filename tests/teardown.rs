@@ -1249,3 +1249,60 @@ async fn a_dry_run_sends_only_reads_to_aws_as_recorded_on_the_wire() {
             .any(|c| c.starts_with("DELETE /workspaces/"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_amg_teardown_makes_its_own_service_account_and_removes_a_leftover_one() {
+    let grafana = GrafanaFixture::start("10.4.1").await;
+    let host = grafana.url.trim_start_matches("http://").to_owned();
+    let amg = ampkit_e2e::amg::AmgFixture::start("g-0123456789", &host).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dashboard_file(dir.path());
+    let on_amg = |name: &str| {
+        tool(name)
+            .env("AWS_ENDPOINT_URL_GRAFANA", &amg.url)
+            .env_remove("GRAFANA_TOKEN")
+            .args([
+                "--amg-workspace-id",
+                "g-0123456789",
+                "--grafana-url",
+                &grafana.url,
+            ])
+    };
+    // An import whose own service account could not be deleted: it is in the ledger.
+    amg.fail_deletes(true);
+    let run = tokio::task::block_in_place(|| {
+        on_amg("grafana-import")
+            .args(["--dashboard", file.to_str().unwrap()])
+            .stdin_doc(&workspace_doc())
+            .run()
+    });
+    run.expect_code(0);
+    amg.fail_deletes(false);
+    let doc = run.doc();
+    assert_eq!(
+        ledger_kinds(&doc),
+        [
+            "grafana-datasource",
+            "grafana-folder",
+            "grafana-dashboard",
+            "grafana-service-account"
+        ]
+    );
+    assert_eq!(amg.accounts().len(), 1);
+
+    let run = tokio::task::block_in_place(|| on_amg("teardown").stdin_doc(&doc).run());
+    run.expect_code(0);
+    assert_eq!(
+        run.doc()["resources"],
+        json!([]),
+        "{}",
+        run.doc()["teardown"]
+    );
+    assert!(
+        amg.accounts().is_empty(),
+        "the leftover and teardown's own service account are gone"
+    );
+    for uid in ["mesh-overview", "ampkit-service-mesh", "ampkit-ws-td01"] {
+        assert!(!grafana.has(uid), "{uid} is gone");
+    }
+}

@@ -130,6 +130,7 @@ pub struct EntryReport {
 #[serde(rename_all = "camelCase")]
 pub struct Section {
     pub dry_run: bool,
+    /// Deleted (with `--dry-run`: would be deleted).
     pub deleted: usize,
     pub absent: usize,
     pub skipped: usize,
@@ -153,6 +154,9 @@ pub struct Context {
     regional: HashMap<String, aws_config::SdkConfig>,
     caller: Option<Result<Caller>>,
     grafanas: HashMap<String, Result<Grafana>>,
+    /// With `--amg-workspace-id`: the run's AMG session (a service account made for this run,
+    /// deleted at its end), opened on first use.
+    amg: Option<Result<ampkit::grafana::amg::Session>>,
     kube: Option<Result<kube::Client>>,
     /// IAM roles deleted by this run (or, dry, planned to be): they no longer count as users
     /// of an OIDC provider.
@@ -181,6 +185,7 @@ impl Context {
             regional: HashMap::new(),
             caller: None,
             grafanas: HashMap::new(),
+            amg: None,
             kube: None,
             gone_roles: HashSet::new(),
             gone_grafana: HashSet::new(),
@@ -280,6 +285,23 @@ impl Context {
     }
 
     async fn grafana(&mut self, url: &str) -> Result<Grafana> {
+        if self.grafana_args.amg_workspace_id.is_some() {
+            if self.amg.is_none() {
+                self.amg = Some(self.grafana_args.open(&self.aws_args, NAME).await);
+            }
+            return match &self.amg {
+                Some(Ok(session)) if session.grafana.base().trim_end_matches('/') == url => {
+                    Ok(session.grafana.clone())
+                }
+                Some(Ok(session)) => Err(Error::usage(format!(
+                    "the entry is in Grafana {url}, not in the AMG workspace's {}",
+                    session.grafana.base()
+                ))
+                .with_hint("run teardown again with the --amg-workspace-id of that Grafana")),
+                Some(Err(e)) => Err(e.clone()),
+                None => Err(Error::internal("no AMG session")),
+            };
+        }
         if !self.grafanas.contains_key(url) {
             let connected = match self.grafana_args.token() {
                 Ok(token) => Grafana::connect(url, token).await,
@@ -319,8 +341,21 @@ pub async fn run(cli: Cli, doc: &mut StateDoc) -> Result<()> {
     }
     let progress = Progress::new(NAME, ampkit::cli::progress());
     let mut ctx = Context::new(&cli, progress);
-    let section = teardown(&mut ctx, doc, cli.state.as_deref()).await?;
-    let left = section.left;
+    let section = teardown(&mut ctx, doc, cli.state.as_deref()).await;
+    let mut leftovers = 0;
+    // The AMG service account made for this run goes whatever happened; one whose delete
+    // failed is left in the ledger, for the next teardown.
+    if let Some(Ok(session)) = ctx.amg.take()
+        && let Some(leftover) = session.close().await
+    {
+        doc.push_resource(leftover);
+        leftovers += 1;
+        if let (Some(path), false) = (cli.state.as_deref(), cli.dry_run) {
+            state::write(path, doc)?;
+        }
+    }
+    let section = section?;
+    let left = section.left + leftovers;
     if cli.dry_run {
         let blocked = section.skipped + section.failed;
         if blocked > 0 {
