@@ -301,23 +301,15 @@ pub async fn grafana(
             Ok(removal(grafana.delete_alert_rule(uid).await?))
         }
         ResourceKind::GrafanaNotificationRoute => {
-            let receiver = match detail(r, "receiver") {
-                Ok(v) => v.to_owned(),
-                Err(v) => return Ok(v),
+            // Rebuilt by the lib from what the ledger recorded; anything else is kept.
+            let Some(spec) = RouteSpec::from_ledger(&r.details) else {
+                return Ok(Verdict::Failed(
+                    "the entry's `details.receiver` / `details.objectMatchers` are missing or \
+                     malformed: kept, never guessed at"
+                        .into(),
+                ));
             };
-            let matchers: Vec<(String, String)> = r
-                .details
-                .get("objectMatchers")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|m| Some((m[0].as_str()?.to_owned(), m[2].as_str()?.to_owned())))
-                .collect();
-            let spec = RouteSpec {
-                receiver: receiver.clone(),
-                matchers,
-                group_by: Vec::new(),
-            };
+            let receiver = spec.receiver.clone();
             let tree = grafana.policy_tree().await?;
             let present = tree["routes"].as_array().is_some_and(|routes| {
                 routes.iter().any(|route| {
