@@ -204,6 +204,22 @@ pub async fn namespace(ctx: &mut Context, r: &Resource) -> Result<Verdict> {
             "deleted, then waited for until gone".into(),
         ));
     }
+    let status = settled(ctx, &what, || async {
+        Ok(rules
+            .client
+            .describe_rule_groups_namespace()
+            .workspace_id(&workspace)
+            .name(name)
+            .send()
+            .await
+            .ok()
+            .and_then(|o| o.rule_groups_namespace)
+            .and_then(|ns| ns.status().map(|s| s.status_code().as_str().to_owned())))
+    })
+    .await;
+    if let Some(verdict) = unsettled(status, &what, ctx.timeout) {
+        return Ok(verdict);
+    }
     let removal = rules
         .delete_namespace(&workspace, name, ctx.timeout, &ctx.progress)
         .await?;
@@ -254,6 +270,21 @@ pub async fn definition(ctx: &mut Context, r: &Resource) -> Result<Verdict> {
         return Ok(Verdict::WouldDelete(
             "deleted, then waited for until gone".into(),
         ));
+    }
+    let status = settled(ctx, &what, || async {
+        Ok(rules
+            .client
+            .describe_alert_manager_definition()
+            .workspace_id(&workspace)
+            .send()
+            .await
+            .ok()
+            .and_then(|o| o.alert_manager_definition)
+            .and_then(|d| d.status().map(|s| s.status_code().as_str().to_owned())))
+    })
+    .await;
+    if let Some(verdict) = unsettled(status, &what, ctx.timeout) {
+        return Ok(verdict);
     }
     let removal = rules
         .delete_alert_manager_definition(&workspace, ctx.timeout, &ctx.progress)
@@ -364,4 +395,46 @@ pub async fn grafana(
             Ok(removal(grafana.delete_contact_point(uid).await?))
         }
     }
+}
+
+/// Statuses in which AMP refuses a delete (409) of a namespace or definition, or in which one
+/// is on its way out already (an earlier, interrupted run).
+const TRANSITIONAL: [&str; 3] = ["CREATING", "UPDATING", "DELETING"];
+
+/// Wait, bounded by `--timeout` and with progress, while the object is in a transitional
+/// status; the last status seen (`None` when it could not be read, e.g. gone).
+async fn settled<F, Fut>(ctx: &Context, what: &str, status: F) -> Option<String>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<String>>>,
+{
+    let deadline = tokio::time::Instant::now() + ctx.timeout;
+    let mut pause = std::time::Duration::from_millis(250);
+    loop {
+        let now = status().await.ok().flatten();
+        match now.as_deref() {
+            Some(s)
+                if TRANSITIONAL.contains(&s) && tokio::time::Instant::now() + pause < deadline =>
+            {
+                ctx.progress
+                    .show(format!("{what} is {s}; waiting for it to settle"));
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(5));
+            }
+            _ => return now,
+        }
+    }
+}
+
+/// The verdict when waiting did not help: still transitional after the timeout. A DELETING
+/// object that is gone by now falls through to the delete, whose "not found" is absent.
+fn unsettled(status: Option<String>, what: &str, timeout: std::time::Duration) -> Option<Verdict> {
+    status
+        .filter(|s| TRANSITIONAL.contains(&s.as_str()))
+        .map(|s| {
+            Verdict::Failed(format!(
+                "{what} is still {s} after {}s: kept, run teardown again later",
+                timeout.as_secs()
+            ))
+        })
 }
