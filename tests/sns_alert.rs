@@ -728,7 +728,8 @@ async fn grafana_target_adds_contact_point_route_and_rule_keeping_the_tree() {
             serde_json::from_str::<Value>(OUR_MATCHERS).unwrap()
         );
         assert_eq!(routes[1]["receiver"], "team-pager");
-        assert_eq!(provenance, "api");
+        // People edit this tree in the UI: adding our route did not lock it.
+        assert_eq!(provenance, "");
 
         // The rule: query, reduce, threshold; in its group at the interval asked.
         let rules = fixture.alert_rules();
@@ -811,6 +812,14 @@ async fn editable_and_amg_shaped_contact_points_and_grafana_bad_input() {
             "does not start with `grafana`",
         ),
         (vec!["--interval", "15s"], "multiple of 10s"),
+        // No workspace here: the account is the caller's (STS).
+        (
+            vec![
+                "--topic-arn",
+                "arn:aws:sns:eu-west-1:210987654321:grafana-x",
+            ],
+            "account 210987654321",
+        ),
         (
             vec!["--datasource-uid", "", "--grafana-url", ""],
             "no Grafana",
@@ -819,7 +828,7 @@ async fn editable_and_amg_shaped_contact_points_and_grafana_bad_input() {
     for (args, fragment) in cases {
         let name = unique_name("grafana-never");
         let mut args = args;
-        if args[0] != "--topic-name" {
+        if !matches!(args[0], "--topic-name" | "--topic-arn") {
             args.extend(["--topic-name", &name]);
             names.push(name.clone());
         }
@@ -1039,11 +1048,35 @@ async fn the_grafana_objects_are_removed_by_the_lib_calls_teardown_makes() {
     let spec = RouteSpec::from_ledger(route["details"].as_object().unwrap()).unwrap();
     assert_eq!(grafana.remove_route(&spec).await.unwrap(), Removal::Deleted);
     assert_eq!(grafana.remove_route(&spec).await.unwrap(), Removal::Absent);
-    let (tree, _) = fixture.policy_tree();
+    let (tree, provenance) = fixture.policy_tree();
     assert_eq!(
         tree["routes"],
         json!([{"receiver": "team-pager", "object_matchers": [["team", "=", "payments"]]}])
     );
+    assert_eq!(provenance, "", "removing our route did not lock the tree");
+
+    // On a tree a provisioning tool locked, ours goes in and out without the header (with it,
+    // Grafana would refuse the change of provenance).
+    fixture.lock_policy_tree();
+    let again = sns_alert_grafana(
+        &doc,
+        &[
+            "--topic-name",
+            doc["alerting"]["topicArn"]
+                .as_str()
+                .unwrap()
+                .rsplit(':')
+                .next()
+                .unwrap(),
+        ],
+    );
+    again.expect_code(0);
+    assert_eq!(
+        fixture.policy_tree().0["routes"].as_array().unwrap().len(),
+        2
+    );
+    assert_eq!(grafana.remove_route(&spec).await.unwrap(), Removal::Deleted);
+    assert_eq!(fixture.policy_tree().1, "api");
 
     let rule_uid = rule["id"].as_str().unwrap();
     assert_eq!(

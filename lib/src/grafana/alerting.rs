@@ -85,6 +85,14 @@ impl RouteSpec {
     }
 }
 
+/// Whether the policy tree is editable in the UI: Grafana's `provenance` of it is absent or
+/// empty (set only once something provisioned it without `X-Disable-Provenance`).
+fn tree_is_editable(tree: &Value) -> bool {
+    tree.get("provenance")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+}
+
 /// Whether `existing` already has every field `wanted` sets, recursively; Grafana adds fields
 /// (ids, provenance, `[REDACTED]` secrets) that are not ours to compare.
 fn covers(existing: &Value, wanted: &Value) -> bool {
@@ -273,8 +281,11 @@ impl Grafana {
 
     /// Put our route first among the root's children (so that no broader sibling takes our
     /// alerts), keeping every other route; a route of ours already there is left as it is.
+    /// The tree is everyone's: one that people edit in the UI (no provenance) stays editable
+    /// whatever `editable` says, since a PUT without the header would lock all of it.
     pub async fn ensure_route(&self, route: &RouteSpec, editable: bool) -> Result<Outcome> {
         let mut tree = self.policy_tree().await?;
+        let editable = editable || tree_is_editable(&tree);
         if !tree.is_object() {
             return Err(Error::remote(format!(
                 "the notification policy tree is not an object: {tree}"
@@ -309,9 +320,10 @@ impl Grafana {
         if routes.len() == before {
             return Ok(Removal::Absent);
         }
-        // Without the header: a route we added with it is in a tree whose provenance is none,
-        // and none may be changed by anything.
-        self.put_policy_tree(&tree, false).await?;
+        // Written back with the provenance it has, so that removing our route neither locks
+        // an editable tree nor is refused on a locked one.
+        let editable = tree_is_editable(&tree);
+        self.put_policy_tree(&tree, editable).await?;
         Ok(Removal::Deleted)
     }
 

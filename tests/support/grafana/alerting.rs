@@ -353,11 +353,21 @@ pub(super) fn route(
                 json!({"message": "contactpoint deleted"}),
             )
         }
-        ("GET", ["policies"]) => answer(StatusCode::OK, db.alerting.policy.clone()),
+        ("GET", ["policies"]) => {
+            // Grafana reports the tree's provenance in it, when it has one.
+            let mut tree = db.alerting.policy.clone();
+            if !db.alerting.policy_provenance.is_empty() {
+                tree["provenance"] = json!(db.alerting.policy_provenance);
+            }
+            answer(StatusCode::OK, tree)
+        }
         ("PUT", ["policies"]) => {
-            let Some(tree) = body else {
+            let Some(mut tree) = body else {
                 return Some(bad_request(json!({"message": "bad request data"})));
             };
+            if let Some(t) = tree.as_object_mut() {
+                t.remove("provenance");
+            }
             if tree["receiver"].as_str().is_none_or(str::is_empty) {
                 return Some(bad_request(
                     json!({"message": "root route must specify a default receiver"}),
@@ -545,6 +555,11 @@ impl GrafanaFixture {
             .iter()
             .find(|(f, g, _)| f == folder && g == group)
             .map(|(_, _, s)| *s)
+    }
+
+    /// Lock the policy tree as a provisioning tool without the header would (provenance `api`).
+    pub fn lock_policy_tree(&self) {
+        lock(&self.db).alerting.policy_provenance = "api".to_owned();
     }
 
     /// A route and its contact point as someone made them in the UI.
