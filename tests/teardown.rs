@@ -1306,3 +1306,58 @@ async fn on_amg_teardown_makes_its_own_service_account_and_removes_a_leftover_on
         assert!(!grafana.has(uid), "{uid} is gone");
     }
 }
+
+#[test]
+fn a_signal_stops_teardown_after_the_entry_in_hand_and_stdout_lists_what_is_left() {
+    use std::io::{BufRead, Write};
+    let alias = unique_name("td-term");
+    let docs: Vec<Value> = (0..3).map(|i| ensured(&format!("{alias}-{i}"))).collect();
+    let ids: Vec<String> = docs
+        .iter()
+        .map(|d| d["workspace"]["workspaceId"].as_str().unwrap().to_owned())
+        .collect();
+    let doc = json!({"resources": ledger_of(&docs.iter().collect::<Vec<_>>())});
+    let mut child = std::process::Command::new(ampkit_e2e::bin("teardown"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(doc.to_string().as_bytes()).unwrap();
+    drop(stdin);
+    // Once the first entry is reported, the second one's delete is under way: SIGTERM then.
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let first_done = line.starts_with("teardown: [1/3]");
+        seen.push(line);
+        if first_done {
+            break;
+        }
+    }
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    seen.extend(lines.map_while(Result::ok));
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{seen:#?}");
+    let out: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(out["teardown"]["interrupted"], "SIGTERM", "{seen:#?}");
+    let left: Vec<&str> = out["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert!(!left.is_empty() && left.len() < 3, "{left:?}");
+    assert!(describe(&ids[2]).is_none(), "the newest went first");
+    // A second run on what stdout said finishes the job.
+    let second = tool("teardown").stdin_doc(&out).run();
+    second.expect_code(0);
+    for id in &ids {
+        assert!(describe(id).is_none(), "{id} is gone");
+    }
+}

@@ -139,6 +139,9 @@ pub struct Section {
     pub left: usize,
     /// Newest first, as handled.
     pub entries: Vec<EntryReport>,
+    /// The signal that stopped the run before the last entry (the rest stays in the ledger).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<&'static str>,
 }
 
 /// Connections made on first use and shared by the entries: one AWS configuration per
@@ -356,6 +359,12 @@ pub async fn run(cli: Cli, doc: &mut StateDoc) -> Result<()> {
     }
     let section = section?;
     let left = section.left + leftovers;
+    if let Some(signal) = section.interrupted {
+        return Err(Error::remote(format!(
+            "interrupted by {signal}: {left} ledger entries are left (see section `teardown`)"
+        ))
+        .with_hint("run teardown again on this output (or --state file) to finish"));
+    }
     if cli.dry_run {
         let blocked = section.skipped + section.failed;
         if blocked > 0 {
@@ -418,6 +427,8 @@ pub async fn teardown(
             .or_insert_with(|| arn.to_owned());
     }
     let mut kept: Vec<Option<Value>> = values.iter().cloned().map(Some).collect();
+    let stop = interruption();
+    tokio::pin!(stop);
     let mut section = Section {
         dry_run: ctx.dry_run,
         ..Section::default()
@@ -431,7 +442,22 @@ pub async fn teardown(
         );
         ctx.progress
             .show(format!("[{}/{total}] {kind} {id}", done + 1));
-        let verdict = entry::handle(ctx, value).await;
+        // A signal abandons the entry in hand (it stays in the ledger: a delete that was
+        // under way is found done, or absent, by the next run) and ends the run cleanly, so
+        // the document written on stdout still lists exactly what is left.
+        let verdict = tokio::select! {
+            verdict = entry::handle(ctx, value) => verdict,
+            signal = &mut stop => {
+                ctx.progress.clear();
+                eprintln!(
+                    "{NAME}: {signal}: stopping; {} ledger entries left",
+                    kept.iter().flatten().count()
+                );
+                section.interrupted = Some(signal);
+                doc.set_section(SECTION, &section)?;
+                break;
+            }
+        };
         ctx.progress.clear();
         eprintln!(
             "{NAME}: [{}/{total}] {kind} {id}: {}{}",
@@ -472,6 +498,22 @@ pub async fn teardown(
         }
     }
     Ok(section)
+}
+
+/// Completes on SIGINT or SIGTERM (Ctrl-C, `timeout`, a CI runner cancelling the job).
+async fn interruption() -> &'static str {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        () = term => "SIGTERM",
+    }
 }
 
 #[cfg(test)]
