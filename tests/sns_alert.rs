@@ -1098,3 +1098,48 @@ async fn the_grafana_objects_are_removed_by_the_lib_calls_teardown_makes() {
     );
     assert!(!fixture.contact_points().iter().any(|c| c["uid"] == cp_uid));
 }
+
+/// Grafana failing half-way through a `--target both` run: exit 1, and the document lists
+/// everything made before, in SNS, AMP and Grafana, so that teardown can remove it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grafana_failing_half_way_is_exit_1_and_the_ledger_has_what_was_made() {
+    let fixture = GrafanaFixture::start("10.4.1").await;
+    fixture.fail("POST /api/v1/provisioning/alert-rules");
+    let mut input = tokio::task::block_in_place(|| workspace_doc("sns-alert-gfail"));
+    input["grafana"] = grafana_doc(&fixture)["grafana"].clone();
+    let run = sns_alert_grafana(
+        &input,
+        &[
+            "--topic-name",
+            &unique_name("grafana-gfail"),
+            "--target",
+            "both",
+        ],
+    );
+    run.expect_code(1);
+    let err = run.error();
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("database is locked"),
+        "{err}"
+    );
+    let doc = run.doc();
+    assert_eq!(
+        ledger_kinds(&json!({"resources": new_ledger_entries(&input, &doc)})),
+        [
+            "sns-topic",
+            "sns-topic-policy-statement",
+            "amp-rule-groups-namespace",
+            "amp-alert-manager-definition",
+            "grafana-folder",
+            "grafana-contact-point",
+            "grafana-notification-route"
+        ]
+    );
+    let section = &doc["alerting"];
+    assert_eq!(section["amp"]["alertManager"], "ACTIVE");
+    assert_eq!(section["grafana"]["contactPointName"], "ampkit-sns");
+    assert_eq!(section["grafana"]["ruleUid"], "");
+}

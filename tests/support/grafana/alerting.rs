@@ -34,6 +34,9 @@ pub struct Alerting {
     pub rules: Vec<Value>,
     /// Rule group intervals: (folder uid, group, seconds).
     pub intervals: Vec<(String, String, u64)>,
+    /// Calls (`"POST /api/v1/provisioning/alert-rules"`) answered 500, as a Grafana that
+    /// breaks half-way through a run.
+    pub failing: Vec<String>,
 }
 
 impl Default for Alerting {
@@ -48,6 +51,7 @@ impl Default for Alerting {
             policy_provenance: String::new(),
             rules: Vec::new(),
             intervals: Vec::new(),
+            failing: Vec::new(),
         }
     }
 }
@@ -254,6 +258,13 @@ pub(super) fn route(
     let ["api", "v1", "provisioning", rest @ ..] = segments else {
         return None;
     };
+    let call = format!("{method} /{}", segments.join("/"));
+    if db.alerting.failing.contains(&call) {
+        return Some(answer(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"message": "database is locked"}),
+        ));
+    }
     let wanted = provenance(headers);
     let version = db.version.clone();
     Some(match (method, rest) {
@@ -555,6 +566,11 @@ impl GrafanaFixture {
             .iter()
             .find(|(f, g, _)| f == folder && g == group)
             .map(|(_, _, s)| *s)
+    }
+
+    /// Answer `call` (`"POST /api/v1/provisioning/alert-rules"`) with 500 from now on.
+    pub fn fail(&self, call: &str) {
+        lock(&self.db).alerting.failing.push(call.to_owned());
     }
 
     /// Lock the policy tree as a provisioning tool without the header would (provenance `api`).
