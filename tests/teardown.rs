@@ -989,7 +989,7 @@ fn a_ledgered_topic_whose_tag_was_removed_is_kept() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn grafana_alerting_goes_rule_route_contact_point_folder_and_the_tree_keeps_the_rest() {
+async fn grafana_alerting_goes_route_rule_contact_point_folder_and_the_tree_keeps_the_rest() {
     for version in ["10.4.1", "12.0.2"] {
         let fixture = GrafanaFixture::start(version).await;
         fixture.seed_route("team-pager", json!([["team", "=", "payments"]]));
@@ -1044,13 +1044,13 @@ async fn grafana_alerting_goes_rule_route_contact_point_folder_and_the_tree_keep
         assert_eq!(
             deletes,
             [
+                "PUT /api/v1/provisioning/policies".to_owned(),
                 "DELETE /api/v1/provisioning/alert-rules/ampkit-downstreamlatencyp99high"
                     .to_owned(),
-                "PUT /api/v1/provisioning/policies".to_owned(),
                 format!("DELETE /api/v1/provisioning/contact-points/{contact_point}"),
                 "DELETE /api/folders/ampkit-service-mesh".to_owned(),
             ],
-            "{version}: rule, route, contact point, folder"
+            "{version}: route, rule, contact point, folder"
         );
         assert!(fixture.alert_rules().is_empty());
         let names: Vec<String> = fixture

@@ -434,7 +434,7 @@ pub async fn teardown(
         ..Section::default()
     };
     let total = values.len();
-    for (done, index) in (0..total).rev().enumerate() {
+    for (done, index) in order(&values).into_iter().enumerate() {
         let value = &values[index];
         let (kind, id) = (
             value["type"].as_str().unwrap_or("?").to_owned(),
@@ -498,6 +498,27 @@ pub async fn teardown(
         }
     }
     Ok(section)
+}
+
+/// The order entries are handled in: newest first (the reverse of creation, so children
+/// before parents), except that our notification route leaves Grafana's policy tree before
+/// the alert rules created after it: alerts stop being routed before anything else of the
+/// alerting goes (route -> rule -> contact point).
+fn order(values: &[Value]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..values.len()).rev().collect();
+    let kind = |i: usize| values[i]["type"].as_str().unwrap_or_default();
+    for pos in 0..order.len() {
+        if kind(order[pos]) != "grafana-notification-route" {
+            continue;
+        }
+        let mut to = pos;
+        while to > 0 && kind(order[to - 1]) == "grafana-alert-rule" {
+            to -= 1;
+        }
+        let route = order.remove(pos);
+        order.insert(to, route);
+    }
+    order
 }
 
 /// Completes on SIGINT or SIGTERM (Ctrl-C, `timeout`, a CI runner cancelling the job).
@@ -583,6 +604,23 @@ mod tests {
         assert_eq!((section.deleted, section.skipped, section.left), (1, 1, 1));
         assert_eq!(doc.resources().len(), 1);
         assert_eq!(doc.resources()[0].id, "grafana-agent/grafana-agent");
+    }
+
+    #[test]
+    fn newest_first_with_our_route_before_the_rules() {
+        let ledger: Vec<Value> = [
+            "sns-topic",
+            "grafana-folder",
+            "grafana-contact-point",
+            "grafana-notification-route",
+            "grafana-alert-rule",
+        ]
+        .iter()
+        .map(|k| json!({"type": k}))
+        .collect();
+        assert_eq!(order(&ledger), [3, 4, 2, 1, 0]);
+        let plain: Vec<Value> = (0..3).map(|_| json!({"type": "amp-workspace"})).collect();
+        assert_eq!(order(&plain), [2, 1, 0]);
     }
 
     #[tokio::test]
