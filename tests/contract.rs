@@ -96,6 +96,12 @@ fn help_goes_to_stdout_and_exits_0() {
         let run = tool(name).args(["--help"]).run();
         run.expect_code(0);
         assert!(run.stdout.contains("Usage:"), "{name}: {}", run.stdout);
+        // The tool's own description comes first, not that of a flag group the frame adds.
+        let about = run.stdout.lines().next().unwrap_or_default();
+        assert!(
+            !about.is_empty() && !run.stdout.contains("Verbosity flags of every tool"),
+            "{name}'s help starts with: {about}"
+        );
     }
 }
 

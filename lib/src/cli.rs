@@ -152,7 +152,20 @@ fn command<C: clap::Parser>(tool: &Tool) -> clap::Command {
         .name(tool.name)
         .version(env!("CARGO_PKG_VERSION"))
         .help_template(template);
-    <LogArgs as clap::Args>::augment_args(cmd).arg(
+    // Augmenting with a documented `Args` struct sets the command's about to that struct's doc
+    // comment; the tool's own description is put back after.
+    let about = cmd.get_about().cloned();
+    let long_about = cmd.get_long_about().cloned();
+    let cmd = <LogArgs as clap::Args>::augment_args(cmd);
+    let cmd = match about {
+        Some(about) => cmd.about(about),
+        None => cmd.about(None::<&str>),
+    };
+    let cmd = match long_about {
+        Some(long_about) => cmd.long_about(long_about),
+        None => cmd.long_about(None::<&str>),
+    };
+    cmd.arg(
         clap::Arg::new(COMPLETIONS)
             .long(COMPLETIONS)
             .value_name("SHELL")
