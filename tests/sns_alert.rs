@@ -543,21 +543,7 @@ async fn latency_raised_with_the_fault_delay_fires_the_alert_into_sns_and_resolv
         .as_str()
         .unwrap()
         .to_owned();
-    let targets: String = ["dj", "jazz", "metal"]
-        .iter()
-        .zip(&stack.envoy_admin_urls)
-        .map(|(service, url)| {
-            format!(
-                "      - targets: ['{}']\n        labels: {{service: {service}, namespace: prod}}\n",
-                url.trim_start_matches("http://")
-            )
-        })
-        .collect();
-    let _agent = Agent::start(&stack, &ws, ("ampkit_test", "sns-alert"), |_| {
-        format!(
-            "  - job_name: envoy\n    metrics_path: /stats/prometheus\n    static_configs:\n{targets}"
-        )
-    });
+    let _agent = Agent::scraping_the_mesh(&stack, &ws, ("ampkit_test", "sns-alert"));
     let _baseline = traffic(&stack, 150, None);
 
     let topic_name = unique_name("grafana-e2e");
