@@ -939,15 +939,20 @@ async fn an_alert_manager_definition_someone_made_is_merged_into_not_replaced() 
         .run();
     run.expect_code(0);
     let doc = run.doc();
-    // The definition was there: not ours to ledger (teardown must not delete it).
+    // The definition was there: it stays theirs, and what we merged into it is ledgered as
+    // such, so that teardown takes only that back out.
+    let entries = new_ledger_entries(&input, &doc);
     assert_eq!(
-        ledger_kinds(&json!({"resources": new_ledger_entries(&input, &doc)})),
+        ledger_kinds(&json!({"resources": entries})),
         [
             "sns-topic",
             "sns-topic-policy-statement",
-            "amp-rule-groups-namespace"
+            "amp-rule-groups-namespace",
+            "amp-alert-manager-definition"
         ]
     );
+    assert_eq!(entries[3]["details"]["merged"], true);
+    assert_eq!(entries[3]["details"]["receiver"], "ampkit-sns");
     let stored = amp
         .describe_alert_manager_definition()
         .workspace_id(&ws)
@@ -989,6 +994,32 @@ async fn an_alert_manager_definition_someone_made_is_merged_into_not_replaced() 
         "{stored}"
     );
     assert!(stored.contains("team-pager"), "{stored}");
+
+    // Teardown takes out exactly what we merged in: the definition, their receiver and their
+    // route stay; ours, our route and our template are gone.
+    // (Only sns-alert's entries: the workspace itself stays for the check.)
+    let mut sns_only = doc.clone();
+    sns_only["resources"] = json!(new_ledger_entries(&input, &doc));
+    let down = tool("teardown").stdin_doc(&sns_only).run();
+    down.expect_code(0);
+    let left = amp
+        .describe_alert_manager_definition()
+        .workspace_id(&ws)
+        .send()
+        .await
+        .expect("their definition is still there");
+    let left = String::from_utf8(
+        left.alert_manager_definition()
+            .unwrap()
+            .data()
+            .as_ref()
+            .to_vec(),
+    )
+    .unwrap();
+    let def = ampkit::amp::alerting::validate_definition(&left).expect("AMP takes it");
+    assert!(left.contains("team-pager"), "{left}");
+    assert!(!left.contains("ampkit"), "{left}");
+    assert!(def.templates.is_empty(), "{left}");
 }
 
 /// What teardown calls for the Grafana objects, driven by the ledger entries sns-alert wrote:

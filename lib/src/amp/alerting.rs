@@ -302,3 +302,99 @@ mod tests {
         );
     }
 }
+
+/// Take what a tool merged into someone's alert manager definition back out of it: the
+/// receiver named `receiver`, the root's child routes that send to it, and the templates (in
+/// `templates:` and in `template_files`) named in `templates`. Everything else is kept as it
+/// is. `Ok(None)` when none of it is there any more (nothing to put back); an error when the
+/// root route itself sends to `receiver` (then the definition is not someone else's).
+pub fn remove_merged(
+    yaml: &str,
+    receiver: &str,
+    templates: &[String],
+) -> Result<Option<String>, String> {
+    let mut top: Mapping = match serde_norway::from_str(yaml) {
+        Ok(Value::Mapping(top)) => top,
+        Ok(_) => return Err("the definition is not a YAML mapping".into()),
+        Err(e) => return Err(format!("invalid YAML: {e}")),
+    };
+    let config_text = get(&top, "alertmanager_config")
+        .and_then(Value::as_str)
+        .ok_or("`alertmanager_config` is missing")?;
+    let mut config: Mapping = match serde_norway::from_str(config_text) {
+        Ok(Value::Mapping(config)) => config,
+        _ => return Err("alertmanager_config is not a YAML mapping".into()),
+    };
+    let sends_to_ours = |v: &Value| v.get("receiver").and_then(Value::as_str) == Some(receiver);
+    let mut changed = false;
+    if let Some(Value::Mapping(root)) = config.get_mut(key("route")) {
+        if root.get(key("receiver")).and_then(Value::as_str) == Some(receiver) {
+            return Err(format!(
+                "its root route sends to `{receiver}`: the whole definition is ours, not merged"
+            ));
+        }
+        if let Some(Value::Sequence(children)) = root.get_mut(key("routes")) {
+            let before = children.len();
+            children.retain(|r| !sends_to_ours(r));
+            changed |= children.len() != before;
+        }
+    }
+    if let Some(Value::Sequence(receivers)) = config.get_mut(key("receivers")) {
+        let before = receivers.len();
+        receivers.retain(|r| r.get("name").and_then(Value::as_str) != Some(receiver));
+        changed |= receivers.len() != before;
+    }
+    let ours = |v: &Value| v.as_str().is_some_and(|t| templates.iter().any(|n| n == t));
+    if let Some(Value::Sequence(names)) = config.get_mut(key("templates")) {
+        let before = names.len();
+        names.retain(|t| !ours(t));
+        changed |= names.len() != before;
+    }
+    if let Some(Value::Mapping(files)) = top.get_mut(key("template_files")) {
+        let before = files.len();
+        files.retain(|name, _| !ours(name));
+        changed |= files.len() != before;
+    }
+    if !changed {
+        return Ok(None);
+    }
+    let config_text = serde_norway::to_string(&Value::Mapping(config))
+        .map_err(|e| format!("cannot write the definition: {e}"))?;
+    top.insert(key("alertmanager_config"), Value::String(config_text));
+    let yaml = serde_norway::to_string(&Value::Mapping(top))
+        .map_err(|e| format!("cannot write the definition: {e}"))?;
+    validate_definition(&yaml)?;
+    Ok(Some(yaml))
+}
+
+#[cfg(test)]
+mod merged_tests {
+    use super::*;
+
+    const MERGED: &str = "alertmanager_config: |\n  templates:\n  - ampkit\n  route:\n    receiver: team\n    routes:\n    - receiver: ampkit-sns\n      matchers: ['managed_by=\"ampkit\"']\n    - receiver: team\n      matchers: ['severity=\"page\"']\n  receivers:\n  - name: team\n    sns_configs:\n    - topic_arn: arn:aws:sns:eu-west-1:123456789012:team\n      sigv4:\n        region: eu-west-1\n  - name: ampkit-sns\n    sns_configs:\n    - topic_arn: arn:aws:sns:eu-west-1:123456789012:grafana-x\n      sigv4:\n        region: eu-west-1\ntemplate_files:\n  ampkit: '{{ define \"ampkit.subject\" }}x{{ end }}'\n  team: '{{ define \"team\" }}y{{ end }}'\n";
+
+    #[test]
+    fn what_was_merged_comes_out_and_the_rest_stays() {
+        let names = vec!["ampkit".to_owned()];
+        let Ok(Some(left)) = remove_merged(MERGED, "ampkit-sns", &names) else {
+            panic!("something of ours was there");
+        };
+        let def = validate_definition(&left).expect("AMP takes what is left");
+        let text = format!("{:?}", def.config);
+        assert!(!text.contains("ampkit"), "{left}");
+        assert!(
+            text.contains("severity=\\\"page\\\""),
+            "their route stays: {left}"
+        );
+        assert_eq!(def.templates.len(), 1);
+        assert_eq!(def.templates[0].0, "team");
+        // A second time there is nothing of ours left.
+        assert_eq!(remove_merged(&left, "ampkit-sns", &names), Ok(None));
+        // A definition whose root is ours is not a merged one.
+        let ours = MERGED.replace(
+            "    receiver: team\n    routes",
+            "    receiver: ampkit-sns\n    routes",
+        );
+        assert!(remove_merged(&ours, "ampkit-sns", &names).is_err());
+    }
+}

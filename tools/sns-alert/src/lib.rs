@@ -750,16 +750,35 @@ async fn apply(
         if let Some(part) = section.amp.as_mut() {
             part.namespace = args.namespace.clone();
         }
+        // Merged into someone's definition: the definition stays theirs, but what we put
+        // into it is ledgered, so that teardown takes exactly that back out.
+        let merged = std::cell::Cell::new(false);
         let outcome = rules
             .ensure_alert_manager_definition(ws, |existing| match existing {
                 None => Ok(definition.clone()),
-                Some(existing) => render::merge_definition(existing, &definition),
+                Some(existing) => {
+                    let text = render::merge_definition(existing, &definition)?;
+                    merged.set(text != definition);
+                    Ok(text)
+                }
             })
             .await?;
+        let ledgered = doc.resources().iter().any(|r| {
+            r.kind == ResourceKind::AmpAlertManagerDefinition
+                && r.details.get("workspaceId").and_then(|v| v.as_str()) == Some(ws)
+        });
         if outcome == Outcome::Created {
             doc.push_resource(
                 created(ResourceKind::AmpAlertManagerDefinition, ws, region)
                     .detail("workspaceId", ws),
+            );
+        } else if outcome == Outcome::Updated && merged.get() && !ledgered {
+            doc.push_resource(
+                created(ResourceKind::AmpAlertManagerDefinition, ws, region)
+                    .detail("workspaceId", ws)
+                    .detail("merged", true)
+                    .detail("receiver", render::RECEIVER)
+                    .detail("templates", serde_json::json!([render::TEMPLATE])),
             );
         }
         if outcome != Outcome::Unchanged {

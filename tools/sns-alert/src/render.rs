@@ -128,6 +128,8 @@ pub struct Timing {
 
 /// The name of the template file and the receiver of the definition.
 pub const RECEIVER: &str = "ampkit-sns";
+/// The name of our template, in `templates:` and `template_files`.
+pub const TEMPLATE: &str = "ampkit";
 
 /// The subject: status, alert and service, then cut to printable ASCII and 100 characters,
 /// since SNS refuses longer subjects and AMP rewrites non-ASCII ones. The same Go template
@@ -150,7 +152,7 @@ pub fn definition_yaml(topic_arn: &str, region: &str, timing: Timing) -> Result<
     let mut top = Mapping::new();
     top.insert(
         s("template_files"),
-        Value::Mapping(Mapping::from_iter([(s("ampkit"), s(&subject_template()))])),
+        Value::Mapping(Mapping::from_iter([(s(TEMPLATE), s(&subject_template()))])),
     );
     top.insert(s("alertmanager_config"), s(&config));
     let yaml = serde_norway::to_string(&Value::Mapping(top))
@@ -243,9 +245,9 @@ pub fn merge_definition(existing: &str, ours: &str) -> Result<String> {
         .entry(s("templates"))
         .or_insert_with(|| Value::Sequence(Vec::new()));
     if let Value::Sequence(list) = templates
-        && !list.iter().any(|t| t.as_str() == Some("ampkit"))
+        && !list.iter().any(|t| t.as_str() == Some(TEMPLATE))
     {
-        list.push(s("ampkit"));
+        list.push(s(TEMPLATE));
     }
     let mut top = their_top;
     let mut files = top

@@ -260,6 +260,9 @@ pub async fn definition(ctx: &mut Context, r: &Resource) -> Result<Verdict> {
             .confirm_absent(&what, account.as_deref(), region.as_deref(), true)
             .await);
     };
+    if r.details.get("merged").and_then(Value::as_bool) == Some(true) {
+        return take_merged_out(ctx, r, &rules, &workspace, &found).await;
+    }
     // Untaggable, one per workspace: ours while it still routes to ampkit's receiver.
     if !String::from_utf8_lossy(found.data().as_ref()).contains("ampkit") {
         return Ok(Verdict::Skipped(
@@ -290,6 +293,52 @@ pub async fn definition(ctx: &mut Context, r: &Resource) -> Result<Verdict> {
         .delete_alert_manager_definition(&workspace, ctx.timeout, &ctx.progress)
         .await?;
     Ok(removed(ctx, removal, &what, account.as_deref(), region.as_deref()).await)
+}
+
+/// A definition that was someone else's when sns-alert merged into it: it stays, and only
+/// what the ledger says we put in (our receiver, the routes to it, our templates) is taken
+/// back out and the rest put back as it was.
+async fn take_merged_out(
+    ctx: &mut Context,
+    r: &Resource,
+    rules: &Rules,
+    workspace: &str,
+    found: &aws_sdk_amp::types::AlertManagerDefinitionDescription,
+) -> Result<Verdict> {
+    let receiver = match detail(r, "receiver") {
+        Ok(receiver) => receiver.to_owned(),
+        Err(v) => return Ok(v),
+    };
+    let templates: Vec<String> = r
+        .details
+        .get("templates")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.as_str().map(str::to_owned))
+        .collect();
+    let current = String::from_utf8_lossy(found.data().as_ref()).into_owned();
+    let remaining = match ampkit::amp::alerting::remove_merged(&current, &receiver, &templates) {
+        Ok(Some(remaining)) => remaining,
+        Ok(None) => {
+            return Ok(Verdict::Absent(format!(
+                "the definition of workspace {workspace} no longer holds our receiver `{receiver}`"
+            )));
+        }
+        Err(e) => return Ok(Verdict::Skipped(format!("not taken out of it: {e}"))),
+    };
+    if ctx.dry_run {
+        return Ok(Verdict::WouldDelete(format!(
+            "our receiver `{receiver}`, its routes and templates taken out; the rest of the definition kept"
+        )));
+    }
+    rules
+        .ensure_alert_manager_definition(workspace, |_| Ok(remaining.clone()))
+        .await?;
+    rules
+        .wait_definition_active(workspace, ctx.timeout, &ctx.progress)
+        .await?;
+    Ok(Verdict::Deleted)
 }
 
 /// sns-alert's Grafana side: the alert rule, our route in the notification policy tree, and
