@@ -342,14 +342,18 @@ async fn run_query(client: &PromClient, job: &Job, options: &Options) -> Result<
             .post_form(&["api", "v1", "query"], &form, deadline)
             .await?
     } else {
-        // Aligned to the step, as Grafana aligns them, so that repeated runs hit the same
-        // evaluation times.
+        // Aligned to the step so that repeated runs hit the same evaluation times. Grafana
+        // floors the end too, which hides samples newer than the last whole step; a check
+        // right after the first scrapes (the recipe's) must see them, so the end is rounded up.
         let step = job.step.as_secs_f64();
-        let align = |t: OffsetDateTime| (t.unix_timestamp() as f64 / step).floor() * step;
+        let seconds = |t: OffsetDateTime| t.unix_timestamp() as f64 / step;
         let form = [
             ("query", job.expr.clone()),
-            ("start", format!("{}", align(options.start))),
-            ("end", format!("{}", align(options.end))),
+            (
+                "start",
+                format!("{}", seconds(options.start).floor() * step),
+            ),
+            ("end", format!("{}", seconds(options.end).ceil() * step)),
             ("step", format!("{step}")),
         ];
         client
