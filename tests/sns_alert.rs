@@ -1160,3 +1160,50 @@ async fn grafana_failing_half_way_is_exit_1_and_the_ledger_has_what_was_made() {
     assert_eq!(section["grafana"]["contactPointName"], "ampkit-sns");
     assert_eq!(section["grafana"]["ruleUid"], "");
 }
+
+/// On AMG the Grafana target works through a service account made for this run: created,
+/// used for the contact point, route and rule, then deleted; no token is passed or printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_amg_the_grafana_target_uses_a_service_account_made_for_the_run() {
+    let mut fixture = GrafanaFixture::start("10.4.1").await;
+    fixture.expect(&[
+        "POST /api/v1/provisioning/contact-points",
+        "POST /api/v1/provisioning/alert-rules",
+    ]);
+    let host = fixture.url.trim_start_matches("http://").to_owned();
+    let mut amg = ampkit_e2e::amg::AmgFixture::start("g-0123456789", &host).await;
+    amg.expect(&[
+        "GET /workspaces/g-0123456789",
+        "POST /workspaces/g-0123456789/serviceaccounts",
+        "DELETE /workspaces/g-0123456789/serviceaccounts/1",
+    ]);
+    let input = json!({"grafana": {"datasourceUid": "ampkit-ws-1"}, "other": {"kept": true}});
+    let topic = unique_name("grafana-amg");
+    let run = tokio::task::block_in_place(|| {
+        tool("sns-alert")
+            .env("AWS_ENDPOINT_URL_GRAFANA", &amg.url)
+            .env_remove("GRAFANA_TOKEN")
+            .args(["--target", "grafana", "--topic-name", &topic])
+            .args([
+                "--amg-workspace-id",
+                "g-0123456789",
+                "--grafana-url",
+                &fixture.url,
+            ])
+            .stdin_doc(&input)
+            .run()
+    });
+    run.expect_code(0);
+    assert!(
+        amg.accounts().is_empty(),
+        "the run's service account is gone"
+    );
+    assert!(!run.stdout.contains("glsa_"));
+    let doc = run.doc();
+    assert_eq!(doc["other"], json!({"kept": true}));
+    assert!(
+        ledger_kinds(&doc).contains(&"grafana-contact-point".to_owned()),
+        "{doc}"
+    );
+    assert!(!ledger_kinds(&doc).contains(&"grafana-service-account".to_owned()));
+}

@@ -25,7 +25,7 @@ use ampkit::cli::{Runtime, Tool};
 use ampkit::doc::{Resource, ResourceKind, StateDoc};
 use ampkit::error::{Error, Result};
 use ampkit::grafana::alerting::{ContactPointSpec, RouteSpec, uid_from};
-use ampkit::grafana::{Grafana, GrafanaArgs, Outcome};
+use ampkit::grafana::{GrafanaArgs, Outcome, Session};
 use ampkit::poll::Progress;
 use ampkit::sns::{self, Sns, StatementOutcome, TopicArn};
 use ampkit::timespec::parse_duration;
@@ -285,7 +285,8 @@ struct Plan {
 }
 
 struct GrafanaPlan {
-    client: Grafana,
+    /// The connection; on AMG it holds the service account made for this run.
+    session: Session,
     url: String,
     datasource_uid: String,
     folder_uid: String,
@@ -312,11 +313,16 @@ pub async fn run(cli: Cli, doc: &mut StateDoc) -> Result<()> {
     let config = ampkit::aws::load(&cli.aws).await?;
     match cli.command {
         Some(Command::Test(args)) => test(args, &config, doc).await,
-        None => create(&cli.create, &config, doc).await,
+        None => create(&cli.create, &cli.aws, &config, doc).await,
     }
 }
 
-async fn plan(args: &CreateArgs, config: &SdkConfig, doc: &StateDoc) -> Result<Plan> {
+async fn plan(
+    args: &CreateArgs,
+    aws: &AwsArgs,
+    config: &SdkConfig,
+    doc: &StateDoc,
+) -> Result<Plan> {
     let region = ampkit::aws::region_of(config);
     for email in &args.emails {
         if !sns::valid_email(email) {
@@ -453,7 +459,7 @@ async fn plan(args: &CreateArgs, config: &SdkConfig, doc: &StateDoc) -> Result<P
         render::definition_yaml(&arn, &region, amp.timing)?;
     }
     let grafana = if args.target.grafana() {
-        Some(grafana_plan(args, doc, &topic, &alert).await?)
+        Some(grafana_plan(args, aws, doc, &topic, &alert).await?)
     } else {
         None
     };
@@ -471,6 +477,7 @@ async fn plan(args: &CreateArgs, config: &SdkConfig, doc: &StateDoc) -> Result<P
 /// a Grafana that answers and takes the token.
 async fn grafana_plan(
     args: &CreateArgs,
+    aws: &AwsArgs,
     doc: &StateDoc,
     topic: &TopicChoice,
     alert: &AlertSpec,
@@ -493,18 +500,21 @@ async fn grafana_plan(
         ))
         .with_hint("e.g. --interval 10s or 1m"));
     }
-    let url = args
-        .grafana
-        .grafana_url
-        .clone()
-        .or_else(|| doc.str_field("grafana", "url").map(str::to_owned))
-        .filter(|u| !u.is_empty())
-        .ok_or_else(|| {
+    // The Grafana: --grafana-url (else the one grafana-import recorded) with a token, or an
+    // AMG workspace with a service account made for this run.
+    let mut target = args.grafana.clone();
+    if target.amg_workspace_id.is_none() {
+        let url = match &args.grafana.grafana_url {
+            Some(url) => Some(url.clone()),
+            None => doc.str_field("grafana", "url").map(str::to_owned),
+        };
+        target.grafana_url = Some(url.filter(|u| !u.is_empty()).ok_or_else(|| {
             Error::usage(
-                "no Grafana: pass --grafana-url or pipe in the document grafana-import wrote",
+                "no Grafana: pass --grafana-url or --amg-workspace-id, or pipe in the document grafana-import wrote",
             )
             .with_hint("... | grafana-import --grafana-url URL | sns-alert --target grafana")
-        })?;
+        })?);
+    }
     let datasource_uid = args
         .datasource_uid
         .clone()
@@ -519,15 +529,15 @@ async fn grafana_plan(
         .filter(|u| !u.is_empty())
         .map(str::to_owned)
         .unwrap_or_else(|| uid_from("ampkit", &args.folder));
-    let token = args.grafana.token()?;
-    let client = Grafana::connect(&url, token).await?;
+    let session = target.open(aws, NAME).await?;
+    let url = session.grafana.base().to_owned();
     let mut matchers = vec![(
         render::MANAGED_LABEL.0.to_owned(),
         render::MANAGED_LABEL.1.to_owned(),
     )];
     matchers.push(("alertname".to_owned(), alert.name.clone()));
     Ok(GrafanaPlan {
-        client,
+        session,
         url,
         datasource_uid,
         folder_uid,
@@ -552,7 +562,7 @@ async fn apply_grafana(
     doc: &mut StateDoc,
     section: &mut AlertingSection,
 ) -> Result<()> {
-    let grafana = &plan.client;
+    let grafana = &plan.session.grafana;
     let entry = |kind: ResourceKind, id: &str| {
         Resource::new(kind, id, NAME).detail("grafanaUrl", plan.url.as_str())
     };
@@ -628,8 +638,13 @@ fn created(kind: ResourceKind, id: &str, region: &str) -> Resource {
     Resource::new(kind, id, NAME).region(region)
 }
 
-async fn create(args: &CreateArgs, config: &SdkConfig, doc: &mut StateDoc) -> Result<()> {
-    let plan = plan(args, config, doc).await?;
+async fn create(
+    args: &CreateArgs,
+    aws: &AwsArgs,
+    config: &SdkConfig,
+    doc: &mut StateDoc,
+) -> Result<()> {
+    let plan = plan(args, aws, config, doc).await?;
     let mut section = AlertingSection {
         region: plan.region.clone(),
         alert: json!({
@@ -645,6 +660,12 @@ async fn create(args: &CreateArgs, config: &SdkConfig, doc: &mut StateDoc) -> Re
     // The section goes out whatever happens, with what was done so far; the ledger entries
     // were appended as each object was created.
     let outcome = apply(args, &plan, config, doc, &mut section).await;
+    // AMG's service account for this run goes whatever happened; a failed delete is ledgered.
+    if let Some(grafana) = plan.grafana
+        && let Some(left) = grafana.session.close().await
+    {
+        doc.push_resource(left);
+    }
     doc.set_section(SECTION, &section)?;
     outcome
 }
