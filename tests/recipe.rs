@@ -215,6 +215,67 @@ fn garbage_on_stdin_is_exit_2_naming_the_problem_for_every_tool_and_creates_noth
     );
 }
 
+/// Well-formed JSON with wrong types in a section the tool reads (the workspace that every
+/// tool after amp-workspace takes its endpoint, ARN or region from): exit 2 naming the section,
+/// nothing created.
+#[test]
+fn a_known_section_of_the_wrong_type_is_exit_2_naming_it_for_every_tool_that_reads_it() {
+    let _turn = take_turn();
+    let before = counts();
+    let out = tempfile::tempdir().unwrap();
+    let name = unique_name("wrong-types");
+    let input = br#"{"workspace": {"workspaceId": 5, "region": ["eu-west-1"], "prometheusEndpoint": {"url": 7}}}"#;
+    let readers = [
+        "irsa-role",
+        "render-agent-config",
+        "promql",
+        "grafana-import",
+        "sns-alert",
+    ];
+    for (tool_name, args) in creating_tools(out.path(), &name) {
+        if !readers.contains(&tool_name) {
+            continue;
+        }
+        // Without the flags that stand in for the section, so that the tool must read it.
+        let args: Vec<String> = match tool_name {
+            "irsa-role" => [
+                "create",
+                "--cluster",
+                &name,
+                "--no-kube",
+                "--role-name",
+                &name,
+            ]
+            .iter()
+            .map(|a| (*a).to_owned())
+            .collect(),
+            "sns-alert" => vec!["--topic-name".to_owned(), name.clone()],
+            _ => args,
+        };
+        let run = tool(tool_name).args(&args).stdin(input.to_vec()).run();
+        run.expect_code(2);
+        let err = run.error();
+        assert_eq!(err["error"]["tool"], tool_name);
+        assert_eq!(err["error"]["kind"], "input", "{tool_name}: {err}");
+        assert!(
+            err["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("`workspace`"),
+            "{tool_name}: {err}"
+        );
+        assert!(
+            !run.stderr.contains("panicked"),
+            "{tool_name}: {}",
+            run.stderr
+        );
+        // Well-formed, so it passes on unchanged: nothing lost.
+        let passed: Value = serde_json::from_slice(input).unwrap();
+        assert_eq!(run.doc(), passed, "{tool_name}");
+    }
+    assert_eq!(counts(), before, "nothing was created anywhere");
+}
+
 // ---- The recipe twice, one teardown -----------------------------------------------------------
 
 /// A fresh EKS cluster in moto for the recipe (eksctl's part).
