@@ -13,6 +13,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+pub use super::uid_from;
 use super::{Grafana, Outcome, message_of};
 use crate::error::{Error, Result};
 use crate::sns::Removal;
@@ -422,24 +423,6 @@ impl Grafana {
             _ => Err(self.failed(&format!("deleting alert rule {uid}"), status, &body)),
         }
     }
-}
-
-/// A uid Grafana takes (at most 40 of `a-z 0-9 - _`), derived from `text`: the same text
-/// gives the same uid on every run (and the same one grafana-import derives for a folder).
-pub fn uid_from(prefix: &str, text: &str) -> String {
-    let mut uid = format!("{prefix}-");
-    for c in text.to_lowercase().chars() {
-        if c.is_ascii_alphanumeric() {
-            uid.push(c);
-        } else if !uid.ends_with('-') {
-            uid.push('-');
-        }
-    }
-    let mut uid: String = uid.trim_end_matches('-').chars().take(40).collect();
-    while uid.ends_with('-') {
-        uid.pop();
-    }
-    uid
 }
 
 trait HintIfNone {

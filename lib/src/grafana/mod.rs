@@ -112,6 +112,24 @@ impl fmt::Display for Version {
     }
 }
 
+/// A uid Grafana takes (at most 40 of `a-z 0-9 - _`), derived from `text`: the same text
+/// gives the same uid on every run.
+pub fn uid_from(prefix: &str, text: &str) -> String {
+    let mut uid = format!("{prefix}-");
+    for c in text.to_lowercase().chars() {
+        if c.is_ascii_alphanumeric() {
+            uid.push(c);
+        } else if !uid.ends_with('-') {
+            uid.push('-');
+        }
+    }
+    let mut uid: String = uid.trim_end_matches('-').chars().take(40).collect();
+    while uid.ends_with('-') {
+        uid.pop();
+    }
+    uid
+}
+
 /// What an ensure did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -498,6 +516,15 @@ impl Grafana {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uids_are_stable_and_fit_grafana() {
+        assert_eq!(uid_from("ampkit", "Service mesh"), "ampkit-service-mesh");
+        assert_eq!(uid_from("ampkit", "ws-1234"), "ampkit-ws-1234");
+        let long = uid_from("ampkit", &"x".repeat(100));
+        assert_eq!(long.len(), 40);
+        assert_eq!(uid_from("ampkit", "  Ünï  Mesh!! "), "ampkit-n-mesh");
+    }
 
     #[test]
     fn versions_parse_and_order() {

@@ -21,7 +21,7 @@ use ampkit::aws::AwsArgs;
 use ampkit::cli::{Runtime, Tool};
 use ampkit::doc::{Resource, ResourceKind, StateDoc};
 use ampkit::error::{Error, Result};
-use ampkit::grafana::{DatasourceSpec, Grafana, GrafanaArgs, ImportInput, Outcome};
+use ampkit::grafana::{DatasourceSpec, Grafana, GrafanaArgs, ImportInput, Outcome, uid_from};
 use ampkit::http::SignedClient;
 use ampkit::prom::PromClient;
 use ampkit::timespec::{parse_positive_duration, parse_time};
@@ -149,24 +149,6 @@ pub struct DashboardEntry {
     /// --render-only: the resolved JSON written.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
-}
-
-/// A uid Grafana takes (at most 40 of `a-z 0-9 - _`), derived from `text`: the same text
-/// gives the same uid on every run.
-pub fn uid_from(prefix: &str, text: &str) -> String {
-    let mut uid = format!("{prefix}-");
-    for c in text.to_lowercase().chars() {
-        if c.is_ascii_alphanumeric() {
-            uid.push(c);
-        } else if !uid.ends_with('-') {
-            uid.push('-');
-        }
-    }
-    let mut uid: String = uid.trim_end_matches('-').chars().take(40).collect();
-    while uid.ends_with('-') {
-        uid.pop();
-    }
-    uid
 }
 
 /// The inputs that satisfy a dashboard's `__inputs`: every datasource input is ours,
@@ -633,15 +615,6 @@ fn require_data(cli: &Cli, section: &GrafanaSection) -> Result<()> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn uids_are_stable_and_fit_grafana() {
-        assert_eq!(uid_from("ampkit", "Service mesh"), "ampkit-service-mesh");
-        assert_eq!(uid_from("ampkit", "ws-1234"), "ampkit-ws-1234");
-        let long = uid_from("ampkit", &"x".repeat(100));
-        assert_eq!(long.len(), 40);
-        assert_eq!(uid_from("ampkit", "  Ünï  Mesh!! "), "ampkit-n-mesh");
-    }
 
     #[test]
     fn inputs_parse() {
