@@ -1207,3 +1207,49 @@ async fn on_amg_the_grafana_target_uses_a_service_account_made_for_the_run() {
     );
     assert!(!ledger_kinds(&doc).contains(&"grafana-service-account".to_owned()));
 }
+
+/// AMP goes down half-way: the topic and its statement are made in SNS, then every AMP call
+/// from the namespace's creation on is refused. Exit 1, and the document lists what was made;
+/// with AMP back, teardown removes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amp_down_half_way_is_exit_1_with_the_ledger_and_teardown_clears_it() {
+    let stack = stack();
+    let input = tokio::task::block_in_place(|| workspace_doc("sns-alert-amp-down"));
+    let amp = ampkit_e2e::proxy::Recorder::start(stack.amp_url.clone()).await;
+    amp.go_down_at("POST /workspaces/");
+    let topic = unique_name("grafana-amp-down");
+    let run = tokio::task::block_in_place(|| {
+        sns_alert(&input)
+            .env("AWS_ENDPOINT_URL_AMP", &amp.url)
+            .args(["--topic-name", &topic])
+            .run()
+    });
+    run.expect_code(1);
+    let message = run.error()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("namespace"), "{message}");
+    let doc = run.doc();
+    let made = new_ledger_entries(&input, &doc);
+    assert_eq!(
+        ledger_kinds(&json!({"resources": made})),
+        ["sns-topic", "sns-topic-policy-statement"]
+    );
+    assert!(
+        amp.calls()
+            .iter()
+            .any(|c| c.starts_with("POST /workspaces/")),
+        "the namespace was asked for: {:?}",
+        amp.calls()
+    );
+    // AMP is back (no proxy): teardown of what sns-alert made leaves nothing of it.
+    let mut sns_only = doc.clone();
+    sns_only["resources"] = json!(made);
+    let down = tokio::task::block_in_place(|| tool("teardown").stdin_doc(&sns_only).run());
+    down.expect_code(0);
+    assert_eq!(down.doc()["resources"], json!([]));
+    let arn = made[0]["id"].as_str().unwrap().to_owned();
+    assert!(
+        !ampkit_e2e::sns_topic_exists(&arn).await,
+        "the topic is gone: {}",
+        down.doc()["teardown"]
+    );
+}

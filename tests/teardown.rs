@@ -812,21 +812,6 @@ fn topic_sids(sns: &Value, arn: &str) -> Option<Vec<String>> {
     )
 }
 
-/// moto's data.json keeps deleted objects, so what exists is asked of SNS itself.
-async fn topic_exists(arn: &str) -> bool {
-    let _ = stack();
-    let sns = aws_sdk_sns::Client::new(
-        &aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .load()
-            .await,
-    );
-    sns.get_topic_attributes()
-        .topic_arn(arn)
-        .send()
-        .await
-        .is_ok()
-}
-
 async fn subscriptions_of(topic_arn: &str) -> usize {
     let sns = aws_sdk_sns::Client::new(
         &aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -932,13 +917,16 @@ fn alerting_goes_with_its_workspace_and_a_found_topic_keeps_all_but_ours() {
     );
 
     let after = rt.block_on(moto_sns());
-    assert!(!rt.block_on(topic_exists(&topic_arn)), "our topic is gone");
+    assert!(
+        !rt.block_on(ampkit_e2e::sns_topic_exists(&topic_arn)),
+        "our topic is gone"
+    );
     assert_eq!(rt.block_on(subscriptions_of(&topic_arn)), 0);
     assert!(describe(&ws).is_none() && describe(&other_ws).is_none());
     // Their topic stays with its default statement and the first workspace's, minus ours.
     let left = topic_sids(&after, &theirs_arn).expect("their topic survives");
     assert_eq!(left, their_sids[..2].to_vec());
-    assert!(rt.block_on(topic_exists(&theirs_arn)));
+    assert!(rt.block_on(ampkit_e2e::sns_topic_exists(&theirs_arn)));
     assert_eq!(
         rt.block_on(subscriptions_of(&theirs_arn)),
         0,
@@ -985,7 +973,10 @@ fn a_ledgered_topic_whose_tag_was_removed_is_kept() {
     run.expect_code(1);
     assert_eq!(outcome_of(&run.doc(), &arn), "skipped");
     assert_eq!(run.doc()["resources"], doc["resources"]);
-    assert!(rt.block_on(topic_exists(&arn)), "the topic survives");
+    assert!(
+        rt.block_on(ampkit_e2e::sns_topic_exists(&arn)),
+        "the topic survives"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1070,80 +1061,11 @@ async fn grafana_alerting_goes_route_rule_contact_point_folder_and_the_tree_keep
             "{version}: someone's route stays"
         );
         assert!(!fixture.has("ampkit-service-mesh"));
-        assert!(!topic_exists(&topic_arn).await);
+        assert!(!ampkit_e2e::sns_topic_exists(&topic_arn).await);
     }
 }
 
 // ---- A dry run makes no mutating call, recorded on the wire -----------------------------------
-
-/// A transparent recording proxy in front of `upstream`: every request is forwarded as it
-/// came (the Host header too, so amp-local still verifies the SigV4 signature made for the
-/// proxy's address) and recorded as the operation it is: `METHOD /path` for the REST APIs
-/// (AMP, EKS), the `Action` for the query-protocol APIs (IAM, STS, SNS).
-struct Recorder {
-    url: String,
-    calls: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-    _task: tokio::task::JoinHandle<()>,
-}
-
-async fn recorder(upstream: String) -> Recorder {
-    use axum::extract::{Request, State};
-    use axum::response::IntoResponse;
-    type Shared = (
-        String,
-        std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-        reqwest::Client,
-    );
-    async fn forward(
-        State((upstream, calls, client)): State<Shared>,
-        request: Request,
-    ) -> axum::response::Response {
-        let (parts, body) = request.into_parts();
-        let body = axum::body::to_bytes(body, 64 << 20)
-            .await
-            .unwrap_or_default();
-        let action = form_action(&body);
-        let path = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/")
-            .to_owned();
-        calls.lock().unwrap().push(match action {
-            Some(action) => action,
-            None => format!("{} {}", parts.method, parts.uri.path()),
-        });
-        let mut forwarded = client.request(parts.method.clone(), format!("{upstream}{path}"));
-        for (name, value) in &parts.headers {
-            forwarded = forwarded.header(name, value);
-        }
-        let answer = forwarded.body(body.to_vec()).send().await.unwrap();
-        let status = answer.status();
-        let mut headers = answer.headers().clone();
-        headers.remove("transfer-encoding");
-        headers.remove("content-length");
-        let bytes = answer.bytes().await.unwrap_or_default();
-        (status, headers, bytes).into_response()
-    }
-    fn form_action(body: &[u8]) -> Option<String> {
-        std::str::from_utf8(body)
-            .ok()?
-            .split('&')
-            .find_map(|pair| pair.strip_prefix("Action="))
-            .map(str::to_owned)
-    }
-    let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let app = axum::Router::new()
-        .fallback(forward)
-        .with_state((upstream, calls.clone(), client));
-    let (url, task) = ampkit_e2e::serve_on_loopback(app).await;
-    Recorder {
-        url,
-        calls,
-        _task: task,
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_sends_only_reads_to_aws_as_recorded_on_the_wire() {
@@ -1183,8 +1105,8 @@ async fn a_dry_run_sends_only_reads_to_aws_as_recorded_on_the_wire() {
     ledger.insert(1, json!({"type": "iam-oidc-provider", "id": provider_arn, "arn": provider_arn, "tool": "irsa-role"}));
     ledger.insert(2, role_entry(&name, &role_arn));
 
-    let moto = recorder(stack.moto_url.clone()).await;
-    let amp = recorder(stack.amp_url.clone()).await;
+    let moto = ampkit_e2e::proxy::Recorder::start(stack.moto_url.clone()).await;
+    let amp = ampkit_e2e::proxy::Recorder::start(stack.amp_url.clone()).await;
     let dry = tokio::task::block_in_place(|| {
         tool("teardown")
             .env("AWS_ENDPOINT_URL", &moto.url)
@@ -1196,8 +1118,8 @@ async fn a_dry_run_sends_only_reads_to_aws_as_recorded_on_the_wire() {
     dry.expect_code(0);
     let plan = dry.doc();
     assert_eq!(plan["teardown"]["deleted"], 8, "{}", plan["teardown"]);
-    let moto_calls = moto.calls.lock().unwrap().clone();
-    let amp_calls = amp.calls.lock().unwrap().clone();
+    let moto_calls = moto.calls();
+    let amp_calls = amp.calls();
     assert!(
         moto_calls.contains(&"GetCallerIdentity".to_owned()),
         "{moto_calls:?}"
@@ -1228,7 +1150,7 @@ async fn a_dry_run_sends_only_reads_to_aws_as_recorded_on_the_wire() {
             .run()
     });
     run.expect_code(0);
-    let moto_calls = moto.calls.lock().unwrap().clone();
+    let moto_calls = moto.calls();
     for mutation in [
         "DeleteRole",
         "DeleteOpenIDConnectProvider",
@@ -1242,9 +1164,7 @@ async fn a_dry_run_sends_only_reads_to_aws_as_recorded_on_the_wire() {
         );
     }
     assert!(
-        amp.calls
-            .lock()
-            .unwrap()
+        amp.calls()
             .iter()
             .any(|c| c.starts_with("DELETE /workspaces/"))
     );

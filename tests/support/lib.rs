@@ -260,6 +260,7 @@ pub mod amg;
 pub mod amp_local;
 pub mod browser;
 pub mod grafana;
+pub mod proxy;
 
 /// A query-string value, percent-encoded (all but RFC 3986's unreserved characters).
 pub fn urlencode(s: &str) -> String {
@@ -305,4 +306,19 @@ pub async fn serve_on_loopback(app: axum::Router) -> (String, tokio::task::JoinH
         let _ = axum::serve(listener, app).await;
     });
     (format!("http://{addr}"), task)
+}
+
+/// Whether an SNS topic exists, asked of SNS itself (moto's data.json keeps deleted objects).
+pub async fn sns_topic_exists(arn: &str) -> bool {
+    let _ = stack();
+    let sns = aws_sdk_sns::Client::new(
+        &aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await,
+    );
+    sns.get_topic_attributes()
+        .topic_arn(arn)
+        .send()
+        .await
+        .is_ok()
 }
