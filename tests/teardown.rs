@@ -499,6 +499,26 @@ fn our_policy() -> String {
 }
 
 /// A role as irsa-role makes one (tagged, our inline policy), or without the tag.
+/// An OIDC provider with a URL of its own (moto's clusters share one issuer), tagged as ours
+/// when `tagged`.
+async fn make_provider(iam: &aws_sdk_iam::Client, name: &str, tagged: bool) -> String {
+    let mut create = iam
+        .create_open_id_connect_provider()
+        .url(format!("https://oidc.teardown.test/id/{name}"))
+        .client_id_list("sts.amazonaws.com")
+        .thumbprint_list("9e99a48a9960b14926bb7f3b02e22da2b0ab7280");
+    if tagged {
+        create = create.tags(ours_tag());
+    }
+    create
+        .send()
+        .await
+        .unwrap()
+        .open_id_connect_provider_arn()
+        .unwrap()
+        .to_owned()
+}
+
 async fn make_role(iam: &aws_sdk_iam::Client, name: &str, trust: &str, tagged: bool) -> String {
     let mut create = iam
         .create_role()
@@ -559,35 +579,10 @@ fn roles_and_the_oidc_provider_go_children_first_and_foreign_users_keep_theirs()
     let (provider_arn, ours_arn, untagged_arn, attached_arn) = rt.block_on(async {
         let iam = iam().await;
         // Our provider, with a URL of its own (moto's clusters share one issuer).
-        let provider_arn = iam
-            .create_open_id_connect_provider()
-            .url(format!("https://oidc.teardown.test/id/{name}"))
-            .client_id_list("sts.amazonaws.com")
-            .thumbprint_list("9e99a48a9960b14926bb7f3b02e22da2b0ab7280")
-            .tags(ours_tag())
-            .send()
-            .await
-            .unwrap()
-            .open_id_connect_provider_arn()
-            .unwrap()
-            .to_owned();
+        let provider_arn = make_provider(&iam, &name, true).await;
         // Someone's provider with a URL like ours, and one of ours whose tag was removed.
         for (suffix, tagged) in [("foreign", false), ("untagged", true)] {
-            let mut create = iam
-                .create_open_id_connect_provider()
-                .url(format!("https://oidc.teardown.test/id/{name}-{suffix}"))
-                .client_id_list("sts.amazonaws.com")
-                .thumbprint_list("9e99a48a9960b14926bb7f3b02e22da2b0ab7280");
-            if tagged {
-                create = create.tags(ours_tag());
-            }
-            let arn = create
-                .send()
-                .await
-                .unwrap()
-                .open_id_connect_provider_arn()
-                .unwrap()
-                .to_owned();
+            let arn = make_provider(&iam, &format!("{name}-{suffix}"), tagged).await;
             if tagged {
                 iam.untag_open_id_connect_provider()
                     .open_id_connect_provider_arn(&arn)
@@ -1088,18 +1083,7 @@ async fn a_dry_run_sends_only_reads_to_aws_as_recorded_on_the_wire() {
     let mut doc = alert.doc();
     let name = unique_name("td-wire-role");
     let iam = iam().await;
-    let provider_arn = iam
-        .create_open_id_connect_provider()
-        .url(format!("https://oidc.teardown.test/id/{name}"))
-        .client_id_list("sts.amazonaws.com")
-        .thumbprint_list("9e99a48a9960b14926bb7f3b02e22da2b0ab7280")
-        .tags(ours_tag())
-        .send()
-        .await
-        .unwrap()
-        .open_id_connect_provider_arn()
-        .unwrap()
-        .to_owned();
+    let provider_arn = make_provider(&iam, &name, true).await;
     let role_arn = make_role(&iam, &name, &trusting(&provider_arn), true).await;
     let ledger = doc["resources"].as_array_mut().unwrap();
     ledger.insert(1, json!({"type": "iam-oidc-provider", "id": provider_arn, "arn": provider_arn, "tool": "irsa-role"}));

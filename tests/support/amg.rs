@@ -91,14 +91,7 @@ impl Drop for AmgFixture {
         if std::thread::panicking() {
             return;
         }
-        let calls = lock(&self.db).calls.clone();
-        let mut rest = calls.iter();
-        for want in &self.expected {
-            assert!(
-                rest.any(|c| c == want),
-                "the expected AMG call `{want}` never came (in order); calls were: {calls:#?}"
-            );
-        }
+        crate::assert_calls_came("AMG", &self.expected, &lock(&self.db).calls);
     }
 }
 

@@ -322,3 +322,15 @@ pub async fn sns_topic_exists(arn: &str) -> bool {
         .await
         .is_ok()
 }
+
+/// A fixture's check when it is dropped: every call in `expected` arrived, in this order among
+/// the others (`METHOD /path`); fails the test naming the first that never came.
+pub fn assert_calls_came(service: &str, expected: &[String], calls: &[String]) {
+    let mut rest = calls.iter();
+    for want in expected {
+        assert!(
+            rest.any(|c| c == want),
+            "the expected {service} call `{want}` never came (in order); calls were: {calls:#?}"
+        );
+    }
+}

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use aws_sdk_amp::Client;
 use aws_sdk_amp::primitives::Blob;
+use aws_sdk_amp::types::{AlertManagerDefinitionDescription, RuleGroupsNamespaceDescription};
 
 use crate::aws::sdk_error;
 use crate::doc::MANAGED_BY;
@@ -51,7 +52,12 @@ impl Rules {
         }
     }
 
-    async fn describe_namespace(&self, ws: &str, name: &str) -> Result<Option<(Seen, String)>> {
+    /// The namespace as AMP describes it (status, data, tags); `None` when it does not exist.
+    pub async fn find_namespace(
+        &self,
+        ws: &str,
+        name: &str,
+    ) -> Result<Option<RuleGroupsNamespaceDescription>> {
         match self
             .client
             .describe_rule_groups_namespace()
@@ -60,22 +66,7 @@ impl Rules {
             .send()
             .await
         {
-            Ok(out) => Ok(out.rule_groups_namespace().map(|ns| {
-                (
-                    Seen {
-                        status: ns
-                            .status()
-                            .map(|s| s.status_code().as_str().to_owned())
-                            .unwrap_or_default(),
-                        reason: ns
-                            .status()
-                            .and_then(|s| s.status_reason())
-                            .map(str::to_owned),
-                        data: ns.data().as_ref().to_vec(),
-                    },
-                    ns.arn().to_owned(),
-                )
-            })),
+            Ok(out) => Ok(out.rule_groups_namespace),
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_resource_not_found_exception()) =>
@@ -89,7 +80,11 @@ impl Rules {
         }
     }
 
-    async fn describe_definition(&self, ws: &str) -> Result<Option<Seen>> {
+    /// The workspace's alert manager definition as AMP describes it; `None` when it has none.
+    pub async fn find_definition(
+        &self,
+        ws: &str,
+    ) -> Result<Option<AlertManagerDefinitionDescription>> {
         match self
             .client
             .describe_alert_manager_definition()
@@ -97,17 +92,7 @@ impl Rules {
             .send()
             .await
         {
-            Ok(out) => Ok(out.alert_manager_definition().map(|d| Seen {
-                status: d
-                    .status()
-                    .map(|s| s.status_code().as_str().to_owned())
-                    .unwrap_or_default(),
-                reason: d
-                    .status()
-                    .and_then(|s| s.status_reason())
-                    .map(str::to_owned),
-                data: d.data().as_ref().to_vec(),
-            })),
+            Ok(out) => Ok(out.alert_manager_definition),
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_resource_not_found_exception()) =>
@@ -119,6 +104,39 @@ impl Rules {
                 format!("describing the alert manager definition of workspace {ws}"),
             )),
         }
+    }
+
+    async fn describe_namespace(&self, ws: &str, name: &str) -> Result<Option<(Seen, String)>> {
+        Ok(self.find_namespace(ws, name).await?.map(|ns| {
+            (
+                Seen {
+                    status: ns
+                        .status()
+                        .map(|s| s.status_code().as_str().to_owned())
+                        .unwrap_or_default(),
+                    reason: ns
+                        .status()
+                        .and_then(|s| s.status_reason())
+                        .map(str::to_owned),
+                    data: ns.data().as_ref().to_vec(),
+                },
+                ns.arn().to_owned(),
+            )
+        }))
+    }
+
+    async fn describe_definition(&self, ws: &str) -> Result<Option<Seen>> {
+        Ok(self.find_definition(ws).await?.map(|d| Seen {
+            status: d
+                .status()
+                .map(|s| s.status_code().as_str().to_owned())
+                .unwrap_or_default(),
+            reason: d
+                .status()
+                .and_then(|s| s.status_reason())
+                .map(str::to_owned),
+            data: d.data().as_ref().to_vec(),
+        }))
     }
 
     /// Create the namespace `name` with `yaml` (tagged `managed-by=ampkit`), or put `yaml`

@@ -197,14 +197,7 @@ impl Drop for GrafanaFixture {
         if std::thread::panicking() {
             return;
         }
-        let calls = lock(&self.db).calls.clone();
-        let mut rest = calls.iter();
-        for want in &self.expected {
-            assert!(
-                rest.any(|c| c == want),
-                "the expected call `{want}` never came (in order); calls were: {calls:#?}"
-            );
-        }
+        crate::assert_calls_came("Grafana", &self.expected, &lock(&self.db).calls);
     }
 }
 

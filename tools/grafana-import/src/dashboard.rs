@@ -202,9 +202,9 @@ pub fn placed_panels(dashboard: &Value) -> Vec<Placed> {
     let mut placed = Vec::new();
     if let Some(panels) = dashboard["panels"].as_array() {
         for panel in panels {
-            placed.push(place(panel, 0));
+            placed.push(place(panel));
             for inner in panel["panels"].as_array().into_iter().flatten() {
-                placed.push(place(inner, 0));
+                placed.push(place(inner));
             }
         }
     }
@@ -248,12 +248,12 @@ pub fn placed_panels(dashboard: &Value) -> Vec<Placed> {
     placed
 }
 
-fn place(panel: &Value, y_default: u64) -> Placed {
+fn place(panel: &Value) -> Placed {
     let grid = &panel["gridPos"];
     Placed {
         panel: panel.clone(),
         x: grid["x"].as_u64().unwrap_or(0).min(23),
-        y: grid["y"].as_u64().unwrap_or(y_default),
+        y: grid["y"].as_u64().unwrap_or(0),
         w: grid["w"].as_u64().unwrap_or(12).clamp(1, 24),
         h: grid["h"].as_u64().unwrap_or(8).clamp(1, 200),
     }

@@ -302,7 +302,8 @@ async fn import(
     let url = grafana.base().to_owned();
     let previous: GrafanaSection = doc.section_as(SECTION)?.unwrap_or_default();
     let auth_type = cli.sigv4_auth_type.clone().unwrap_or_else(|| {
-        if on_amg || url.contains(".grafana-workspace.") {
+        // The session says AMG both for --amg-workspace-id and for an AMG workspace's URL.
+        if on_amg {
             "ec2_iam_role".to_owned()
         } else {
             "default".to_owned()

@@ -173,24 +173,7 @@ pub async fn namespace(ctx: &mut Context, r: &Resource) -> Result<Verdict> {
     let rules = Rules::new(&ctx.config(region.as_deref()).await?);
     let name = r.id.as_str();
     let what = format!("rule groups namespace {name} of workspace {workspace}");
-    let found = match rules
-        .client
-        .describe_rule_groups_namespace()
-        .workspace_id(&workspace)
-        .name(name)
-        .send()
-        .await
-    {
-        Ok(out) => out.rule_groups_namespace,
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_resource_not_found_exception()) =>
-        {
-            None
-        }
-        Err(e) => return Err(sdk_error(e, format!("describing {what}"))),
-    };
-    let Some(found) = found else {
+    let Some(found) = rules.find_namespace(&workspace, name).await? else {
         return Ok(ctx
             .confirm_absent(&what, account.as_deref(), region.as_deref(), true)
             .await);
@@ -206,14 +189,10 @@ pub async fn namespace(ctx: &mut Context, r: &Resource) -> Result<Verdict> {
     }
     let status = settled(ctx, &what, || async {
         Ok(rules
-            .client
-            .describe_rule_groups_namespace()
-            .workspace_id(&workspace)
-            .name(name)
-            .send()
+            .find_namespace(&workspace, name)
             .await
             .ok()
-            .and_then(|o| o.rule_groups_namespace)
+            .flatten()
             .and_then(|ns| ns.status().map(|s| s.status_code().as_str().to_owned())))
     })
     .await;
@@ -239,23 +218,7 @@ pub async fn definition(ctx: &mut Context, r: &Resource) -> Result<Verdict> {
         .map(str::to_owned);
     let rules = Rules::new(&ctx.config(region.as_deref()).await?);
     let what = format!("the alert manager definition of workspace {workspace}");
-    let found = match rules
-        .client
-        .describe_alert_manager_definition()
-        .workspace_id(&workspace)
-        .send()
-        .await
-    {
-        Ok(out) => out.alert_manager_definition,
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_resource_not_found_exception()) =>
-        {
-            None
-        }
-        Err(e) => return Err(sdk_error(e, format!("describing {what}"))),
-    };
-    let Some(found) = found else {
+    let Some(found) = rules.find_definition(&workspace).await? else {
         return Ok(ctx
             .confirm_absent(&what, account.as_deref(), region.as_deref(), true)
             .await);
@@ -276,13 +239,10 @@ pub async fn definition(ctx: &mut Context, r: &Resource) -> Result<Verdict> {
     }
     let status = settled(ctx, &what, || async {
         Ok(rules
-            .client
-            .describe_alert_manager_definition()
-            .workspace_id(&workspace)
-            .send()
+            .find_definition(&workspace)
             .await
             .ok()
-            .and_then(|o| o.alert_manager_definition)
+            .flatten()
             .and_then(|d| d.status().map(|s| s.status_code().as_str().to_owned())))
     })
     .await;
