@@ -26,6 +26,18 @@ fn mesh_with_traffic() -> (Value, Agent) {
     let doc = run.doc();
     let ws = doc["workspace"]["workspaceId"].as_str().unwrap().to_owned();
     let agent = Agent::scraping_the_mesh(&stack, &ws, ("ampkit_test", "grafana-verify"));
+    // The agent ships before the traffic starts, so that its scrapes see the counters rise (a
+    // rate needs a sample before and after; traffic sent before the first scrape is invisible).
+    let shipping = tool("promql")
+        .args([
+            "wait",
+            "count(envoy_cluster_upstream_rq_total{service=\"dj\"}) > 0",
+            "--timeout",
+            "60s",
+        ])
+        .stdin_doc(&doc)
+        .run();
+    shipping.expect_code(0);
     let traffic = tool("envoy-traffic")
         .args([
             "--rate",
