@@ -15,16 +15,37 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `../shared` beside the checkout, where the fixtures live; `None` (and a note on stderr)
-/// where a user's checkout lacks it, so that the test can skip.
-pub fn shared_dir() -> Option<PathBuf> {
-    let dir = repo_root().join("..").join("shared");
-    if dir.join("fixtures").is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipped: ../shared/fixtures is not beside this checkout");
-        None
-    }
+/// The environment variable naming the folder of third-party fixtures: data nobody on this
+/// project wrote (grafana.com's dashboard 11022, Grafana's published JSON schema), which is
+/// never copied into the project. CI points it at its copy; without it, the tests that read
+/// such data are reported as ignored (they carry `#[ignore = ...]`), never as passed.
+pub const THIRD_PARTY_FIXTURES: &str = "AMPKIT_THIRD_PARTY_FIXTURES";
+
+/// The reason every third-party-fixture test is ignored by default (`#[ignore = ...]` takes a
+/// literal, so the tests repeat it; this is what `scripts/test` looks for).
+pub const THIRD_PARTY_REASON: &str =
+    "reads third-party fixtures: set AMPKIT_THIRD_PARTY_FIXTURES (make test then runs it)";
+
+/// A file among the third-party fixtures. Only tests marked `#[ignore]` call this, so it runs
+/// only when asked for; then a missing variable or file fails the test, naming the fix.
+pub fn third_party_fixture(relative: &str) -> PathBuf {
+    let dir = std::env::var_os(THIRD_PARTY_FIXTURES).unwrap_or_else(|| {
+        panic!("{THIRD_PARTY_FIXTURES} is not set: this test reads third-party fixtures from it")
+    });
+    let path = PathBuf::from(dir).join(relative);
+    assert!(
+        path.is_file(),
+        "{} is missing: {THIRD_PARTY_FIXTURES} must name the folder holding {relative}",
+        path.display()
+    );
+    path
+}
+
+/// A fixture this project wrote itself (`tests/fixtures/...`).
+pub fn fixture(relative: &str) -> PathBuf {
+    let path = repo_root().join("tests").join("fixtures").join(relative);
+    assert!(path.is_file(), "{} is missing", path.display());
+    path
 }
 
 /// The directory holding the built tools (`AMPKIT_BIN_DIR`, else the cargo target dir).
@@ -64,35 +85,122 @@ pub struct Stack {
     /// amp-local: every AMP call of the tests goes there.
     pub amp_url: String,
     pub stack_dir: PathBuf,
+    pub port_base: String,
+    /// What `local-stack env` exports for this stack: a tool run with these is pointed at it.
+    pub exports: Vec<(String, String)>,
 }
 
-fn required_env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!(
-            "{name} is not set: these tests need the local stack; run `make test`, or \
-             `scripts/local-stack up && eval \"$(scripts/local-stack env)\"` first"
-        )
-    })
+/// The variables `scripts/local-stack env` exports.
+const STACK_EXPORTS: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+    "AMPKIT_MOTO_URL",
+    "AWS_ENDPOINT_URL_AMP",
+    "AMPKIT_AMP_URL",
+    "AMPKIT_ENVOY_URL",
+    "AMPKIT_ENVOY_ADMIN_URLS",
+    "AMPKIT_PROMETHEUS_URL",
+    "AMPKIT_ALERTMANAGER_URL",
+    "AMPKIT_AGENT_URL",
+    "AMPKIT_STACK_DIR",
+    "AMPKIT_PORT_BASE",
+];
+
+impl Stack {
+    /// A stack from its exports; `what` says where they came from, for the failure.
+    fn from_exports(exports: Vec<(String, String)>, what: &str) -> Stack {
+        let get = |name: &str| -> String {
+            exports
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| panic!("{name} is not set ({what})"))
+        };
+        Stack {
+            region: get("AWS_REGION"),
+            access_key_id: get("AWS_ACCESS_KEY_ID"),
+            secret_access_key: get("AWS_SECRET_ACCESS_KEY"),
+            moto_url: get("AMPKIT_MOTO_URL"),
+            envoy_url: get("AMPKIT_ENVOY_URL"),
+            envoy_admin_urls: get("AMPKIT_ENVOY_ADMIN_URLS")
+                .split(',')
+                .map(str::to_owned)
+                .collect(),
+            prometheus_url: get("AMPKIT_PROMETHEUS_URL"),
+            alertmanager_url: get("AMPKIT_ALERTMANAGER_URL"),
+            agent_url: get("AMPKIT_AGENT_URL"),
+            amp_url: get("AWS_ENDPOINT_URL_AMP"),
+            stack_dir: PathBuf::from(get("AMPKIT_STACK_DIR")),
+            port_base: get("AMPKIT_PORT_BASE"),
+            exports,
+        }
+    }
+
+    /// An AWS SDK configuration pointed at this stack (moto for every service but AMP).
+    pub async fn aws_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(self.region.clone()))
+            .endpoint_url(&self.moto_url)
+            .credentials_provider(aws_credential_types::Credentials::new(
+                &self.access_key_id,
+                &self.secret_access_key,
+                None,
+                None,
+                "ampkit-test-stack",
+            ))
+            .load()
+            .await
+    }
 }
 
 /// The running local stack (from the environment `make test` sets up).
 pub fn stack() -> Stack {
-    Stack {
-        region: required_env("AWS_REGION"),
-        access_key_id: required_env("AWS_ACCESS_KEY_ID"),
-        secret_access_key: required_env("AWS_SECRET_ACCESS_KEY"),
-        moto_url: required_env("AMPKIT_MOTO_URL"),
-        envoy_url: required_env("AMPKIT_ENVOY_URL"),
-        envoy_admin_urls: required_env("AMPKIT_ENVOY_ADMIN_URLS")
-            .split(',')
-            .map(str::to_owned)
-            .collect(),
-        prometheus_url: required_env("AMPKIT_PROMETHEUS_URL"),
-        alertmanager_url: required_env("AMPKIT_ALERTMANAGER_URL"),
-        agent_url: required_env("AMPKIT_AGENT_URL"),
-        amp_url: required_env("AWS_ENDPOINT_URL_AMP"),
-        stack_dir: PathBuf::from(required_env("AMPKIT_STACK_DIR")),
-    }
+    let exports = STACK_EXPORTS
+        .iter()
+        .map(|name| {
+            let value = std::env::var(name).unwrap_or_else(|_| {
+                panic!(
+                    "{name} is not set: these tests need the local stack; run `make test`, or \
+                     `scripts/local-stack up && eval \"$(scripts/local-stack env)\"` first"
+                )
+            });
+            ((*name).to_owned(), value)
+        })
+        .collect();
+    Stack::from_exports(exports, "the local stack's environment")
+}
+
+/// The second stack `make test` starts, for the tests that stop services, count everything
+/// that exists or compare Envoy's counters exactly (`AMPKIT_FAULT_STACK_DIR`,
+/// `AMPKIT_FAULT_PORT_BASE`): they cannot disturb, or be disturbed by, the tests that run at
+/// the same time on the first.
+pub fn fault_stack() -> Stack {
+    static FAULT: std::sync::OnceLock<Stack> = std::sync::OnceLock::new();
+    FAULT
+        .get_or_init(|| {
+            let var = |name: &str| {
+                std::env::var(name).unwrap_or_else(|_| {
+                    panic!("{name} is not set: `make test` starts the fault stack and sets it")
+                })
+            };
+            let (dir, base) = (var("AMPKIT_FAULT_STACK_DIR"), var("AMPKIT_FAULT_PORT_BASE"));
+            let run = local_stack(
+                &["env"],
+                &[("AMPKIT_STACK_DIR", &dir), ("AMPKIT_PORT_BASE", &base)],
+            );
+            run.expect_code(0);
+            let exports = run
+                .stdout
+                .lines()
+                .filter_map(|line| line.strip_prefix("export ")?.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.trim_matches('\'').to_owned()))
+                .collect();
+            Stack::from_exports(exports, "`local-stack env` of the fault stack")
+        })
+        .clone()
 }
 
 /// What a tool run gave back.
@@ -173,6 +281,14 @@ impl Invocation {
     /// Add a flag no tool has, to check usage errors.
     pub fn arg_unknown(mut self) -> Self {
         self.command.arg("--no-such-flag");
+        self
+    }
+
+    /// Point the tool at `stack` (its `local-stack env` exports).
+    pub fn on(mut self, stack: &Stack) -> Self {
+        for (key, value) in &stack.exports {
+            self.command.env(key, value);
+        }
         self
     }
 

@@ -48,23 +48,26 @@ fn workspace_doc() -> StateDoc {
     .unwrap()
 }
 
-fn promtool() -> Option<PathBuf> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.local/bin/promtool");
-    if path.exists() {
-        Some(path)
-    } else {
-        eprintln!(
-            "skipped promtool check: {} is missing (run scripts/setup)",
-            path.display()
-        );
-        None
-    }
+/// The promtool that `scripts/setup` installs: `$AMPKIT_HOME/bin/promtool`, by default in the
+/// workspace's `.local/` (two levels above this crate). A missing promtool fails the check,
+/// naming the fix: a check that cannot run must not pass.
+fn promtool() -> PathBuf {
+    let home = std::env::var_os("AMPKIT_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.local"));
+    let path = home.join("bin/promtool");
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/setup (make test does) or set AMPKIT_HOME",
+        path.display()
+    );
+    path
 }
 
 /// `promtool check config` on a config; `syntax_only` for in-cluster configs whose token and
 /// CA files exist only inside a pod. `agent` checks it as Prometheus agent mode does.
 fn promtool_check(config: &PrometheusConfig, agent: bool, syntax_only: bool) {
-    let Some(promtool) = promtool() else { return };
+    let promtool = promtool();
     let dir = tempfile_dir();
     let path = dir.join("prometheus.yml");
     std::fs::write(&path, serde_norway::to_string(config).unwrap()).unwrap();

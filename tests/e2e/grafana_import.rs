@@ -217,52 +217,23 @@ async fn bad_input_and_a_refused_token_are_exit_2_and_change_nothing() {
     );
 }
 
-/// A legacy dashboard (`rows` of spans, `[[var]]`, datasources by name) with `__inputs`, and
-/// hard-coded references: one to a datasource that exists in the target (kept), one by uid and
-/// one by name that exist nowhere (rewritten to ours, the empty-panel complaint).
-fn legacy_file(dir: &std::path::Path) -> std::path::PathBuf {
-    let dashboard = json!({
-        "__inputs": [{"name": "DS_PROM", "type": "datasource", "pluginId": "prometheus"}],
-        "uid": "legacy-mesh", "title": "Legacy mesh", "schemaVersion": 14,
-        "templating": {"list": [{"name": "service", "type": "query", "datasource": "${DS_PROM}",
-                                  "query": "label_values(envoy_http_downstream_rq_total, service)"}]},
-        "rows": [{"title": "Traffic", "panels": [
-            {"type": "graph", "title": "Requests [[service]]", "span": 6, "datasource": "${DS_PROM}",
-             "targets": [{"expr": "sum(rate(envoy_http_downstream_rq_total{service=~\"[[service]]\"}[1m]))"}]},
-            {"type": "graph", "title": "Kept", "span": 6, "datasource": {"type": "prometheus", "uid": "team-prom"},
-             "targets": [{"expr": "up"}]},
-            {"type": "graph", "title": "Old uid", "span": 6, "datasource": {"type": "prometheus", "uid": "P1809F7CD0C75ACF3"},
-             "targets": [{"expr": "up", "datasource": {"type": "prometheus", "uid": "P1809F7CD0C75ACF3"}}]},
-            {"type": "singlestat", "title": "Old name", "span": 6, "datasource": "Prometheus (old)",
-             "targets": [{"expr": "up"}]}
-        ]}]
-    });
-    let path = dir.join("legacy.json");
-    std::fs::write(&path, dashboard.to_string()).expect("dashboard file written");
-    path
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_11022_the_builtin_and_a_legacy_dashboard_import_with_dangling_references_rewritten() {
-    let Some(shared) = ampkit_e2e::shared_dir() else {
-        return;
-    };
-    let gnet = shared.join("fixtures/dashboards/envoy-global-11022.json");
+async fn an_export_the_builtin_and_a_legacy_dashboard_import_with_dangling_references_rewritten() {
+    let export = ampkit_e2e::fixture("dashboards/mesh-export.json");
     for version in ["10.4.1", "12.0.2"] {
         let mut fixture = GrafanaFixture::start(version).await;
         fixture.seed_datasource(json!({"uid": "team-prom", "name": "Team Prometheus", "type": "prometheus", "url": "http://prom:9090", "access": "proxy"}));
         fixture.expect(&[
-            "GET /api/datasources/uid/team-prom",
             "GET /api/datasources/uid/P1809F7CD0C75ACF3",
             "GET /api/datasources/name/Prometheus%20%28old%29",
+            "GET /api/datasources/uid/team-prom",
             "POST /api/dashboards/import",
         ]);
-        let dir = tempfile::tempdir().unwrap();
-        let legacy = legacy_file(dir.path());
+        let legacy = ampkit_e2e::fixture("dashboards/legacy-rows.json");
         let token = mint_token(5);
         let args = [
             "--dashboard",
-            gnet.to_str().unwrap(),
+            export.to_str().unwrap(),
             "--dashboard",
             "builtin:envoy-global",
             "--dashboard",
@@ -275,8 +246,16 @@ async fn the_11022_the_builtin_and_a_legacy_dashboard_import_with_dangling_refer
         assert_eq!(dashboards.len(), 3);
         assert_eq!(dashboards[1]["uid"], "ampkit-envoy-global");
         assert_eq!(dashboards[1]["source"], "builtin:envoy-global");
-        // 11022 names its datasource through a variable; the built-in too: nothing rewritten.
-        assert_eq!(dashboards[0]["rewrittenDatasources"], json!([]));
+        // The export's nested row holds a reference by uid (panel and target) and one by name
+        // that exist nowhere; the built-in names its datasource through a variable.
+        assert_eq!(dashboards[0]["uid"], "ampkit-fixture-mesh");
+        assert_eq!(
+            dashboards[0]["rewrittenDatasources"],
+            json!([
+                {"from": "uid P1809F7CD0C75ACF3", "to": "ampkit-ws-1234", "places": 2},
+                {"from": "name Prometheus (old)", "to": "ampkit-ws-1234", "places": 1}
+            ])
+        );
         assert_eq!(dashboards[1]["rewrittenDatasources"], json!([]));
         assert_eq!(
             dashboards[2]["rewrittenDatasources"],
@@ -303,6 +282,24 @@ async fn the_11022_the_builtin_and_a_legacy_dashboard_import_with_dangling_refer
         );
         assert_eq!(panels[3]["datasource"]["uid"], "ampkit-ws-1234");
         assert!(fixture.dashboard("ampkit-envoy-global").is_some());
+        // The export as stored: its inputs substituted everywhere (the constant too), the
+        // nested row's references ours, the repeat kept.
+        let stored = fixture.dashboard("ampkit-fixture-mesh").unwrap();
+        let text = stored.to_string();
+        assert!(
+            !text.contains("${DS_PROMETHEUS}") && !text.contains("${VAR_NAMESPACE}"),
+            "{text}"
+        );
+        assert_eq!(stored["panels"][1]["datasource"]["uid"], "ampkit-ws-1234");
+        assert_eq!(stored["templating"]["list"][0]["query"], "prod");
+        assert_eq!(stored["panels"][2]["repeat"], "service");
+        let nested = &stored["panels"][5]["panels"];
+        assert_eq!(nested[0]["datasource"]["uid"], "ampkit-ws-1234");
+        assert_eq!(
+            nested[0]["targets"][0]["datasource"]["uid"],
+            "ampkit-ws-1234"
+        );
+        assert_eq!(nested[1]["datasource"]["uid"], "ampkit-ws-1234");
         let kinds = ampkit_e2e::ledger_kinds(&doc);
         assert_eq!(
             kinds.iter().filter(|k| *k == "grafana-dashboard").count(),
@@ -316,54 +313,38 @@ async fn the_11022_the_builtin_and_a_legacy_dashboard_import_with_dangling_refer
     }
 }
 
+/// Grafana's published dashboard schema (draft-07, third-party: never copied in), compiled
+/// with the `jsonschema` crate against the definition of a whole dashboard.
+fn grafana_dashboard_schema() -> jsonschema::Validator {
+    let path = ampkit_e2e::third_party_fixture("grafana-schema/dashboard.jsonschema.json");
+    let mut schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    schema["$ref"] = json!("#/definitions/Dashboard");
+    jsonschema::draft7::new(&schema).expect("Grafana's schema compiles")
+}
+
 #[test]
+#[ignore = "reads third-party fixtures: set AMPKIT_THIRD_PARTY_FIXTURES (make test then runs it)"]
 fn the_builtin_dashboard_validates_against_grafanas_schema() {
-    let Some(shared) = ampkit_e2e::shared_dir() else {
-        return;
-    };
-    let python = std::env::var("AMPKIT_HOME")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| ampkit_e2e::repo_root().join(".local"))
-        .join("venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/setup",
-        python.display()
-    );
-    let schema = shared.join("fixtures/grafana-schema/dashboard.jsonschema.json");
+    let validator = grafana_dashboard_schema();
     let builtin = ampkit_e2e::repo_root().join("tools/grafana-import/dashboards/envoy-global.json");
-    let check = "import json, sys, jsonschema\n\
-schema = json.load(open(sys.argv[1]))\n\
-schema = dict(schema, **{'$ref': '#/definitions/Dashboard'})\n\
-errors = list(jsonschema.Draft7Validator(schema).iter_errors(json.load(open(sys.argv[2]))))\n\
-[print(list(e.path), e.message[:200]) for e in errors]\n\
-sys.exit(1 if errors else 0)\n";
-    let out = std::process::Command::new(&python)
-        .args(["-c", check])
-        .arg(&schema)
-        .arg(&builtin)
-        .output()
-        .unwrap();
+    let dashboard: Value =
+        serde_json::from_str(&std::fs::read_to_string(&builtin).unwrap()).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&dashboard)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect();
     assert!(
-        out.status.success(),
-        "the built-in fails the schema:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        errors.is_empty(),
+        "the built-in fails the schema:\n{}",
+        errors.join("\n")
     );
     // And the validator is not a rubber stamp: a panel without `type` fails.
-    let mut broken: Value =
-        serde_json::from_str(&std::fs::read_to_string(&builtin).unwrap()).unwrap();
+    let mut broken = dashboard.clone();
     broken["panels"][1].as_object_mut().unwrap().remove("type");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("broken.json");
-    std::fs::write(&path, broken.to_string()).unwrap();
-    let out = std::process::Command::new(&python)
-        .args(["-c", check])
-        .arg(&schema)
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
+    assert!(
+        !validator.is_valid(&broken),
+        "a panel without `type` passed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -495,12 +476,9 @@ async fn gnet_dashboards_download_and_offline_says_how_to_pass_a_file() {
     );
     assert!(!fixture.calls().iter().any(|c| c.starts_with("POST")));
 
-    // Online (a mirror): the latest revision is found and imported.
-    let Some(shared) = ampkit_e2e::shared_dir() else {
-        return;
-    };
-    let text = std::fs::read_to_string(shared.join("fixtures/dashboards/envoy-global-11022.json"))
-        .unwrap();
+    // Online (a mirror serving an export-shaped dashboard): the latest revision is found and
+    // imported.
+    let text = std::fs::read_to_string(ampkit_e2e::fixture("dashboards/mesh-export.json")).unwrap();
     let (mirror, task) = grafana_com_mirror(text).await;
     let run = tokio::task::block_in_place(|| {
         import(
@@ -569,4 +547,30 @@ async fn an_unreachable_grafana_is_exit_1_and_a_failure_half_way_keeps_the_ledge
         ampkit_e2e::ledger_kinds(&run.doc()),
         ["grafana-datasource", "grafana-folder"]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "reads third-party fixtures: set AMPKIT_THIRD_PARTY_FIXTURES (make test then runs it)"]
+async fn grafana_coms_11022_imports_on_both_versions_with_nothing_rewritten() {
+    let gnet = ampkit_e2e::third_party_fixture("dashboards/envoy-global-11022.json");
+    for version in ["10.4.1", "12.0.2"] {
+        let mut fixture = GrafanaFixture::start(version).await;
+        fixture.expect(&["POST /api/dashboards/import"]);
+        let token = mint_token(5);
+        let args = ["--dashboard", gnet.to_str().unwrap()];
+        let run = tokio::task::block_in_place(|| import(&fixture, &token, &workspace_doc(), &args));
+        run.expect_code(0);
+        let doc = run.doc();
+        let entry = &doc["grafana"]["dashboards"][0];
+        // 11022 names its datasource through a variable: nothing to rewrite.
+        assert_eq!(entry["rewrittenDatasources"], json!([]));
+        let stored = fixture.dashboard(entry["uid"].as_str().unwrap()).unwrap();
+        let original: Value =
+            serde_json::from_str(&std::fs::read_to_string(&gnet).unwrap()).unwrap();
+        assert_eq!(stored["title"], original["title"]);
+        assert_eq!(
+            stored["panels"].as_array().map(Vec::len),
+            original["panels"].as_array().map(Vec::len)
+        );
+    }
 }

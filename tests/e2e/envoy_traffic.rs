@@ -261,9 +261,11 @@ fn fault_delay_header_shows_in_the_median() {
     run.expect_code(0);
     let t = traffic(&run);
     assert_eq!(t["completed"], 100, "{t:#}");
+    // Envoy's timers and its upstream time are whole milliseconds, and a timer may fire up to
+    // one early (the dispatcher's cached clock): 19 ms is a 20 ms delay.
     let p50 = f(&t["latencyMs"]["p50"]);
     assert!(
-        (20.0..=30.0).contains(&p50),
+        (19.0..=30.0).contains(&p50),
         "p50 {p50} ms with a 20 ms fault delay: {t:#}"
     );
     assert_eq!(
@@ -277,7 +279,7 @@ fn fault_delay_header_shows_in_the_median() {
     let upstream = f(&jazz["upstreamMs"]["p50"]);
     let share = f(&jazz["proxyShareMs"]["p50"]);
     assert!(
-        (20.0..=30.0).contains(&upstream),
+        (19.0..=30.0).contains(&upstream),
         "upstream p50 {upstream} ms: {t:#}"
     );
     assert!(

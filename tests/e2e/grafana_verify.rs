@@ -12,7 +12,7 @@
 #![allow(clippy::unwrap_used)]
 
 use ampkit_e2e::amp_local::Agent;
-use ampkit_e2e::{repo_root, shared_dir, stack, tool, unique_name};
+use ampkit_e2e::{repo_root, stack, tool, unique_name};
 use serde_json::{Value, json};
 
 /// A workspace fed by an agent scraping the three Envoys (labelled service and namespace as
@@ -157,60 +157,51 @@ async fn panels_are_verified_against_the_workspace_and_drawn_in_a_browser() {
     std::fs::write(&png, &page.screenshot).unwrap();
     assert!(page.screenshot.starts_with(b"\x89PNG"), "a PNG");
 
-    // grafana.com's 11022 (as a file): all but the 3xx/4xx/5xx panels have data; the mesh
-    // answers only 2xx, so those three are empty, and say so.
-    if let Some(shared) = shared_dir() {
-        let file = shared.join("fixtures/dashboards/envoy-global-11022.json");
-        let snapshot = dir.path().join("11022.html");
-        let run = tokio::task::block_in_place(|| {
-            verify(
-                &doc,
-                dir.path(),
-                &[
-                    "--dashboard",
-                    file.to_str().unwrap(),
-                    "--snapshot",
-                    snapshot.to_str().unwrap(),
-                ],
-            )
-        });
-        run.expect_code(0);
-        let section = run.doc()["grafana"].clone();
-        let rows = panels(&section, 0);
-        let empty: Vec<&str> = rows
-            .iter()
-            .filter(|(_, s, _)| s == "empty")
-            .map(|(t, _, _)| t.as_str())
-            .collect();
-        assert_eq!(
-            empty,
-            [
-                "Upstream 3xx Responses",
-                "Upstream 4xx Responses",
-                "Upstream 5xx Responses"
-            ]
-        );
-        assert!(rows.iter().all(|(_, s, _)| s != "error"), "{rows:?}");
-        assert_eq!(
-            rows.iter().filter(|(_, s, _)| s == "ok").count(),
-            14,
-            "{rows:?}"
-        );
-        assert!(
-            run.stderr.contains("14 ok, 3 empty, 0 error"),
-            "{}",
-            run.stderr
-        );
-        let page = ampkit_e2e::browser::load(
-            &snapshot,
-            1650,
-            "document.querySelectorAll('figure.chart').length",
+    // An export-shaped dashboard of the project's (inputs, a constant, a repeat, a nested row
+    // with references that exist nowhere, a two-query table, a library panel): every panel
+    // with a query shows data; the library panel's queries live in the library, so it is
+    // skipped, and says so.
+    let export = ampkit_e2e::fixture("dashboards/mesh-export.json");
+    let snapshot = dir.path().join("export.html");
+    let run = tokio::task::block_in_place(|| {
+        verify(
+            &doc,
+            dir.path(),
+            &[
+                "--dashboard",
+                export.to_str().unwrap(),
+                "--snapshot",
+                snapshot.to_str().unwrap(),
+            ],
         )
-        .await;
-        assert!(page.errors.is_empty(), "console errors: {:?}", page.errors);
-        assert_eq!(page.value, json!(17));
-        std::fs::write(shots.join("grafana-verify-11022.png"), &page.screenshot).unwrap();
+    });
+    run.expect_code(0);
+    let rows = panels(&run.doc()["grafana"], 0);
+    let status = |title: &str| {
+        rows.iter()
+            .find(|(t, _, _)| t.starts_with(title))
+            .unwrap_or_else(|| panic!("no panel `{title}` in {rows:?}"))
+            .1
+            .clone()
+    };
+    for title in [
+        "Requests per second",
+        "Downstream requests",
+        "Service totals",
+        "p99 latency by service",
+        "Active connections",
+    ] {
+        assert_eq!(status(title), "ok", "{title}: {rows:?}");
     }
+    assert_eq!(status("Upstream requests (library)"), "skipped");
+    assert_eq!(status("About"), "skipped");
+    let page = ampkit_e2e::browser::load(
+        &snapshot,
+        1650,
+        "document.querySelectorAll('figure.chart').length",
+    )
+    .await;
+    assert!(page.errors.is_empty(), "console errors: {:?}", page.errors);
 
     // Dashboards that fail on purpose, a legacy one with `[[var]]`, a string datasource that
     // exists nowhere and a selected variable value.
@@ -297,4 +288,67 @@ async fn panels_are_verified_against_the_workspace_and_drawn_in_a_browser() {
         "{message}"
     );
     assert_eq!(run.doc()["grafana"]["dashboards"][0]["verify"]["empty"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "reads third-party fixtures: set AMPKIT_THIRD_PARTY_FIXTURES (make test then runs it)"]
+async fn grafana_coms_11022_shows_data_in_every_panel_the_mesh_can_fill() {
+    let (doc, _agent) = tokio::task::block_in_place(mesh_with_traffic);
+    let dir = tempfile::tempdir().unwrap();
+    let shots = repo_root().join("out");
+    std::fs::create_dir_all(&shots).unwrap();
+    // grafana.com's 11022 (as a file): all but the 3xx/4xx/5xx panels have data; the mesh
+    // answers only 2xx, so those three are empty, and say so.
+    {
+        let file = ampkit_e2e::third_party_fixture("dashboards/envoy-global-11022.json");
+        let snapshot = dir.path().join("11022.html");
+        let run = tokio::task::block_in_place(|| {
+            verify(
+                &doc,
+                dir.path(),
+                &[
+                    "--dashboard",
+                    file.to_str().unwrap(),
+                    "--snapshot",
+                    snapshot.to_str().unwrap(),
+                ],
+            )
+        });
+        run.expect_code(0);
+        let section = run.doc()["grafana"].clone();
+        let rows = panels(&section, 0);
+        let empty: Vec<&str> = rows
+            .iter()
+            .filter(|(_, s, _)| s == "empty")
+            .map(|(t, _, _)| t.as_str())
+            .collect();
+        assert_eq!(
+            empty,
+            [
+                "Upstream 3xx Responses",
+                "Upstream 4xx Responses",
+                "Upstream 5xx Responses"
+            ]
+        );
+        assert!(rows.iter().all(|(_, s, _)| s != "error"), "{rows:?}");
+        assert_eq!(
+            rows.iter().filter(|(_, s, _)| s == "ok").count(),
+            14,
+            "{rows:?}"
+        );
+        assert!(
+            run.stderr.contains("14 ok, 3 empty, 0 error"),
+            "{}",
+            run.stderr
+        );
+        let page = ampkit_e2e::browser::load(
+            &snapshot,
+            1650,
+            "document.querySelectorAll('figure.chart').length",
+        )
+        .await;
+        assert!(page.errors.is_empty(), "console errors: {:?}", page.errors);
+        assert_eq!(page.value, json!(17));
+        std::fs::write(shots.join("grafana-verify-11022.png"), &page.screenshot).unwrap();
+    }
 }

@@ -9,8 +9,20 @@
 
 use std::process::{Command, Stdio};
 
-use ampkit_e2e::{Run, amp_sdk, local_stack, repo_root, stack, tool, unique_name};
+use ampkit_e2e::{Invocation, Run, Stack, amp_sdk, local_stack, repo_root, unique_name};
 use serde_json::{Value, json};
+
+/// Everything here runs on the fault stack: its tests stop services, count every object in
+/// moto and amp-local, and compare Envoy's counters exactly, none of which may meet the tests
+/// running at the same time on the main stack.
+fn stack() -> Stack {
+    ampkit_e2e::fault_stack()
+}
+
+/// A tool pointed at the fault stack.
+fn tool(name: &str) -> Invocation {
+    ampkit_e2e::tool(name).on(&stack())
+}
 
 /// The tests here stop services or count what exists: one at a time.
 static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -27,10 +39,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 async fn aws() -> aws_config::SdkConfig {
-    let _ = stack();
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await
+    stack().aws_config().await
 }
 
 /// What exists, by kind, in amp-local and moto.
@@ -309,6 +318,7 @@ fn recipe(dir: &std::path::Path, name: &str) -> Run {
 fn recipe_command(dir: &std::path::Path, name: &str) -> Command {
     let mut command = Command::new(repo_root().join("scripts").join("recipe"));
     command
+        .envs(stack().exports)
         .env("AMPKIT_STATE", dir.join("state.json"))
         .env("AMPKIT_OUT", dir.join("out"))
         .env("AMPKIT_ALIAS", name)
@@ -401,12 +411,11 @@ fn stop(part: &str) {
 /// Bring the stopped part back (`up` starts only what is not running).
 fn restart() {
     let stack = stack();
-    let base = std::env::var("AMPKIT_PORT_BASE").unwrap();
     let run = local_stack(
         &["up"],
         &[
             ("AMPKIT_STACK_DIR", stack.stack_dir.to_str().unwrap()),
-            ("AMPKIT_PORT_BASE", &base),
+            ("AMPKIT_PORT_BASE", &stack.port_base),
         ],
     );
     run.expect_code(0);

@@ -4,11 +4,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "irsa_role/eks_fixture.rs"]
-mod eks_fixture;
-
+use crate::eks_fixture::EksFixture;
 use ampkit_e2e::{stack, tool, unique_name};
-use eks_fixture::EksFixture;
 use serde_json::{Value, json};
 
 /// moto gives every cluster of a region the same OIDC issuer, so the tests here share one
