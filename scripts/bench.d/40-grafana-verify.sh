@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# grafana-import --verify of dashboard 11022 vs what a user scripts without it: the same panel
+# grafana-import --verify of a dashboard vs what a user scripts without it: the same panel
 # queries (as grafana-import expanded them) run one after another with curl --aws-sigv4 in a
 # shell loop, over the same range. Both against one workspace on amp-local fed by the mesh.
 # Interleaved rounds; medians.
@@ -7,14 +7,15 @@
 # Target (issue 10): grafana-import's verify takes at most 0.3x the curl loop's time.
 #
 # Environment (set by scripts/bench): AMPKIT_BIN_DIR, the stack env (AWS_*, AMPKIT_*).
-# Knobs: BENCH_VERIFY_ROUNDS (7).
+# Knobs: BENCH_VERIFY_ROUNDS (7), BENCH_VERIFY_DASHBOARD (builtin:envoy-global; a FILE or
+# gnet:ID, e.g. grafana.com's 11022, the recipe's).
 set -euo pipefail
 
 rounds=${BENCH_VERIFY_ROUNDS:-7}
 bin=${AMPKIT_BIN_DIR:-target/release}
 : "${AWS_ENDPOINT_URL_AMP:?run under scripts/bench (amp-local must be in the stack)}"
 region=${AWS_REGION:?}
-dashboard=../shared/fixtures/dashboards/envoy-global-11022.json
+dashboard=${BENCH_VERIFY_DASHBOARD:-builtin:envoy-global}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
@@ -22,7 +23,7 @@ missing=()
 for tool in grafana-import amp-workspace envoy-traffic promql; do
   [ -x "$bin/$tool" ] || missing+=("$bin/$tool")
 done
-[ -f "$dashboard" ] || missing+=("$dashboard (../shared beside the checkout)")
+case $dashboard in builtin:*|gnet:*) ;; *) [ -f "$dashboard" ] || missing+=("$dashboard");; esac
 if [ ${#missing[@]} -gt 0 ]; then
   printf 'grafana-verify bench skipped; missing: %s\n' "${missing[*]}"
   exit 0
@@ -79,7 +80,7 @@ for _ in $(seq 1 "$rounds"); do
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 ours=$(median "${ours_ms[@]}"); theirs=$(median "${curl_ms[@]}")
-printf '%-62s %10s\n' "dashboard 11022: $count panel queries" "median ms"
+printf '%-62s %10s\n' "dashboard $dashboard: $count panel queries" "median ms"
 printf '%-62s %10s\n' "grafana-import --verify ($summary)" "$ours"
 printf '%-62s %10s\n' "curl --aws-sigv4 loop, one after another" "$theirs"
 python3 - "$ours" "$theirs" <<'PY'

@@ -195,13 +195,55 @@ async fn panels_are_verified_against_the_workspace_and_drawn_in_a_browser() {
     }
     assert_eq!(status("Upstream requests (library)"), "skipped");
     assert_eq!(status("About"), "skipped");
+    // The two-query table says which query each row came from: both queries return one row
+    // per service with the same labels, so without it the rows read as duplicates.
     let page = ampkit_e2e::browser::load(
         &snapshot,
         1650,
-        "document.querySelectorAll('figure.chart').length",
+        "JSON.stringify([...document.querySelectorAll('figure[data-kind=table] td.ref')].map(td => td.textContent))",
     )
     .await;
     assert!(page.errors.is_empty(), "console errors: {:?}", page.errors);
+    let refs: Vec<String> = serde_json::from_str(page.value.as_str().unwrap()).unwrap();
+    assert_eq!(refs.iter().filter(|r| *r == "A").count(), 3, "{refs:?}");
+    assert_eq!(refs.iter().filter(|r| *r == "B").count(), 3, "{refs:?}");
+
+    // After traffic, the verified range follows it: from a minute before envoy-traffic's first
+    // request to now, not the dashboard's 15 minutes (unless --from/--to say otherwise).
+    let sent = tool("envoy-traffic")
+        .args(["--rate", "20", "--requests", "20", "--paths", "/jazz"])
+        .stdin_doc(&doc)
+        .run();
+    sent.expect_code(0);
+    let after_traffic = sent.doc();
+    let run = tokio::task::block_in_place(|| {
+        tool("grafana-import")
+            .args(["--render-only", "--verify", "--scrape-interval", "1s"])
+            .args(["--out", dir.path().to_str().unwrap()])
+            .args(["--dashboard", export.to_str().unwrap()])
+            .stdin_doc(&after_traffic)
+            .run()
+    });
+    run.expect_code(0);
+    let rfc3339 = |v: &Value| {
+        time::OffsetDateTime::parse(
+            v.as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap()
+    };
+    let started = rfc3339(&after_traffic["traffic"]["startedAt"]);
+    let verified = &run.doc()["grafana"]["dashboards"][0]["verify"];
+    assert_eq!(
+        started - rfc3339(&verified["from"]),
+        time::Duration::seconds(60),
+        "{verified}"
+    );
+    let to = rfc3339(&verified["to"]);
+    assert!(
+        to > started && to - started < time::Duration::minutes(2),
+        "{verified}"
+    );
 
     // Dashboards that fail on purpose, a legacy one with `[[var]]`, a string datasource that
     // exists nowhere and a selected variable value.

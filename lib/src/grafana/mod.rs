@@ -1,7 +1,7 @@
 //! Grafana's HTTP API, the part every Grafana-facing tool needs first: where Grafana is and
 //! how to authenticate (a service-account token from an environment variable or a file, never
 //! a flag value, never written out), which version answers (behaviours differ between 10.4 and
-//! 12: see `../shared/reference/grafana-http-api.md`), and the objects the tools ensure before
+//! 12, reproduced by the Grafana fixture in tests/support/grafana), and the objects the tools ensure before
 //! anything else: the Prometheus datasource of a workspace and a folder; and dashboard import.
 //!
 //! Ensure means: read by uid, create when absent, update only what differs, and say which of

@@ -1,5 +1,5 @@
-//! The fixture's alerting provisioning API (`/api/v1/provisioning/...`), as
-//! `../shared/reference/grafana-http-api.md` §2d records it: contact points with the SNS
+//! The fixture's alerting provisioning API (`/api/v1/provisioning/...`), as Grafana's
+//! alerting provisioning HTTP API documentation and its source describe it: contact points with the SNS
 //! settings checks of the configured flavour (Grafana's own `topic_arn` + `sigv4`, or AMG's
 //! `topic`), the policy tree as one resource whose PUT replaces everything and must name
 //! existing receivers, alert rules with their validation and per-version title rule, rule

@@ -1,5 +1,5 @@
 //! A strict Grafana fixture: the HTTP API's behaviours that the tools rely on, per version, as
-//! `../shared/reference/grafana-http-api.md` records them (health, service-account token
+//! Grafana's HTTP API documentation and source (pkg/api) show them (health, service-account token
 //! checks with their CRC32 checksum, datasources with their 409 texts and version check,
 //! folders with 10.4's name uniqueness and 12's 412 on a duplicate uid). Grafana cannot be
 //! installed here; this is what its client is tested against. Calls a test expects and that

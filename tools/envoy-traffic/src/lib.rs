@@ -491,6 +491,7 @@ pub async fn run(opts: Cli, doc: &mut StateDoc) -> Result<()> {
 
     // One engine thread per core, as wrk's -t defaults to on a small machine.
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let started_at = ampkit::timespec::rfc3339(time::OffsetDateTime::now_utc());
     let mut load = Load::start(plan.clone(), template, threads)?;
     let progress = ampkit::cli::progress().then(|| spawn_progress(&load));
     let signalled = supervise(&mut load, signals.as_mut()).await;
@@ -517,6 +518,7 @@ pub async fn run(opts: Cli, doc: &mut StateDoc) -> Result<()> {
         tally: &tally,
         asked_rate: opts.rate,
         measured_secs,
+        started_at: Some(started_at),
         stopped_by,
         settings,
     })?;

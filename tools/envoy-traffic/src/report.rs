@@ -192,6 +192,10 @@ pub struct Report {
     pub latency_ms: Option<Latency>,
     /// Measured time: from the end of the warmup to the last answer.
     pub duration_s: f64,
+    /// When the first request went out (RFC 3339, UTC): where the traffic begins in the
+    /// workspace's series, so that later steps (grafana-import's verified range) follow it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
     pub warmup: Warmup,
     /// `requests`, `duration` or `signal` (`merged` for a merge of runs).
     pub stopped_by: String,
@@ -253,6 +257,7 @@ pub struct ReportInput<'a> {
     pub tally: &'a Tally,
     pub asked_rate: Option<f64>,
     pub measured_secs: f64,
+    pub started_at: Option<String>,
     pub stopped_by: &'static str,
     pub settings: Settings,
 }
@@ -314,6 +319,7 @@ pub fn build(input: ReportInput<'_>) -> Result<Report> {
         },
         latency_ms: latency(&t.latency_us, input.asked_rate.is_some()),
         duration_s: (input.measured_secs * 1000.0).round() / 1000.0,
+        started_at: input.started_at,
         warmup: t.warmup.into(),
         stopped_by: input.stopped_by.to_owned(),
         by_path,
@@ -374,6 +380,11 @@ pub fn merge(reports: Vec<(String, Report)>) -> Result<Report> {
         out.rate.achieved = ((out.rate.achieved + r.rate.achieved) * 100.0).round() / 100.0;
         out.rate.asked = out.rate.asked.zip(r.rate.asked).map(|(a, b)| a + b);
         out.duration_s = out.duration_s.max(r.duration_s);
+        // RFC 3339 UTC strings of one format sort as the times do: the earliest start.
+        out.started_at = match (out.started_at.take(), r.started_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         out.warmup.sent += r.warmup.sent;
         out.warmup.completed += r.warmup.completed;
         out.warmup.errors += r.warmup.errors;
@@ -494,6 +505,7 @@ mod tests {
             tally: &t,
             asked_rate: None,
             measured_secs: 1.0,
+            started_at: None,
             stopped_by: "requests",
             settings: settings(),
         })

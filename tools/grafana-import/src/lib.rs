@@ -94,10 +94,11 @@ pub struct Cli {
     /// Where --render-only writes the resolved dashboards
     #[arg(long, value_name = "DIR", default_value = "out")]
     pub out: PathBuf,
-    /// Start of the verified range [default: the dashboard's time.from]
+    /// Start of the verified range [default: a minute before the traffic that envoy-traffic
+    /// sent (the document's traffic.startedAt), else the dashboard's time.from]
     #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub from: Option<String>,
-    /// End of the verified range [default: the dashboard's time.to]
+    /// End of the verified range [default: now after traffic, else the dashboard's time.to]
     #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub to: Option<String>,
     /// Queries run at once during --verify
@@ -107,7 +108,12 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_positive_duration)]
     pub query_timeout: Duration,
     /// grafana.com's address, for gnet: dashboards (a mirror, or a proxy)
-    #[arg(long, value_name = "URL", default_value = "https://grafana.com")]
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "AMPKIT_GRAFANA_COM_URL",
+        default_value = "https://grafana.com"
+    )]
     pub grafana_com_url: String,
 }
 
@@ -231,6 +237,27 @@ struct Plan {
     alias: Option<String>,
     datasource_uid: String,
     prepared: Vec<Prepared>,
+    /// When the document's traffic began (`traffic.startedAt`), if it has any.
+    traffic_started: Option<OffsetDateTime>,
+}
+
+/// How long before the traffic the verified range begins: rates need a sample before it.
+const BEFORE_TRAFFIC: Duration = Duration::from_secs(60);
+
+/// `traffic.startedAt` of the document (written by envoy-traffic), if there is one.
+fn traffic_started(doc: &StateDoc) -> Result<Option<OffsetDateTime>> {
+    let Some(value) = doc.section("traffic").and_then(|t| t.get("startedAt")) else {
+        return Ok(None);
+    };
+    let text = value.as_str().unwrap_or_default();
+    OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map(Some)
+        .map_err(|e| {
+            Error::input(format!(
+                "traffic.startedAt is not an RFC 3339 time ({value}): {e}"
+            ))
+            .with_hint("it is written by envoy-traffic; give --from and --to to choose the range")
+        })
 }
 
 async fn plan(cli: &Cli, doc: &StateDoc) -> Result<Plan> {
@@ -273,6 +300,7 @@ async fn plan(cli: &Cli, doc: &StateDoc) -> Result<Plan> {
         alias: workspace.alias.clone(),
         datasource_uid,
         prepared,
+        traffic_started: traffic_started(doc)?,
     })
 }
 
@@ -424,7 +452,7 @@ async fn import(
         };
         if let Some(prom) = &prom {
             let resolved = resolve_inputs(&dashboard, &prepared.inputs);
-            check(cli, prom, &resolved, &label, several, &mut entry).await?;
+            check(cli, plan, prom, &resolved, &label, several, &mut entry).await?;
         }
         section.dashboards.push(entry);
         doc.set_section(SECTION, &section)?;
@@ -477,7 +505,7 @@ async fn render_only(cli: &Cli, plan: &Plan, doc: &mut StateDoc) -> Result<()> {
             file: Some(file.display().to_string()),
             ..DashboardEntry::default()
         };
-        check(cli, &prom, &dashboard, &label, several, &mut entry).await?;
+        check(cli, plan, &prom, &dashboard, &label, several, &mut entry).await?;
         section.dashboards.retain(|d| d.uid != entry.uid);
         section.dashboards.push(entry);
         doc.set_section(SECTION, &section)?;
@@ -498,6 +526,7 @@ async fn prom_client(cli: &Cli, plan: &Plan) -> Result<PromClient> {
 /// Verify (and draw) one resolved dashboard into its entry.
 async fn check(
     cli: &Cli,
+    plan: &Plan,
     prom: &PromClient,
     dashboard: &Value,
     label: &str,
@@ -509,6 +538,12 @@ async fn check(
     }
     let now = OffsetDateTime::now_utc();
     let (mut start, mut end) = verify::dashboard_range(dashboard, now)?;
+    // After traffic, the range follows it: from shortly before it began to now, so that the
+    // charts are not a long empty window with the data squeezed into its last seconds.
+    if let (None, Some(began)) = (&cli.from, plan.traffic_started) {
+        start = began - BEFORE_TRAFFIC;
+        end = now;
+    }
     if let Some(from) = &cli.from {
         start = parse_time(from, now).map_err(|e| Error::usage(format!("--from: {e}")))?;
     }

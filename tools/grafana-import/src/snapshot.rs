@@ -260,14 +260,24 @@ fn panel_html(panel: &Panel, start: f64, end: f64) -> Result<String> {
                 html.push_str("</figure>");
             }
             "table" | "table-old" => {
+                // Two queries can return the same label set (11022's "Service Total"): with
+                // more than one query, each row says which one it came from, as the refId
+                // column of Grafana's table does.
+                let several = report.queries.len() > 1;
                 let _ = write!(
                     html,
-                    "<figure class=\"chart\" data-kind=\"table\"><table><tr><th>Series</th><th>Last</th></tr>"
+                    "<figure class=\"chart\" data-kind=\"table\"><table><tr>{}<th>Series</th><th>Last</th></tr>",
+                    if several { "<th>Query</th>" } else { "" }
                 );
                 for s in panel.series.iter().take(20) {
+                    let query = if several {
+                        format!("<td class=\"ref\">{}</td>", escape(&s.ref_id))
+                    } else {
+                        String::new()
+                    };
                     let _ = write!(
                         html,
-                        "<tr><td>{}</td><td>{}</td></tr>",
+                        "<tr>{query}<td>{}</td><td>{}</td></tr>",
                         escape(&s.name),
                         escape(&format_value(last_value(s), &unit))
                     );

@@ -91,6 +91,11 @@ pub struct QueryReport {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Summary {
+    /// The verified range (RFC 3339, UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
     pub ok: usize,
     pub empty: usize,
     pub error: usize,
@@ -98,11 +103,13 @@ pub struct Summary {
     pub panels: Vec<PanelReport>,
 }
 
-/// A series as drawn: its legend and its points (Unix seconds, value).
+/// A series as drawn: its legend, its points (Unix seconds, value), and the query (refId) it
+/// came from, since two queries of one panel can return the same label set.
 #[derive(Debug, Clone)]
 pub struct Series {
     pub name: String,
     pub points: Vec<(f64, f64)>,
+    pub ref_id: String,
 }
 
 /// A verified panel with its data, for the snapshot.
@@ -125,7 +132,11 @@ pub struct Verified {
 
 impl Verified {
     pub fn summary(&self) -> Summary {
-        let mut s = Summary::default();
+        let mut s = Summary {
+            from: Some(ampkit::timespec::rfc3339(self.start)),
+            to: Some(ampkit::timespec::rfc3339(self.end)),
+            ..Summary::default()
+        };
         for p in &self.panels {
             match p.report.status {
                 Status::Ok => s.ok += 1,
@@ -257,13 +268,17 @@ pub async fn verify(client: &PromClient, dashboard: &Value, options: &Options) -
         let panel = &mut panels[job.panel];
         match result {
             Ok(series) => {
+                let count = series.len();
+                panel.series.extend(series.into_iter().map(|s| Series {
+                    ref_id: job.ref_id.clone(),
+                    ..s
+                }));
                 panel.report.queries.push(QueryReport {
                     ref_id: job.ref_id,
                     expr: job.expr,
-                    series: series.len(),
+                    series: count,
                     error: None,
                 });
-                panel.series.extend(series);
             }
             Err(e) if matches!(e.kind, ErrorKind::Input | ErrorKind::NotFound) => {
                 panel.report.queries.push(QueryReport {
@@ -384,6 +399,7 @@ fn series_of(result: &str, legend_format: &str) -> Result<Vec<Series>> {
             let (t, v): (f64, String) = serde_json::from_str(result)
                 .map_err(|e| Error::remote(format!("an answer that is not a query result: {e}")))?;
             return Ok(vec![Series {
+                ref_id: String::new(),
                 name: "value".into(),
                 points: vec![(t, v.parse().unwrap_or(f64::NAN))],
             }]);
@@ -403,7 +419,11 @@ fn series_of(result: &str, legend_format: &str) -> Result<Vec<Series>> {
             } else {
                 legend(legend_format, &s.metric)
             };
-            Series { name, points }
+            Series {
+                name,
+                points,
+                ref_id: String::new(),
+            }
         })
         .collect())
 }
