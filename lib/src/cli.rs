@@ -1,6 +1,6 @@
 //! The frame every tool runs in: flags, logging, the document in and out, exit codes.
 //!
-//! A tool's `main` is one call to [`run`]. The frame guarantees the contract of DESIGN.md:
+//! A tool's `main` is one call to [`run`]. The frame guarantees the state-document contract (docs/design.md):
 //! the document is written on stdout whether the tool succeeds or fails (so the ledger is
 //! never lost), errors go to stderr as one JSON line plus one human line, a broken pipe is
 //! not an error, and a panic becomes an `internal` error instead of a Rust backtrace.
