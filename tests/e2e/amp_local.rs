@@ -10,7 +10,7 @@ use std::time::Duration;
 use ampkit_e2e::amp_local::{
     Agent, Process, REMOTE_WRITE_HEADERS, Signer, free_port, now_ms, remote_write_body, series,
 };
-use ampkit_e2e::{Stack, amp_sdk, stack, unique_name, urlencode};
+use ampkit_e2e::{Stack, amp_sdk, eventually, stack, unique_name, urlencode};
 use aws_sdk_amp::client::Waiters;
 use aws_sdk_amp::primitives::Blob;
 use serde_json::Value;
@@ -28,25 +28,6 @@ fn http() -> reqwest::Client {
         .no_proxy()
         .build()
         .expect("an HTTP client")
-}
-
-/// Poll `f` every 500 ms until it gives `Some`, for at most `secs` seconds.
-async fn eventually<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "gave up after {secs}s waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
 }
 
 /// A test's own workspace (alias from `prefix`), waited ACTIVE, with the stack and the SDK
@@ -432,10 +413,14 @@ async fn a_prometheus_agent_remote_writes_through_amp_local_with_its_own_sigv4()
     let port = agent.port;
 
     let query = format!("up{{ampkit_test=\"{marker}\"}}");
-    let direct = eventually("the agent's samples in Prometheus", 90, || async {
-        let r = prometheus_query(&stack, &query).await;
-        (!r.is_empty()).then_some(r)
-    })
+    let direct = eventually(
+        "the agent's samples in Prometheus",
+        Duration::from_secs(90),
+        || async {
+            let r = prometheus_query(&stack, &query).await;
+            (!r.is_empty()).then_some(r)
+        },
+    )
     .await;
     assert_eq!(direct[0]["metric"]["job"], "agent-self");
 
@@ -601,10 +586,14 @@ async fn refused_requests_get_403_and_write_nothing() {
     let (status, _, text) =
         send(good.request(&http, "POST", &url, REMOTE_WRITE_HEADERS, body.clone())).await;
     assert!((200..300).contains(&status), "{status} {text}");
-    let result = eventually("the accepted sample in Prometheus", 30, || async {
-        let r = prometheus_query(&stack, &query).await;
-        (!r.is_empty()).then_some(r)
-    })
+    let result = eventually(
+        "the accepted sample in Prometheus",
+        Duration::from_secs(30),
+        || async {
+            let r = prometheus_query(&stack, &query).await;
+            (!r.is_empty()).then_some(r)
+        },
+    )
     .await;
     assert_eq!(result[0]["value"][1], "42");
 
@@ -681,33 +670,41 @@ async fn a_rule_group_put_through_the_api_fires_and_its_alert_reaches_alertmanag
         .expect("CreateRuleGroupsNamespace");
 
     // The rule is loaded and firing in Prometheus...
-    let firing = eventually("the alert firing in Prometheus", 60, || async {
-        let r = prometheus_query(
-            &stack,
-            &format!("ALERTS{{alertname=\"{alert}\",alertstate=\"firing\"}}"),
-        )
-        .await;
-        (!r.is_empty()).then_some(r)
-    })
+    let firing = eventually(
+        "the alert firing in Prometheus",
+        Duration::from_secs(60),
+        || async {
+            let r = prometheus_query(
+                &stack,
+                &format!("ALERTS{{alertname=\"{alert}\",alertstate=\"firing\"}}"),
+            )
+            .await;
+            (!r.is_empty()).then_some(r)
+        },
+    )
     .await;
     assert_eq!(firing[0]["metric"]["ampkit_workspace"], id.as_str());
 
     // ...and its alert reaches the Alertmanager.
-    let alerts = eventually("the alert in Alertmanager", 60, || async {
-        let list: Value = http()
-            .get(format!(
-                "{}/api/v2/alerts?filter={}",
-                stack.alertmanager_url,
-                urlencode(&format!("alertname=\"{alert}\""))
-            ))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        list.as_array().filter(|a| !a.is_empty()).cloned()
-    })
+    let alerts = eventually(
+        "the alert in Alertmanager",
+        Duration::from_secs(60),
+        || async {
+            let list: Value = http()
+                .get(format!(
+                    "{}/api/v2/alerts?filter={}",
+                    stack.alertmanager_url,
+                    urlencode(&format!("alertname=\"{alert}\""))
+                ))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            list.as_array().filter(|a| !a.is_empty()).cloned()
+        },
+    )
     .await;
     assert_eq!(alerts[0]["labels"]["severity"], "page");
     assert_eq!(alerts[0]["labels"]["ampkit_workspace"], id.as_str());
@@ -761,22 +758,26 @@ async fn a_rule_group_put_through_the_api_fires_and_its_alert_reaches_alertmanag
     assert_eq!(names, vec![alert.as_str()], "{am_alerts}");
 
     // The Alertmanager published it to the topic (moto's SNS), as AMP would.
-    let sent = eventually("the SNS notification in moto", 60, || async {
-        let data: Value = http()
-            .get(format!("{}/moto-api/data.json", stack.moto_url))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        let topics = data["sns"]["Topic"].as_array()?.clone();
-        let topic = topics
-            .into_iter()
-            .find(|t| t["arn"] == topic_arn.as_str())?;
-        let sent = topic["sent_notifications"].as_array()?.clone();
-        (!sent.is_empty()).then_some(sent)
-    })
+    let sent = eventually(
+        "the SNS notification in moto",
+        Duration::from_secs(60),
+        || async {
+            let data: Value = http()
+                .get(format!("{}/moto-api/data.json", stack.moto_url))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let topics = data["sns"]["Topic"].as_array()?.clone();
+            let topic = topics
+                .into_iter()
+                .find(|t| t["arn"] == topic_arn.as_str())?;
+            let sent = topic["sent_notifications"].as_array()?.clone();
+            (!sent.is_empty()).then_some(sent)
+        },
+    )
     .await;
     assert!(sent[0].to_string().contains(&alert), "{sent:?}");
 
@@ -987,7 +988,7 @@ async fn a_restart_loses_nothing() {
     };
 
     let first = start_own_amp_local(&stack, port, &data, &rules);
-    eventually("amp-local to answer", 30, healthy).await;
+    eventually("amp-local to answer", Duration::from_secs(30), healthy).await;
     let client = amp_sdk(&endpoint).await;
     let id = active_workspace(&client, "restart").await;
     let rules_yaml =
@@ -1015,7 +1016,12 @@ async fn a_restart_loses_nothing() {
     // The rule file is lost too: amp-local writes it again from its state.
     std::fs::remove_file(&rule_file).expect("removed");
     let _second = start_own_amp_local(&stack, port, &data, &rules);
-    eventually("amp-local to answer again", 30, healthy).await;
+    eventually(
+        "amp-local to answer again",
+        Duration::from_secs(30),
+        healthy,
+    )
+    .await;
     let ws = client
         .describe_workspace()
         .workspace_id(&id)
@@ -1129,14 +1135,14 @@ async fn workspaces_are_kept_apart_on_every_read_path_and_in_rules() {
 
     // Both agents' series are in the Prometheus (so there is something to leak)...
     for (run, what) in [(&run_a, "A's series"), (&run_b, "B's series")] {
-        eventually(what, 90, || async {
+        eventually(what, Duration::from_secs(90), || async {
             let r =
                 prometheus_query(&stack, &format!("up{{iso_run=\"{run}\", job=\"envoy\"}}")).await;
             (r.len() == 3).then_some(())
         })
         .await;
     }
-    eventually("B's own job", 60, || async {
+    eventually("B's own job", Duration::from_secs(60), || async {
         let r = prometheus_query(&stack, &format!("up{{job=\"{only_b}\"}}")).await;
         (!r.is_empty()).then_some(())
     })
@@ -1328,7 +1334,7 @@ async fn workspaces_are_kept_apart_on_every_read_path_and_in_rules() {
             .expect("CreateRuleGroupsNamespace");
     }
     let alerts = format!("ALERTS{{alertname=\"{alert}\"}}");
-    eventually("the rule firing in B", 60, || async {
+    eventually("the rule firing in B", Duration::from_secs(60), || async {
         let r = prometheus_query(&stack, &alerts).await;
         (!r.is_empty()).then_some(r)
     })

@@ -2,6 +2,7 @@
 //! (which has a CREATING phase, so the waits are exercised) and moto. What the tool reports is
 //! read back with the AWS SDK itself, not with the tool.
 
+use ampkit_e2e::runtime;
 use ampkit_e2e::{amp_sdk, stack, tool, unique_name};
 use serde_json::{Value, json};
 
@@ -13,13 +14,6 @@ fn backends() -> Vec<(&'static str, String)> {
 
 fn amp_workspace(endpoint: &str) -> ampkit_e2e::Invocation {
     tool("amp-workspace").env("AWS_ENDPOINT_URL_AMP", endpoint)
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
 }
 
 /// Read a workspace back with the SDK: (alias, status, tags) or None when it is gone.

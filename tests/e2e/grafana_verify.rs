@@ -12,32 +12,13 @@
 #![allow(clippy::unwrap_used)]
 
 use ampkit_e2e::amp_local::Agent;
-use ampkit_e2e::{repo_root, stack, tool, unique_name};
+use ampkit_e2e::{repo_root, stack, tool};
 use serde_json::{Value, json};
 
 /// A workspace fed by an agent scraping the three Envoys (labelled service and namespace as
 /// the recipe's collector labels them), with traffic through dj to jazz and metal.
 fn mesh_with_traffic() -> (Value, Agent) {
-    let stack = stack();
-    let run = tool("amp-workspace")
-        .args(["ensure", "--alias", &unique_name("verify")])
-        .run();
-    run.expect_code(0);
-    let doc = run.doc();
-    let ws = doc["workspace"]["workspaceId"].as_str().unwrap().to_owned();
-    let agent = Agent::scraping_the_mesh(&stack, &ws, ("ampkit_test", "grafana-verify"));
-    // The agent ships before the traffic starts, so that its scrapes see the counters rise (a
-    // rate needs a sample before and after; traffic sent before the first scrape is invisible).
-    let shipping = tool("promql")
-        .args([
-            "wait",
-            "count(envoy_cluster_upstream_rq_total{service=\"dj\"}) > 0",
-            "--timeout",
-            "60s",
-        ])
-        .stdin_doc(&doc)
-        .run();
-    shipping.expect_code(0);
+    let (doc, agent) = ampkit_e2e::mesh_workspace(&stack(), "grafana-verify");
     let traffic = tool("envoy-traffic")
         .args([
             "--rate",

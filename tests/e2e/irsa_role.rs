@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use crate::eks_fixture::EksFixture;
+use ampkit_e2e::runtime;
 use ampkit_e2e::{stack, tool, unique_name};
 use serde_json::{Value, json};
 
@@ -28,13 +29,6 @@ async fn provider_exists(host: &str) -> bool {
 }
 
 const ACCOUNT_WORKSPACE: &str = "arn:aws:aps:eu-west-1:123456789012:workspace/ws-irsa-test";
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 async fn sdk_config() -> aws_config::SdkConfig {
     let _ = stack();

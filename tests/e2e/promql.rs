@@ -5,17 +5,11 @@
 
 use std::io::Write;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use ampkit_e2e::runtime;
 use ampkit_e2e::{Invocation, Run, stack, tool, unique_name, urlencode};
 use serde_json::{Value, json};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
 
 /// POST a form to the receiver's API directly; the whole JSON answer, without the workspace
 /// label (amp-local takes it out of its answers, so a comparison must too).
@@ -117,17 +111,17 @@ fn metrics_flowing() {
         }
         // Flowing means a rate can be taken at the settled time: two samples in the window
         // that the range test's `rate(...[10s])` uses, not just the first one.
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while !present(
-            theirs(&format!("sum(rate({ENVOY_SELECTOR}[10s]))")),
-            settled_time(),
-        ) {
-            assert!(
-                Instant::now() < deadline,
-                "no Envoy metrics reached the receiver within 90s"
-            );
-            std::thread::sleep(Duration::from_millis(500));
-        }
+        ampkit_e2e::wait_for(
+            "Envoy metrics in the receiver",
+            Duration::from_secs(90),
+            || {
+                present(
+                    theirs(&format!("sum(rate({ENVOY_SELECTOR}[10s]))")),
+                    settled_time(),
+                )
+                .then_some(())
+            },
+        );
     });
 }
 

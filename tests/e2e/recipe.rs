@@ -9,33 +9,50 @@
 
 use std::process::{Command, Stdio};
 
+use ampkit_e2e::runtime;
 use ampkit_e2e::{Invocation, Run, Stack, amp_sdk, local_stack, repo_root, unique_name};
 use serde_json::{Value, json};
 
-/// Everything here runs on the fault stack: its tests stop services, count every object in
-/// moto and amp-local, and compare Envoy's counters exactly, none of which may meet the tests
-/// running at the same time on the main stack.
-fn stack() -> Stack {
-    ampkit_e2e::fault_stack()
+/// Everything here runs on a private stack of its own, one test at a time per stack: the
+/// tests that stop services on the fault stack, those that count every object in moto and
+/// amp-local (or compare Envoy's counters exactly) on the count stack. Neither kind may meet
+/// the tests running at the same time on the main stack, nor each other.
+#[derive(Clone, Copy)]
+enum Turn {
+    /// Stops moto or amp-local half-way.
+    Faults,
+    /// Counts everything that exists, or every request Envoy saw.
+    Counts,
 }
 
-/// A tool pointed at the fault stack.
+static FAULTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static COUNTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+thread_local! {
+    /// The stack of the test running on this thread (libtest runs each test on its own).
+    static ON: std::cell::RefCell<Option<Stack>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Wait for the stack of `turn` to be free, and run this test's helpers on it.
+fn take_turn(turn: Turn) -> std::sync::MutexGuard<'static, ()> {
+    let (lock, stack) = match turn {
+        Turn::Faults => (&FAULTS, ampkit_e2e::fault_stack()),
+        Turn::Counts => (&COUNTS, ampkit_e2e::count_stack()),
+    };
+    let guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+    ON.with(|on| *on.borrow_mut() = Some(stack));
+    guard
+}
+
+/// The stack this test took its turn on.
+fn stack() -> Stack {
+    ON.with(|on| on.borrow().clone())
+        .expect("the test takes its turn (take_turn) before it uses a stack")
+}
+
+/// A tool pointed at this test's stack.
 fn tool(name: &str) -> Invocation {
     ampkit_e2e::tool(name).on(&stack())
-}
-
-/// The tests here stop services or count what exists: one at a time.
-static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn take_turn() -> std::sync::MutexGuard<'static, ()> {
-    TURN.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 async fn aws() -> aws_config::SdkConfig {
@@ -206,7 +223,7 @@ fn check_refused(tool_name: &str, what: &str, run: &Run, says: &str) {
 
 #[test]
 fn garbage_on_stdin_is_exit_2_naming_the_problem_for_every_tool_and_creates_nothing() {
-    let _turn = take_turn();
+    let _turn = take_turn(Turn::Counts);
     let before = counts();
     let out = tempfile::tempdir().unwrap();
     let name = unique_name("garbage");
@@ -229,7 +246,7 @@ fn garbage_on_stdin_is_exit_2_naming_the_problem_for_every_tool_and_creates_noth
 /// nothing created.
 #[test]
 fn a_known_section_of_the_wrong_type_is_exit_2_naming_it_for_every_tool_that_reads_it() {
-    let _turn = take_turn();
+    let _turn = take_turn(Turn::Counts);
     let before = counts();
     let out = tempfile::tempdir().unwrap();
     let name = unique_name("wrong-types");
@@ -337,7 +354,7 @@ fn state_of(dir: &std::path::Path) -> Value {
 
 #[test]
 fn the_recipe_twice_creates_nothing_new_and_one_teardown_leaves_zero() {
-    let _turn = take_turn();
+    let _turn = take_turn(Turn::Counts);
     let name = unique_name("recipe");
     cluster(&name);
     let before = counts();
@@ -395,17 +412,19 @@ fn stop(part: &str) {
     let pid = std::fs::read_to_string(&pid_file).unwrap();
     let status = Command::new("kill").arg(pid.trim()).status().unwrap();
     assert!(status.success());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while Command::new("kill")
-        .args(["-0", pid.trim()])
-        .stderr(Stdio::null())
-        .status()
-        .unwrap()
-        .success()
-    {
-        assert!(std::time::Instant::now() < deadline, "{part} did not stop");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    ampkit_e2e::wait_for(
+        &format!("{part} to stop"),
+        std::time::Duration::from_secs(20),
+        || {
+            let alive = Command::new("kill")
+                .args(["-0", pid.trim()])
+                .stderr(Stdio::null())
+                .status()
+                .unwrap()
+                .success();
+            (!alive).then_some(())
+        },
+    );
 }
 
 /// Bring the stopped part back (`up` starts only what is not running).
@@ -423,7 +442,7 @@ fn restart() {
 
 #[test]
 fn a_service_stopped_mid_recipe_fails_one_step_with_the_ledger_and_teardown_leaves_zero() {
-    let _turn = take_turn();
+    let _turn = take_turn(Turn::Faults);
     let name = unique_name("fault");
     let before = counts();
 
@@ -530,16 +549,9 @@ fn envoy_dj_total() -> u64 {
 
 #[test]
 fn ten_seconds_of_load_sent_equals_envoy_counted_equals_the_increase_in_amp() {
-    let _turn = take_turn();
+    let _turn = take_turn(Turn::Counts);
     let stack = stack();
-    let ws = tool("amp-workspace")
-        .args(["ensure", "--alias", &unique_name("no-loss")])
-        .run();
-    ws.expect_code(0);
-    let doc = ws.doc();
-    let id = doc["workspace"]["workspaceId"].as_str().unwrap().to_owned();
-    let _agent =
-        ampkit_e2e::amp_local::Agent::scraping_the_mesh(&stack, &id, ("ampkit_test", "no-loss"));
+    let (doc, _agent) = ampkit_e2e::mesh_workspace(&stack, "no-loss");
     let dj = "sum(envoy_http_downstream_rq_total{service=\"dj\", envoy_http_conn_manager_prefix=\"ingress_dj\"})";
     let wait = |at_least: u64| {
         tool("promql")
@@ -599,17 +611,17 @@ fn recipe_with(dir: &std::path::Path, name: &str, section: &str, service: &str) 
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let written = std::fs::read_to_string(&state)
-            .ok()
-            .and_then(|t| serde_json::from_str::<Value>(&t).ok());
-        if written.is_some_and(|d| d.get(section).is_some()) || std::time::Instant::now() > deadline
-        {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    // Looked at often: the service must stop soon after the section appears.
+    ampkit_e2e::poll_until(
+        std::time::Duration::from_secs(60),
+        std::time::Duration::from_millis(10),
+        || {
+            std::fs::read_to_string(&state)
+                .ok()
+                .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                .filter(|d| d.get(section).is_some())
+        },
+    );
     stop(service);
     let output = child.wait_with_output().unwrap();
     restart();
@@ -624,7 +636,7 @@ fn recipe_with(dir: &std::path::Path, name: &str, section: &str, service: &str) 
 #[test]
 fn the_recipe_with_amp_local_then_moto_stopped_half_way_fails_with_its_state_and_teardown_leaves_zero()
  {
-    let _turn = take_turn();
+    let _turn = take_turn(Turn::Faults);
     let before = counts();
 
     // amp-local stops once the IAM step is done: the wait for the data fails (exit 1), and

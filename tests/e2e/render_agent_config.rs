@@ -10,9 +10,9 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ampkit_e2e::{local_stack, repo_root, stack, tool, unique_name};
+use ampkit_e2e::{local_stack, stack, tool, unique_name};
 use render_agent_config::grafana_agent::prometheus_configs_in_manifests;
 use serde_json::{Value, json};
 
@@ -26,10 +26,10 @@ fn workspace_doc() -> Value {
 }
 
 fn promtool_check(path: &Path, agent: bool, syntax_only: bool) {
-    let promtool = repo_root().join(".local/bin/promtool");
+    let promtool = ampkit_e2e::amp_local::local_bin("promtool");
     assert!(
         promtool.exists(),
-        "{} is missing: run scripts/setup",
+        "{} is missing: run scripts/setup (or set AMPKIT_HOME)",
         promtool.display()
     );
     let mut cmd = Command::new(promtool);
@@ -291,22 +291,21 @@ fn the_prometheus_agent_output_ships_envoy_metrics_to_the_workspace() {
 
     // Bounded wait for the first samples (scrape 5 s + send 1 s); not a speed assertion.
     let expr = format!("count by (service, namespace) (envoy_server_live{{run=\"{run_id}\"}})");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let result = loop {
+    let rt = ampkit_e2e::runtime();
+    let result = ampkit_e2e::poll_until(Duration::from_secs(90), Duration::from_secs(1), || {
         let body = rt.block_on(query(&query_url, &expr));
         let result = body["data"]["result"]
             .as_array()
             .cloned()
             .unwrap_or_default();
-        if result.len() == services.len() || Instant::now() > deadline {
-            break result;
-        }
-        std::thread::sleep(Duration::from_secs(1));
-    };
+        (result.len() == services.len()).then_some(result)
+    })
+    .unwrap_or_else(|| {
+        rt.block_on(query(&query_url, &expr))["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    });
     let mut seen: Vec<(String, String)> = result
         .iter()
         .map(|r| {

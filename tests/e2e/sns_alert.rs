@@ -8,7 +8,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ampkit_e2e::amp_local::{Agent, Process, local_bin};
+use ampkit_e2e::amp_local::{Process, local_bin};
 use ampkit_e2e::grafana::alerting::SnsFlavour;
 use ampkit_e2e::grafana::{GrafanaFixture, mint_token};
 use ampkit_e2e::{Stack, amp_sdk, bin, ledger_kinds, stack, tool, unique_name};
@@ -96,11 +96,7 @@ fn statement(topic: &Value, sid: &str) -> Value {
 
 /// A fresh workspace on amp-local, as `amp-workspace ensure` leaves it in the document.
 fn workspace_doc(prefix: &str) -> Value {
-    let run = tool("amp-workspace")
-        .args(["ensure", "--alias", &unique_name(prefix)])
-        .run();
-    run.expect_code(0);
-    run.doc()
+    ampkit_e2e::new_workspace(&stack(), prefix)
 }
 
 fn sns_alert(doc: &Value) -> ampkit_e2e::Invocation {
@@ -538,12 +534,7 @@ async fn until_sent(
 #[tokio::test(flavor = "multi_thread")]
 async fn latency_raised_with_the_fault_delay_fires_the_alert_into_sns_and_resolves() {
     let stack = stack();
-    let input = workspace_doc("sns-alert-e2e");
-    let ws = input["workspace"]["workspaceId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let _agent = Agent::scraping_the_mesh(&stack, &ws, ("ampkit_test", "sns-alert"));
+    let (input, _agent) = ampkit_e2e::mesh_workspace(&stack, "sns-alert");
     let _baseline = traffic(&stack, 150, None);
 
     let topic_name = unique_name("grafana-e2e");

@@ -9,15 +9,9 @@
 #![allow(clippy::unwrap_used)]
 
 use ampkit_e2e::grafana::{GrafanaFixture, mint_token};
+use ampkit_e2e::runtime;
 use ampkit_e2e::{amp_sdk, ledger_kinds, stack, tool, unique_name};
 use serde_json::{Value, json};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn outcomes(doc: &Value) -> Vec<(String, String)> {
     doc["teardown"]["entries"]
@@ -418,18 +412,19 @@ fn a_teardown_killed_half_way_leaves_a_state_a_second_run_finishes() {
         .spawn()
         .unwrap();
     // Kill it once the file shows one entry done (each delete waits for amp-local's DELETING).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let left_at_kill = loop {
+    let left = || {
         let text = std::fs::read_to_string(&state).unwrap_or_default();
-        let left = serde_json::from_str::<Value>(&text)
+        serde_json::from_str::<Value>(&text)
             .ok()
             .and_then(|v| v["resources"].as_array().map(Vec::len))
-            .unwrap_or(4);
-        if left < 4 || std::time::Instant::now() > deadline {
-            break left;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+            .unwrap_or(4)
     };
+    let left_at_kill = ampkit_e2e::poll_until(
+        std::time::Duration::from_secs(60),
+        std::time::Duration::from_millis(20),
+        || Some(left()).filter(|n| *n < 4),
+    )
+    .unwrap_or_else(left);
     let _ = child.kill();
     let _ = child.wait();
     assert!(

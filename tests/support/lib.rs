@@ -173,34 +173,49 @@ pub fn stack() -> Stack {
     Stack::from_exports(exports, "the local stack's environment")
 }
 
-/// The second stack `make test` starts, for the tests that stop services, count everything
-/// that exists or compare Envoy's counters exactly (`AMPKIT_FAULT_STACK_DIR`,
-/// `AMPKIT_FAULT_PORT_BASE`): they cannot disturb, or be disturbed by, the tests that run at
-/// the same time on the first.
-pub fn fault_stack() -> Stack {
-    static FAULT: std::sync::OnceLock<Stack> = std::sync::OnceLock::new();
-    FAULT
-        .get_or_init(|| {
-            let var = |name: &str| {
-                std::env::var(name).unwrap_or_else(|_| {
-                    panic!("{name} is not set: `make test` starts the fault stack and sets it")
-                })
-            };
-            let (dir, base) = (var("AMPKIT_FAULT_STACK_DIR"), var("AMPKIT_FAULT_PORT_BASE"));
-            let run = local_stack(
-                &["env"],
-                &[("AMPKIT_STACK_DIR", &dir), ("AMPKIT_PORT_BASE", &base)],
-            );
-            run.expect_code(0);
-            let exports = run
-                .stdout
-                .lines()
-                .filter_map(|line| line.strip_prefix("export ")?.split_once('='))
-                .map(|(k, v)| (k.to_owned(), v.trim_matches('\'').to_owned()))
-                .collect();
-            Stack::from_exports(exports, "`local-stack env` of the fault stack")
+/// A private stack that `make test` starts beside the main one, found by the variables that
+/// name its run directory and port base; read once per test process.
+fn private_stack(dir_var: &'static str, base_var: &'static str) -> Stack {
+    static STACKS: std::sync::Mutex<Vec<(&'static str, Stack)>> = std::sync::Mutex::new(Vec::new());
+    let mut known = STACKS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, stack)) = known.iter().find(|(name, _)| *name == dir_var) {
+        return stack.clone();
+    }
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!("{name} is not set: `make test` starts this stack and sets it")
         })
-        .clone()
+    };
+    let (dir, base) = (var(dir_var), var(base_var));
+    let run = local_stack(
+        &["env"],
+        &[("AMPKIT_STACK_DIR", &dir), ("AMPKIT_PORT_BASE", &base)],
+    );
+    run.expect_code(0);
+    let exports = run
+        .stdout
+        .lines()
+        .filter_map(|line| line.strip_prefix("export ")?.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.trim_matches('\'').to_owned()))
+        .collect();
+    let stack = Stack::from_exports(exports, &format!("`local-stack env` of {dir}"));
+    known.push((dir_var, stack.clone()));
+    stack
+}
+
+/// The stack for the tests that stop services (`AMPKIT_FAULT_STACK_DIR`,
+/// `AMPKIT_FAULT_PORT_BASE`): a stopped moto or amp-local cannot fail anyone else's test.
+pub fn fault_stack() -> Stack {
+    private_stack("AMPKIT_FAULT_STACK_DIR", "AMPKIT_FAULT_PORT_BASE")
+}
+
+/// The stack for the tests that count every object in moto and amp-local, or compare Envoy's
+/// counters exactly (`AMPKIT_COUNT_STACK_DIR`, `AMPKIT_COUNT_PORT_BASE`): nobody else creates
+/// objects or sends traffic there while they run.
+pub fn count_stack() -> Stack {
+    private_stack("AMPKIT_COUNT_STACK_DIR", "AMPKIT_COUNT_PORT_BASE")
 }
 
 /// What a tool run gave back.
@@ -449,4 +464,98 @@ pub fn assert_calls_came(service: &str, expected: &[String], calls: &[String]) {
             "the expected {service} call `{want}` never came (in order); calls were: {calls:#?}"
         );
     }
+}
+
+/// A single-threaded tokio runtime, for the synchronous tests that make a few async calls.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+/// How often the waits below look again, unless told otherwise.
+pub const POLL_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Look `every` so often until `probe` gives `Some`, for at most `within`: `None` if it never
+/// did (for the waits after which the test goes on and asserts what it finds, or that race a
+/// process and look often).
+pub fn poll_until<T>(
+    within: std::time::Duration,
+    every: std::time::Duration,
+    mut probe: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(found) = probe() {
+            return Some(found);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(every);
+    }
+}
+
+/// Like [`poll_until`] every 100 ms, but a wait that runs out fails the test, saying what it
+/// waited for.
+pub fn wait_for<T>(what: &str, within: std::time::Duration, probe: impl FnMut() -> Option<T>) -> T {
+    poll_until(within, POLL_EVERY, probe)
+        .unwrap_or_else(|| panic!("gave up after {within:?} waiting for {what}"))
+}
+
+/// The async form of [`wait_for`], for tests already inside a runtime.
+pub async fn eventually<T, F, Fut>(what: &str, within: std::time::Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(found) = probe().await {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up after {within:?} waiting for {what}"
+        );
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+}
+
+/// A new workspace on `stack` (alias from `prefix`), as `amp-workspace ensure` leaves it in the
+/// document.
+pub fn new_workspace(stack: &Stack, prefix: &str) -> serde_json::Value {
+    let run = tool("amp-workspace")
+        .on(stack)
+        .args(["ensure", "--alias", &unique_name(prefix)])
+        .run();
+    run.expect_code(0);
+    run.doc()
+}
+
+/// A workspace fed by the mesh: a new workspace on `stack` and an agent of the test's own
+/// scraping the three Envoys into it (labelled as the recipe's collector labels them, plus
+/// `ampkit_test=marker`), waited for until its first samples have arrived, so that traffic sent
+/// afterwards shows as a rise (a rate needs a sample before it). The agent stops, by its PID,
+/// when the returned handle is dropped.
+pub fn mesh_workspace(stack: &Stack, marker: &str) -> (serde_json::Value, amp_local::Agent) {
+    let doc = new_workspace(stack, marker);
+    let ws = doc["workspace"]["workspaceId"]
+        .as_str()
+        .expect("a workspace id")
+        .to_owned();
+    let agent = amp_local::Agent::scraping_the_mesh(stack, &ws, ("ampkit_test", marker));
+    tool("promql")
+        .on(stack)
+        .args([
+            "wait",
+            "count(envoy_cluster_upstream_rq_total{service=\"dj\"}) > 0",
+            "--timeout",
+            "60s",
+        ])
+        .stdin_doc(&doc)
+        .run()
+        .expect_code(0);
+    (doc, agent)
 }
