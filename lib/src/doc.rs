@@ -173,6 +173,21 @@ impl Resource {
         self.details.insert(key.into(), value.into());
         self
     }
+
+    /// The details as the kind's owner types them (serialised as the ledger has always had
+    /// them, so that a ledger written by an older ampkit still reads).
+    pub fn with_details<T: serde::Serialize>(mut self, details: &T) -> Self {
+        if let Ok(Value::Object(map)) = serde_json::to_value(details) {
+            self.details = map;
+        }
+        self
+    }
+
+    /// The details read back as their owner's type; the message names what was wrong.
+    pub fn details_as<T: serde::de::DeserializeOwned>(&self) -> std::result::Result<T, String> {
+        serde_json::from_value(Value::Object(self.details.clone()))
+            .map_err(|e| format!("its `details` do not read as a {} entry's: {e}", self.kind))
+    }
 }
 
 /// The state document. Key order is preserved, so a tool's output differs from its input

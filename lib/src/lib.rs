@@ -9,6 +9,7 @@
 pub mod aws;
 pub mod cli;
 pub mod doc;
+pub mod eks;
 pub mod error;
 pub mod http;
 pub mod kube;

@@ -146,6 +146,31 @@ impl EksFixture {
     }
 }
 
+impl EksFixture {
+    /// An association someone else made (not tagged ours), held as if EKS had it; its id.
+    pub fn add_foreign(&self, namespace: &str, service_account: &str, role_arn: &str) -> String {
+        let mut fixture = lock(&self.shared);
+        fixture.next_id += 1;
+        let id = format!("a-{:017x}", fixture.next_id);
+        let association = json!({
+            "clusterName": fixture.cluster,
+            "namespace": namespace,
+            "serviceAccount": service_account,
+            "roleArn": role_arn,
+            "associationArn": format!(
+                "arn:aws:eks:{}:{ACCOUNT}:podidentityassociation/{}/{id}",
+                fixture.region, fixture.cluster),
+            "associationId": id,
+            "tags": {"team": "payments"},
+            "createdAt": 1_700_000_000.0,
+            "modifiedAt": 1_700_000_000.0,
+            "disableSessionTags": false,
+        });
+        fixture.associations.push(association);
+        id
+    }
+}
+
 impl Drop for EksFixture {
     fn drop(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {
@@ -472,10 +497,31 @@ async fn handle(
             }
             ok(json!({"association": association}))
         }
-        // Known to EKS, but no step of irsa-role create calls it.
+        "DeletePodIdentityAssociation" => {
+            let id = segments[3];
+            fixture.calls.push(Call {
+                operation: op,
+                body: json!({"associationId": id}),
+            });
+            let Some(at) = fixture
+                .associations
+                .iter()
+                .position(|a| a["associationId"] == id)
+            else {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    "ResourceNotFoundException",
+                    format!("Pod identity association {id} not found"),
+                    Some(cluster),
+                );
+            };
+            let association = fixture.associations.remove(at);
+            ok(json!({"association": association}))
+        }
+        // Known to EKS, but no step of irsa-role or teardown calls it.
         _ => reject(
             &mut fixture,
-            "an operation irsa-role create never calls".to_owned(),
+            "an operation neither irsa-role nor teardown calls".to_owned(),
         ),
     }
 }

@@ -8,6 +8,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use crate::eks_fixture::EksFixture;
 use ampkit_e2e::grafana::{GrafanaFixture, mint_token};
 use ampkit_e2e::runtime;
 use ampkit_e2e::{amp_sdk, ledger_kinds, stack, tool, unique_name};
@@ -1259,4 +1260,86 @@ fn a_signal_stops_teardown_after_the_entry_in_hand_and_stdout_lists_what_is_left
     for id in &ids {
         assert!(describe(id).is_none(), "{id} is gone");
     }
+}
+
+// ---- EKS Pod Identity (the EKS fixture: moto has no Pod Identity API) ----------------------
+
+/// A pod identity association made by `irsa-role --pod-identity` is deleted by teardown, through
+/// the same lib module (`ampkit::eks`); an association someone else made is left alone, both
+/// when nothing names it and when a ledger entry claims it (it is not tagged ours).
+#[test]
+fn a_pod_identity_association_irsa_role_made_is_deleted_and_a_foreign_one_stays() {
+    let region = stack().region;
+    let cluster = unique_name("td-pi");
+    let eks = EksFixture::start(&cluster, &region);
+    let role = unique_name("td-pi-role");
+    eks.expect(&[
+        "DescribeCluster",
+        "ListPodIdentityAssociations",
+        "CreatePodIdentityAssociation",
+    ]);
+    let made = tool("irsa-role")
+        .args(["create", "--cluster", &cluster, "--role-name", &role])
+        .args(["--pod-identity", "--no-kube"])
+        .env("AWS_ENDPOINT_URL_EKS", &eks.url)
+        .stdin_doc(&workspace_doc())
+        .run();
+    made.expect_code(0);
+    eks.assert_satisfied();
+    let mut doc = made.doc();
+    let ours = doc["irsa"]["podIdentityAssociationId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let entry = doc["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == "eks-pod-identity-association")
+        .unwrap()
+        .clone();
+    assert_eq!(entry["id"], ours.as_str());
+    assert_eq!(entry["details"]["clusterName"], cluster.as_str());
+    assert_eq!(entry["details"]["clusterArn"], eks.cluster_arn.as_str());
+
+    // Two of someone else's: one nothing names, one a ledger entry claims.
+    let role_arn = "arn:aws:iam::123456789012:role/payments";
+    let unnamed = eks.add_foreign("payments", "api", role_arn);
+    let claimed = eks.add_foreign("payments", "worker", role_arn);
+    let mut claim = entry.clone();
+    claim["id"] = json!(claimed);
+    doc["resources"].as_array_mut().unwrap().push(claim);
+
+    // Newest first: the claimed one is read and kept, ours read and deleted, then the role.
+    eks.expect(&[
+        "DescribePodIdentityAssociation",
+        "DescribePodIdentityAssociation",
+        "DeletePodIdentityAssociation",
+    ]);
+    let torn = tool("teardown")
+        .env("AWS_ENDPOINT_URL_EKS", &eks.url)
+        .stdin_doc(&doc)
+        .run();
+    let out = torn.doc();
+    assert_eq!(outcome_of(&out, &ours), "deleted", "{}", out["teardown"]);
+    assert_eq!(outcome_of(&out, &claimed), "skipped");
+    assert!(
+        reason_of(&out, &claimed).contains("managed-by=ampkit"),
+        "{}",
+        out["teardown"]
+    );
+    assert_eq!(outcome_of(&out, &role), "deleted");
+    // What EKS holds now: exactly the two foreign associations.
+    let left: Vec<String> = eks
+        .associations()
+        .iter()
+        .map(|a| a["associationId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(left, [unnamed, claimed.clone()]);
+    let deletes = eks.received("DeletePodIdentityAssociation");
+    assert_eq!(deletes, [json!({"associationId": ours})]);
+    // The claimed one stays in the ledger, so the run says something is left.
+    torn.expect_code(1);
+    assert_eq!(out["resources"].as_array().unwrap().len(), 1);
+    assert_eq!(out["resources"][0]["id"], claimed.as_str());
 }

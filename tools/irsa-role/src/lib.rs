@@ -10,13 +10,11 @@ pub mod kube;
 
 use std::path::PathBuf;
 
-use aws_sdk_eks::Client as EksClient;
-use aws_sdk_eks::operation::describe_cluster::DescribeClusterError;
-
 use ampkit::amp::WorkspaceSection;
-use ampkit::aws::{self, AwsArgs, sdk_error};
+use ampkit::aws::{self, AwsArgs};
 use ampkit::cli::{Runtime, Tool};
-use ampkit::doc::{MANAGED_BY, Resource, ResourceKind, StateDoc};
+use ampkit::doc::{Resource, ResourceKind, StateDoc};
+use ampkit::eks::{AssociationDetails, Eks};
 use ampkit::error::{Error, Result};
 use ampkit::iam::{self, IdentityMode, IrsaSection, Trust};
 use ampkit::kube::NameRule;
@@ -151,107 +149,6 @@ fn workspace_arn(opts: &CreateOptions, doc: &StateDoc) -> Result<String> {
     Ok(arn)
 }
 
-struct Cluster {
-    arn: Option<String>,
-    issuer: Option<String>,
-}
-
-async fn describe_cluster(eks: &EksClient, name: &str, region: &str) -> Result<Cluster> {
-    match eks.describe_cluster().name(name).send().await {
-        Ok(out) => {
-            let cluster = out
-                .cluster()
-                .ok_or_else(|| Error::remote(format!("EKS returned no cluster for {name}")))?;
-            Ok(Cluster {
-                arn: cluster.arn().map(str::to_owned),
-                issuer: cluster
-                    .identity()
-                    .and_then(|i| i.oidc())
-                    .and_then(|o| o.issuer())
-                    .map(str::to_owned),
-            })
-        }
-        Err(err)
-            if err
-                .as_service_error()
-                .is_some_and(DescribeClusterError::is_resource_not_found_exception) =>
-        {
-            Err(
-                Error::not_found(format!("EKS cluster `{name}` not found in region {region}"))
-                    .with_hint("check --cluster and --region (`aws eks list-clusters`)"),
-            )
-        }
-        Err(err) => Err(sdk_error(err, format!("describing EKS cluster {name}"))),
-    }
-}
-
-/// Find the association of this service account, create or repoint it. Returns its id and
-/// whether it was created.
-async fn ensure_pod_identity_association(
-    eks: &EksClient,
-    opts: &CreateOptions,
-    role_arn: &str,
-) -> Result<(String, bool)> {
-    let listed = eks
-        .list_pod_identity_associations()
-        .cluster_name(&opts.cluster)
-        .namespace(&opts.namespace)
-        .service_account(&opts.service_account)
-        .send()
-        .await
-        .map_err(|e| {
-            sdk_error(
-                e,
-                format!("listing pod identity associations of {}", opts.cluster),
-            )
-        })?;
-    if let Some(id) = listed
-        .associations()
-        .iter()
-        .find_map(|a| a.association_id())
-    {
-        let current = eks
-            .describe_pod_identity_association()
-            .cluster_name(&opts.cluster)
-            .association_id(id)
-            .send()
-            .await
-            .map_err(|e| sdk_error(e, format!("describing pod identity association {id}")))?;
-        if current.association().and_then(|a| a.role_arn()) != Some(role_arn) {
-            eks.update_pod_identity_association()
-                .cluster_name(&opts.cluster)
-                .association_id(id)
-                .role_arn(role_arn)
-                .send()
-                .await
-                .map_err(|e| sdk_error(e, format!("updating pod identity association {id}")))?;
-        }
-        return Ok((id.to_owned(), false));
-    }
-    let created = eks
-        .create_pod_identity_association()
-        .cluster_name(&opts.cluster)
-        .namespace(&opts.namespace)
-        .service_account(&opts.service_account)
-        .role_arn(role_arn)
-        .tags(MANAGED_BY.0, MANAGED_BY.1)
-        .send()
-        .await
-        .map_err(|e| {
-            sdk_error(
-                e,
-                format!("creating the pod identity association in {}", opts.cluster),
-            )
-        })?;
-    let id = created
-        .association()
-        .and_then(|a| a.association_id())
-        .ok_or_else(|| {
-            Error::remote("EKS created the pod identity association but returned no id")
-        })?;
-    Ok((id.to_owned(), true))
-}
-
 /// `irsa-role create`.
 pub async fn create(opts: &CreateOptions, aws_args: &AwsArgs, doc: &mut StateDoc) -> Result<()> {
     NameRule::Dns1123Label.validate("--namespace", &opts.namespace)?;
@@ -278,10 +175,10 @@ pub async fn create(opts: &CreateOptions, aws_args: &AwsArgs, doc: &mut StateDoc
 
     let config = aws::load(aws_args).await?;
     let region = aws::region_of(&config);
-    let eks = EksClient::new(&config);
+    let eks = Eks::new(&config);
     let iam_client = aws_sdk_iam::Client::new(&config);
 
-    let cluster = describe_cluster(&eks, &opts.cluster, &region).await?;
+    let cluster = eks.cluster(&opts.cluster, &region).await?;
     let (trust, provider_arn) = if opts.pod_identity {
         (Trust::PodIdentity, None)
     } else {
@@ -341,15 +238,24 @@ pub async fn create(opts: &CreateOptions, aws_args: &AwsArgs, doc: &mut StateDoc
     }
 
     let association_id = if opts.pod_identity {
-        let (id, created) = ensure_pod_identity_association(&eks, opts, &outcome.arn).await?;
+        let (id, created) = eks
+            .ensure_pod_identity_association(
+                &opts.cluster,
+                &opts.namespace,
+                &opts.service_account,
+                &outcome.arn,
+            )
+            .await?;
         if created {
-            let mut resource = Resource::new(ResourceKind::EksPodIdentityAssociation, &id, NAME)
-                .region(&region)
-                .detail("clusterName", opts.cluster.as_str());
-            if let Some(arn) = &cluster.arn {
-                resource = resource.detail("clusterArn", arn.as_str());
-            }
-            doc.push_resource(resource);
+            let details = AssociationDetails {
+                cluster_name: opts.cluster.clone(),
+                cluster_arn: cluster.arn.clone(),
+            };
+            doc.push_resource(
+                Resource::new(ResourceKind::EksPodIdentityAssociation, &id, NAME)
+                    .region(&region)
+                    .with_details(&details),
+            );
         }
         Some(id)
     } else {

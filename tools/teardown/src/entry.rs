@@ -6,13 +6,12 @@
 //! are not ours; then `plan_only` returns the plan, and only past it is anything mutated. So
 //! the dry run and the real run are the same planner, and the dry run makes no mutating call.
 
-use aws_sdk_eks::operation::describe_pod_identity_association::DescribePodIdentityAssociationError;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use serde_json::Value;
 
 use ampkit::amp::{Deleted, Workspaces};
-use ampkit::aws::sdk_error;
 use ampkit::doc::{MANAGED_BY, Resource, ResourceKind};
+use ampkit::eks::{AssociationDetails, Deleted as EksDeleted, Eks};
 use ampkit::error::Result;
 use ampkit::grafana::delete::Gone;
 use ampkit::iam;
@@ -294,72 +293,46 @@ async fn oidc_provider(ctx: &mut Context, r: &Resource) -> Result<Verdict> {
 }
 
 async fn pod_identity(ctx: &mut Context, r: &Resource) -> Result<Verdict> {
-    let cluster = match detail(r, "clusterName") {
-        Ok(c) => c.to_owned(),
-        Err(v) => return Ok(v),
+    let details: AssociationDetails = match r.details_as() {
+        Ok(details) => details,
+        Err(e) => return Ok(Verdict::Failed(format!("{e}: kept, never guessed at"))),
     };
-    let cluster_arn = r.details.get("clusterArn").and_then(Value::as_str);
+    if details.cluster_name.is_empty() {
+        return Ok(Verdict::Failed(
+            "the entry has no `details.clusterName`: kept, never guessed at".into(),
+        ));
+    }
+    let cluster = details.cluster_name.as_str();
+    let cluster_arn = details.cluster_arn.as_deref();
     let region = r
         .region
         .clone()
         .or_else(|| cluster_arn.and_then(arn_region).map(str::to_owned));
     let account = cluster_arn.and_then(arn_account).map(str::to_owned);
-    let eks = aws_sdk_eks::Client::new(&ctx.config(region.as_deref()).await?);
+    let eks = Eks::new(&ctx.config(region.as_deref()).await?);
     let id = r.id.as_str();
     let what = format!("pod identity association {id} of cluster {cluster}");
-    let found = match eks
-        .describe_pod_identity_association()
-        .cluster_name(&cluster)
-        .association_id(id)
-        .send()
-        .await
-    {
-        Ok(out) => out.association,
-        Err(e)
-            if e.as_service_error().is_some_and(
-                DescribePodIdentityAssociationError::is_resource_not_found_exception,
-            ) =>
-        {
-            None
-        }
-        Err(e) => return Err(sdk_error(e, format!("describing {what}"))),
-    };
     // EKS answers not found for a wrong cluster or region too: only the account and region
     // check makes it "gone".
-    let Some(association) = found else {
+    let Some(association) = eks.find_pod_identity_association(cluster, id).await? else {
         return Ok(ctx
             .confirm_absent(&what, account.as_deref(), region.as_deref(), true)
             .await);
     };
-    let tags = association.tags().cloned().unwrap_or_default();
-    if !tagged_ours(tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+    if !association.ours {
         return Ok(Verdict::Skipped(NOT_TAGGED.into()));
     }
     if ctx.dry_run {
         return Ok(Verdict::WouldDelete(format!(
             "{}/{} -> {}",
-            association.namespace().unwrap_or("?"),
-            association.service_account().unwrap_or("?"),
-            association.role_arn().unwrap_or("?")
+            association.namespace, association.service_account, association.role_arn
         )));
     }
-    match eks
-        .delete_pod_identity_association()
-        .cluster_name(&cluster)
-        .association_id(id)
-        .send()
-        .await
-    {
-        Ok(_) => Ok(Verdict::Deleted),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_resource_not_found_exception()) =>
-        {
-            Ok(ctx
-                .confirm_absent(&what, account.as_deref(), region.as_deref(), true)
-                .await)
-        }
-        Err(e) => Err(sdk_error(e, format!("deleting {what}"))),
+    match eks.delete_pod_identity_association(cluster, id).await? {
+        EksDeleted::Now => Ok(Verdict::Deleted),
+        EksDeleted::AlreadyGone => Ok(ctx
+            .confirm_absent(&what, account.as_deref(), region.as_deref(), true)
+            .await),
     }
 }
 

@@ -1,0 +1,240 @@
+//! EKS: the cluster the collector runs in (its ARN and OIDC issuer, which irsa-role trusts) and
+//! the one EKS object ampkit makes, a pod identity association (`irsa-role --pod-identity`).
+//! irsa-role ensures the association and teardown deletes it, both through [`Eks`], so what
+//! "ours" means (the managed-by tag) and what "gone" means are written once.
+
+use aws_sdk_eks::operation::describe_cluster::DescribeClusterError;
+use aws_sdk_eks::operation::describe_pod_identity_association::DescribePodIdentityAssociationError;
+use serde::{Deserialize, Serialize};
+
+use crate::aws::sdk_error;
+use crate::doc::MANAGED_BY;
+use crate::error::{Error, Result};
+
+/// What irsa-role needs of a cluster.
+#[derive(Debug, Clone, Default)]
+pub struct Cluster {
+    pub arn: Option<String>,
+    /// The OIDC issuer URL (IRSA's identity provider), when the cluster has one.
+    pub issuer: Option<String>,
+}
+
+/// A pod identity association as EKS describes it.
+#[derive(Debug, Clone, Default)]
+pub struct Association {
+    pub id: String,
+    pub namespace: String,
+    pub service_account: String,
+    pub role_arn: String,
+    /// Carries ampkit's managed-by tag.
+    pub ours: bool,
+}
+
+/// The ledger details of a pod identity association: the cluster it belongs to, which its
+/// delete needs (serialised as the ledger has always had them).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssociationDetails {
+    pub cluster_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_arn: Option<String>,
+}
+
+/// What a delete found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deleted {
+    Now,
+    /// EKS answered not found: gone already (or another cluster/region: the caller checks).
+    AlreadyGone,
+}
+
+/// EKS, for one region.
+#[derive(Debug, Clone)]
+pub struct Eks {
+    client: aws_sdk_eks::Client,
+}
+
+impl Eks {
+    pub fn new(config: &aws_config::SdkConfig) -> Self {
+        Eks {
+            client: aws_sdk_eks::Client::new(config),
+        }
+    }
+
+    /// The cluster `name`; not found is exit 3, naming the region that was asked.
+    pub async fn cluster(&self, name: &str, region: &str) -> Result<Cluster> {
+        match self.client.describe_cluster().name(name).send().await {
+            Ok(out) => {
+                let cluster = out
+                    .cluster()
+                    .ok_or_else(|| Error::remote(format!("EKS returned no cluster for {name}")))?;
+                Ok(Cluster {
+                    arn: cluster.arn().map(str::to_owned),
+                    issuer: cluster
+                        .identity()
+                        .and_then(|i| i.oidc())
+                        .and_then(|o| o.issuer())
+                        .map(str::to_owned),
+                })
+            }
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(DescribeClusterError::is_resource_not_found_exception) =>
+            {
+                Err(
+                    Error::not_found(format!("EKS cluster `{name}` not found in region {region}"))
+                        .with_hint("check --cluster and --region (`aws eks list-clusters`)"),
+                )
+            }
+            Err(err) => Err(sdk_error(err, format!("describing EKS cluster {name}"))),
+        }
+    }
+
+    /// Find the association of `namespace/service_account` in `cluster` and point it at
+    /// `role_arn`, or create it (tagged ours). Returns its id and whether it was created: one
+    /// found is repointed, never ledgered (it may be someone else's).
+    pub async fn ensure_pod_identity_association(
+        &self,
+        cluster: &str,
+        namespace: &str,
+        service_account: &str,
+        role_arn: &str,
+    ) -> Result<(String, bool)> {
+        let listed = self
+            .client
+            .list_pod_identity_associations()
+            .cluster_name(cluster)
+            .namespace(namespace)
+            .service_account(service_account)
+            .send()
+            .await
+            .map_err(|e| sdk_error(e, format!("listing pod identity associations of {cluster}")))?;
+        if let Some(id) = listed
+            .associations()
+            .iter()
+            .find_map(|a| a.association_id())
+        {
+            let current = self.find_pod_identity_association(cluster, id).await?;
+            if current.is_none_or(|a| a.role_arn != role_arn) {
+                self.client
+                    .update_pod_identity_association()
+                    .cluster_name(cluster)
+                    .association_id(id)
+                    .role_arn(role_arn)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error(e, format!("updating pod identity association {id}")))?;
+            }
+            return Ok((id.to_owned(), false));
+        }
+        let created = self
+            .client
+            .create_pod_identity_association()
+            .cluster_name(cluster)
+            .namespace(namespace)
+            .service_account(service_account)
+            .role_arn(role_arn)
+            .tags(MANAGED_BY.0, MANAGED_BY.1)
+            .send()
+            .await
+            .map_err(|e| {
+                sdk_error(
+                    e,
+                    format!("creating the pod identity association in {cluster}"),
+                )
+            })?;
+        let id = created
+            .association()
+            .and_then(|a| a.association_id())
+            .ok_or_else(|| {
+                Error::remote("EKS created the pod identity association but returned no id")
+            })?;
+        Ok((id.to_owned(), true))
+    }
+
+    /// The association `id` of `cluster`, or `None` where EKS answers not found (which it
+    /// also does for a wrong cluster or region: the caller decides what that means).
+    pub async fn find_pod_identity_association(
+        &self,
+        cluster: &str,
+        id: &str,
+    ) -> Result<Option<Association>> {
+        match self
+            .client
+            .describe_pod_identity_association()
+            .cluster_name(cluster)
+            .association_id(id)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out.association.map(|a| {
+                let ours = a.tags().is_some_and(|tags| {
+                    tags.get(MANAGED_BY.0).map(String::as_str) == Some(MANAGED_BY.1)
+                });
+                Association {
+                    id: a.association_id().unwrap_or(id).to_owned(),
+                    namespace: a.namespace().unwrap_or_default().to_owned(),
+                    service_account: a.service_account().unwrap_or_default().to_owned(),
+                    role_arn: a.role_arn().unwrap_or_default().to_owned(),
+                    ours,
+                }
+            })),
+            Err(e)
+                if e.as_service_error().is_some_and(
+                    DescribePodIdentityAssociationError::is_resource_not_found_exception,
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(sdk_error(
+                e,
+                format!("describing pod identity association {id} of cluster {cluster}"),
+            )),
+        }
+    }
+
+    /// Delete the association `id` of `cluster`.
+    pub async fn delete_pod_identity_association(
+        &self,
+        cluster: &str,
+        id: &str,
+    ) -> Result<Deleted> {
+        match self
+            .client
+            .delete_pod_identity_association()
+            .cluster_name(cluster)
+            .association_id(id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Deleted::Now),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
+                Ok(Deleted::AlreadyGone)
+            }
+            Err(e) => Err(sdk_error(
+                e,
+                format!("deleting pod identity association {id} of cluster {cluster}"),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn association_details_read_the_ledger_as_written_before() {
+        let written = serde_json::json!({"clusterName": "c1", "clusterArn": "arn:aws:eks:eu-west-1:123456789012:cluster/c1"});
+        let details: AssociationDetails = serde_json::from_value(written.clone()).unwrap();
+        assert_eq!(details.cluster_name, "c1");
+        assert_eq!(serde_json::to_value(&details).unwrap(), written);
+        let bare: AssociationDetails =
+            serde_json::from_value(serde_json::json!({"clusterName": "c2"})).unwrap();
+        assert_eq!(bare.cluster_arn, None);
+    }
+}
