@@ -94,8 +94,8 @@ pub struct Cli {
     /// Where --render-only writes the resolved dashboards
     #[arg(long, value_name = "DIR", default_value = "out")]
     pub out: PathBuf,
-    /// Start of the verified range [default: a minute before the traffic that envoy-traffic
-    /// sent (the document's traffic.startedAt), else the dashboard's time.from]
+    /// Start of the verified range [default: four scrape intervals before the traffic that
+    /// envoy-traffic sent (the document's traffic.startedAt), else the dashboard's time.from]
     #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub from: Option<String>,
     /// End of the verified range [default: now after traffic, else the dashboard's time.to]
@@ -241,8 +241,10 @@ struct Plan {
     traffic_started: Option<OffsetDateTime>,
 }
 
-/// How long before the traffic the verified range begins: rates need a sample before it.
-const BEFORE_TRAFFIC: Duration = Duration::from_secs(60);
+/// How many scrape intervals before the traffic the verified range begins: Grafana's
+/// `$__rate_interval` is at least four, so the first rates of the traffic have their samples,
+/// and a short run is not drawn as a long flat window with the data at its end.
+const SCRAPES_BEFORE_TRAFFIC: u32 = 4;
 
 /// `traffic.startedAt` of the document (written by envoy-traffic), if there is one.
 fn traffic_started(doc: &StateDoc) -> Result<Option<OffsetDateTime>> {
@@ -541,7 +543,7 @@ async fn check(
     // After traffic, the range follows it: from shortly before it began to now, so that the
     // charts are not a long empty window with the data squeezed into its last seconds.
     if let (None, Some(began)) = (&cli.from, plan.traffic_started) {
-        start = began - BEFORE_TRAFFIC;
+        start = began - cli.scrape_interval * SCRAPES_BEFORE_TRAFFIC;
         end = now;
     }
     if let Some(from) = &cli.from {

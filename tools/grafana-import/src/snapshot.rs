@@ -100,9 +100,17 @@ fn last_value(series: &Series) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn clock(t: f64) -> String {
+/// A time on the x axis: with seconds when the range is short enough for ticks to fall within
+/// one minute (otherwise every label of a one-minute range reads the same).
+fn clock(t: f64, range_secs: f64) -> String {
     OffsetDateTime::from_unix_timestamp(t as i64)
-        .map(|t| format!("{:02}:{:02}", t.hour(), t.minute()))
+        .map(|t| {
+            if range_secs < 600.0 {
+                format!("{:02}:{:02}:{:02}", t.hour(), t.minute(), t.second())
+            } else {
+                format!("{:02}:{:02}", t.hour(), t.minute())
+            }
+        })
         .unwrap_or_default()
 }
 
@@ -147,7 +155,7 @@ fn chart_svg(panel: &Panel, width: u32, height: u32, start: f64, end: f64) -> Re
             .configure_mesh()
             .x_labels(6)
             .y_labels(5)
-            .x_label_formatter(&|t| clock(*t))
+            .x_label_formatter(&|t| clock(*t, end - start))
             .y_label_formatter(&|v| format_value(*v, &unit))
             .light_line_style(RGBColor(0xee, 0xee, 0xee))
             .bold_line_style(RGBColor(0xdd, 0xdd, 0xdd))
@@ -377,6 +385,14 @@ mod tests {
         assert_eq!(format_value(25000.0, "short"), "25.0k");
         assert_eq!(format_value(3.0, "reqps"), "3 req/s");
         assert_eq!(format_value(f64::NAN, "ms"), "–");
+    }
+
+    #[test]
+    fn short_ranges_label_seconds() {
+        // 2026-12-05T05:57:49Z
+        let t = 1_796_450_269.0;
+        assert_eq!(clock(t, 70.0), "05:57:49");
+        assert_eq!(clock(t, 3600.0), "05:57");
     }
 
     #[test]
