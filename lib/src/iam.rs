@@ -569,30 +569,43 @@ pub async fn delete_role(
     name: &str,
     progress: &crate::poll::Progress,
 ) -> Result<bool> {
-    const ATTEMPTS: u32 = 6;
-    let mut pause = std::time::Duration::from_millis(500);
-    for attempt in 1..=ATTEMPTS {
-        match iam.delete_role().role_name(name).send().await {
-            Ok(_) => return Ok(true),
-            Err(err) if err.as_service_error().is_some_and(is_no_such_entity) => return Ok(false),
-            Err(err)
-                if attempt < ATTEMPTS
-                    && err.as_service_error().is_some_and(|e| {
+    use crate::poll::{self, Attempt, Pace};
+    // 0.5 + 1 + 2 + 4 + 8 s of pauses: what IAM's propagation has needed.
+    let pace = Pace {
+        timeout: std::time::Duration::from_secs(16),
+        interval: std::time::Duration::from_millis(500),
+        max_interval: std::time::Duration::from_secs(8),
+        last_attempt: std::time::Duration::ZERO,
+    };
+    let (deleted, _) = poll::until(
+        &format!("IAM to let role {name} go"),
+        pace,
+        progress,
+        move || async move {
+            match iam.delete_role().role_name(name).send().await {
+                Ok(_) => Ok(Attempt::Done(true)),
+                Err(err) if err.as_service_error().is_some_and(is_no_such_entity) => {
+                    Ok(Attempt::Done(false))
+                }
+                Err(err)
+                    if err.as_service_error().is_some_and(|e| {
                         e.is_delete_conflict_exception() || e.is_concurrent_modification_exception()
                     }) =>
-            {
-                progress.show(format!(
-                    "role {name}: IAM still sees attachments (attempt {attempt}/{ATTEMPTS}); retrying"
-                ));
-                tokio::time::sleep(pause).await;
-                pause *= 2;
+                {
+                    Ok(Attempt::Pending("IAM still sees attachments".to_owned()))
+                }
+                Err(err) => Err(sdk_error(err, format!("deleting role {name}"))),
             }
-            Err(err) => return Err(sdk_error(err, format!("deleting role {name}"))),
-        }
-    }
-    Err(Error::remote(format!(
-        "deleting role {name}: still in conflict after {ATTEMPTS} attempts"
-    )))
+        },
+        |t| {
+            Error::remote(format!(
+                "deleting role {name}: still in conflict after {} attempts",
+                t.attempts
+            ))
+        },
+    )
+    .await?;
+    Ok(deleted)
 }
 
 /// The provider's tags, or `None` when IAM says there is no such provider.

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use crate::doc::{MANAGED_BY, MANAGED_BY_LABEL};
 use crate::error::{Error, ErrorKind, Result};
+use crate::poll::{self, Attempt, Pace, Progress};
 
 /// Which of Kubernetes' name rules an object's name follows (the apimachinery validators of
 /// the same names).
@@ -390,24 +391,36 @@ where
             ));
         }
     }
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut pause = std::time::Duration::from_millis(200);
-    loop {
-        let still = api
-            .get_opt(name)
-            .await
-            .map_err(error(format!("reading {name}"), "check with kubectl"))?;
-        if still.is_none() {
-            return Ok(true);
-        }
-        if tokio::time::Instant::now() + pause > deadline {
-            return Err(Error::remote(format!(
+    // No progress line: the callers show their own ("deleting namespace ...").
+    let quiet = Progress::new("ampkit", false);
+    let pace = Pace {
+        timeout,
+        interval: std::time::Duration::from_millis(200),
+        max_interval: std::time::Duration::from_secs(5),
+        last_attempt: std::time::Duration::ZERO,
+    };
+    poll::until(
+        &format!("{name} to go"),
+        pace,
+        &quiet,
+        move || async move {
+            let still = api
+                .get_opt(name)
+                .await
+                .map_err(error(format!("reading {name}"), "check with kubectl"))?;
+            Ok(match still {
+                None => Attempt::Done(()),
+                Some(_) => Attempt::Pending("still there".to_owned()),
+            })
+        },
+        |_| {
+            Error::remote(format!(
                 "{name} is still there {}s after its delete",
                 timeout.as_secs()
             ))
-            .with_hint("check what holds it up with `kubectl describe`, then run teardown again"));
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(std::time::Duration::from_secs(5));
-    }
+            .with_hint("check what holds it up with `kubectl describe`, then run teardown again")
+        },
+    )
+    .await?;
+    Ok(true)
 }

@@ -197,7 +197,7 @@ pub struct Subscription {
 /// SNS in one account and region.
 #[derive(Debug, Clone)]
 pub struct Sns {
-    pub client: Client,
+    client: Client,
     pub region: String,
 }
 
@@ -268,6 +268,45 @@ impl Sns {
                 Ok(false)
             }
             Err(e) => Err(sdk_error(e, format!("reading topic {arn}"))),
+        }
+    }
+
+    /// Whether the topic carries ampkit's managed-by tag (what makes it ours to delete).
+    pub async fn topic_is_ours(&self, arn: &str) -> Result<bool> {
+        let tags = self
+            .client
+            .list_tags_for_resource()
+            .resource_arn(arn)
+            .send()
+            .await
+            .map_err(|e| sdk_error(e, format!("reading the tags of topic {arn}")))?;
+        Ok(tags
+            .tags()
+            .iter()
+            .any(|t| t.key() == MANAGED_BY.0 && t.value() == MANAGED_BY.1))
+    }
+
+    /// A subscription's attributes (`TopicArn`, `Endpoint`, `PendingConfirmation`, ...), or
+    /// `None` where SNS answers not found.
+    pub async fn subscription_attributes(
+        &self,
+        arn: &str,
+    ) -> Result<Option<std::collections::HashMap<String, String>>> {
+        match self
+            .client
+            .get_subscription_attributes()
+            .subscription_arn(arn)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(out.attributes().cloned().unwrap_or_default())),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_not_found_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(sdk_error(e, format!("reading subscription {arn}"))),
         }
     }
 

@@ -91,7 +91,7 @@ pub struct WorkspaceListing {
 
 /// The workspaces of one account and region.
 pub struct Workspaces {
-    pub client: Client,
+    client: Client,
     pub region: String,
 }
 
@@ -475,38 +475,49 @@ impl Workspaces {
     ) -> Result<Deleted> {
         use aws_sdk_amp::operation::delete_workspace::DeleteWorkspaceError;
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut pause = Duration::from_millis(500);
-        loop {
-            match self.client.delete_workspace().workspace_id(id).send().await {
-                Ok(_) => break,
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(DeleteWorkspaceError::is_resource_not_found_exception) =>
-                {
-                    return Ok(Deleted::AlreadyGone);
-                }
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(DeleteWorkspaceError::is_conflict_exception) =>
-                {
-                    let status = match self.find(id).await? {
-                        None => return Ok(Deleted::AlreadyGone),
-                        Some(ws) => status_of(&ws),
-                    };
-                    if status == WorkspaceStatusCode::Deleting.as_str() {
-                        break;
+        let pace = Pace {
+            timeout,
+            interval: Duration::from_millis(500),
+            max_interval: Duration::from_secs(5),
+            last_attempt: Duration::ZERO,
+        };
+        // Done(true): the delete was taken (or the workspace is DELETING already); Done(false):
+        // it was gone already; Pending: AMP refused it (409) while the workspace settles.
+        let (taken, _) = poll::until(
+            &format!("workspace {id} to be deletable"),
+            pace,
+            progress,
+            || async {
+                match self.client.delete_workspace().workspace_id(id).send().await {
+                    Ok(_) => Ok(Attempt::Done(true)),
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(DeleteWorkspaceError::is_resource_not_found_exception) =>
+                    {
+                        Ok(Attempt::Done(false))
                     }
-                    if tokio::time::Instant::now() + pause > deadline {
-                        return Err(self.timed_out(id, "deletable", timeout, &status));
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(DeleteWorkspaceError::is_conflict_exception) =>
+                    {
+                        match self.find(id).await? {
+                            None => Ok(Attempt::Done(false)),
+                            Some(ws)
+                                if status_of(&ws) == WorkspaceStatusCode::Deleting.as_str() =>
+                            {
+                                Ok(Attempt::Done(true))
+                            }
+                            Some(ws) => Ok(Attempt::Pending(status_of(&ws).to_owned())),
+                        }
                     }
-                    progress.show(format!(
-                        "workspace {id} is {status}; deleting once it settles"
-                    ));
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(5));
+                    Err(e) => Err(sdk_error(e, format!("deleting workspace {id}"))),
                 }
-                Err(e) => return Err(sdk_error(e, format!("deleting workspace {id}"))),
-            }
+            },
+            |t| self.timed_out(id, "deletable", timeout, &t.last),
+        )
+        .await?;
+        if !taken {
+            return Ok(Deleted::AlreadyGone);
         }
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         self.wait_until_deleted(id, left.max(Duration::from_secs(1)), progress)

@@ -24,7 +24,7 @@ use crate::timespec::format_duration;
 /// The rules and alert manager definition of the workspaces of one account and region.
 #[derive(Debug, Clone)]
 pub struct Rules {
-    pub client: Client,
+    client: Client,
 }
 
 /// What a describe saw: the status code, AMP's reason for a failure, and the stored data.

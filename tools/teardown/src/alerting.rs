@@ -9,9 +9,9 @@
 use serde_json::Value;
 
 use ampkit::amp::rules::Rules;
-use ampkit::aws::sdk_error;
 use ampkit::doc::Resource;
-use ampkit::error::Result;
+use ampkit::error::{Error, Result};
+use ampkit::poll::{self, Attempt, Pace};
 use ampkit::sns::{Removal, Sns};
 use ampkit::sts::{arn_account, arn_region};
 
@@ -54,14 +54,7 @@ pub async fn topic(ctx: &mut Context, r: &Resource) -> Result<Verdict> {
             .confirm_absent(&what, account.as_deref(), region.as_deref(), true)
             .await);
     }
-    let tags = sns
-        .client
-        .list_tags_for_resource()
-        .resource_arn(&arn)
-        .send()
-        .await
-        .map_err(|e| sdk_error(e, format!("reading the tags of {what}")))?;
-    if !tagged_ours(tags.tags().iter().map(|t| (t.key(), t.value()))) {
+    if !sns.topic_is_ours(&arn).await? {
         return Ok(Verdict::Skipped(NOT_TAGGED.into()));
     }
     if ctx.dry_run {
@@ -83,23 +76,10 @@ pub async fn subscription(ctx: &mut Context, r: &Resource) -> Result<Verdict> {
     let account = arn_account(&topic_arn).map(str::to_owned);
     let sns = sns(ctx, region.as_deref()).await?;
     let what = format!("subscription {arn}");
-    let attributes = match sns
-        .client
-        .get_subscription_attributes()
-        .subscription_arn(&arn)
-        .send()
-        .await
-    {
-        Ok(out) => out.attributes().cloned().unwrap_or_default(),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_not_found_exception()) =>
-        {
-            return Ok(ctx
-                .confirm_absent(&what, account.as_deref(), region.as_deref(), true)
-                .await);
-        }
-        Err(e) => return Err(sdk_error(e, format!("reading {what}"))),
+    let Some(attributes) = sns.subscription_attributes(&arn).await? else {
+        return Ok(ctx
+            .confirm_absent(&what, account.as_deref(), region.as_deref(), true)
+            .await);
     };
     // Untaggable: ours when it is still on the topic and to the endpoint the ledger recorded.
     let attribute = |key: &str| attributes.get(key).map(String::as_str).unwrap_or_default();
@@ -417,21 +397,29 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<Option<String>>>,
 {
-    let deadline = tokio::time::Instant::now() + ctx.timeout;
-    let mut pause = std::time::Duration::from_millis(250);
-    loop {
-        let now = status().await.ok().flatten();
-        match now.as_deref() {
-            Some(s)
-                if TRANSITIONAL.contains(&s) && tokio::time::Instant::now() + pause < deadline =>
-            {
-                ctx.progress
-                    .show(format!("{what} is {s}; waiting for it to settle"));
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(std::time::Duration::from_secs(5));
-            }
-            _ => return now,
-        }
+    let pace = Pace {
+        timeout: ctx.timeout,
+        interval: std::time::Duration::from_millis(250),
+        max_interval: std::time::Duration::from_secs(5),
+        last_attempt: std::time::Duration::ZERO,
+    };
+    let waited = poll::until(
+        &format!("{what} to settle"),
+        pace,
+        &ctx.progress,
+        || async {
+            Ok(match status().await.ok().flatten() {
+                Some(s) if TRANSITIONAL.contains(&s.as_str()) => Attempt::Pending(s),
+                other => Attempt::Done(other),
+            })
+        },
+        // The time-out is not an error here: the caller judges the last status seen.
+        |t| Error::remote(t.last),
+    )
+    .await;
+    match waited {
+        Ok((now, _)) => now,
+        Err(still) => Some(still.message),
     }
 }
 
