@@ -201,6 +201,15 @@ fn error(status: StatusCode, code: &str, message: String, cluster: Option<&str>)
         .into_response()
 }
 
+fn association_not_found(id: &str, cluster: &str) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "ResourceNotFoundException",
+        format!("Pod identity association {id} not found"),
+        Some(cluster),
+    )
+}
+
 fn ok(body: Value) -> Response {
     (
         StatusCode::OK,
@@ -484,12 +493,7 @@ async fn handle(
                 .iter_mut()
                 .find(|a| a["associationId"] == id)
             else {
-                return error(
-                    StatusCode::NOT_FOUND,
-                    "ResourceNotFoundException",
-                    format!("Pod identity association {id} not found"),
-                    Some(cluster),
-                );
+                return association_not_found(id, cluster);
             };
             if let Some(role_arn) = request.get("roleArn") {
                 association["roleArn"] = role_arn.clone();
@@ -508,12 +512,7 @@ async fn handle(
                 .iter()
                 .position(|a| a["associationId"] == id)
             else {
-                return error(
-                    StatusCode::NOT_FOUND,
-                    "ResourceNotFoundException",
-                    format!("Pod identity association {id} not found"),
-                    Some(cluster),
-                );
+                return association_not_found(id, cluster);
             };
             let association = fixture.associations.remove(at);
             ok(json!({"association": association}))

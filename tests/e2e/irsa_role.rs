@@ -39,26 +39,7 @@ async fn sdk_config() -> aws_config::SdkConfig {
 
 /// A fresh EKS cluster in moto; returns its OIDC issuer.
 async fn create_cluster(name: &str) -> String {
-    let eks = aws_sdk_eks::Client::new(&sdk_config().await);
-    let created = eks
-        .create_cluster()
-        .name(name)
-        .role_arn("arn:aws:iam::123456789012:role/eks-cluster")
-        .resources_vpc_config(
-            aws_sdk_eks::types::VpcConfigRequest::builder()
-                .subnet_ids("subnet-1")
-                .build(),
-        )
-        .send()
-        .await
-        .expect("moto creates the EKS cluster");
-    created
-        .cluster()
-        .and_then(|c| c.identity())
-        .and_then(|i| i.oidc())
-        .and_then(|o| o.issuer())
-        .expect("moto's cluster has an OIDC issuer")
-        .to_owned()
+    ampkit_e2e::create_eks_cluster(&sdk_config().await, name).await
 }
 
 /// IAM answers policy documents URL-encoded; moto may answer them plain.

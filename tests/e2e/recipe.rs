@@ -306,20 +306,7 @@ fn a_known_section_of_the_wrong_type_is_exit_2_naming_it_for_every_tool_that_rea
 
 /// A fresh EKS cluster in moto for the recipe (eksctl's part).
 fn cluster(name: &str) {
-    runtime().block_on(async {
-        aws_sdk_eks::Client::new(&aws().await)
-            .create_cluster()
-            .name(name)
-            .role_arn("arn:aws:iam::123456789012:role/eks-cluster")
-            .resources_vpc_config(
-                aws_sdk_eks::types::VpcConfigRequest::builder()
-                    .subnet_ids("subnet-1")
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
-    });
+    runtime().block_on(async { ampkit_e2e::create_eks_cluster(&aws().await, name).await });
 }
 
 /// `scripts/recipe` with its own state, names and a short traffic run.

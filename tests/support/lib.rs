@@ -559,3 +559,27 @@ pub fn mesh_workspace(stack: &Stack, marker: &str) -> (serde_json::Value, amp_lo
         .expect_code(0);
     (doc, agent)
 }
+
+/// A new EKS cluster named `name` in moto (what eksctl makes for the recipe), through
+/// `config`; its OIDC issuer.
+pub async fn create_eks_cluster(config: &aws_config::SdkConfig, name: &str) -> String {
+    let created = aws_sdk_eks::Client::new(config)
+        .create_cluster()
+        .name(name)
+        .role_arn("arn:aws:iam::123456789012:role/eks-cluster")
+        .resources_vpc_config(
+            aws_sdk_eks::types::VpcConfigRequest::builder()
+                .subnet_ids("subnet-1")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("moto creates the EKS cluster");
+    created
+        .cluster()
+        .and_then(|c| c.identity())
+        .and_then(|i| i.oidc())
+        .and_then(|o| o.issuer())
+        .expect("moto's cluster has an OIDC issuer")
+        .to_owned()
+}

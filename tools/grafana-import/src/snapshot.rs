@@ -176,6 +176,17 @@ fn chart_svg(panel: &Panel, width: u32, height: u32, start: f64, end: f64) -> Re
             }
             runs.push(run);
             for run in runs.into_iter().filter(|r| !r.is_empty()) {
+                if let [point] = run[..] {
+                    // One point makes no line: a dot, so that a short run is still seen.
+                    chart
+                        .draw_series(std::iter::once(Circle::new(
+                            point,
+                            3,
+                            RGBColor(r, g, b).filled(),
+                        )))
+                        .map_err(|e| failed(&e))?;
+                    continue;
+                }
                 chart
                     .draw_series(LineSeries::new(run, RGBColor(r, g, b).stroke_width(2)))
                     .map_err(|e| failed(&e))?;
@@ -385,6 +396,54 @@ mod tests {
         assert_eq!(format_value(25000.0, "short"), "25.0k");
         assert_eq!(format_value(3.0, "reqps"), "3 req/s");
         assert_eq!(format_value(f64::NAN, "ms"), "–");
+    }
+
+    fn panel_with(points: Vec<Vec<(f64, f64)>>) -> Panel {
+        use crate::dashboard::Placed;
+        use crate::verify::{PanelReport, Series, Status};
+        Panel {
+            placed: Placed {
+                panel: serde_json::json!({"type": "timeseries"}),
+                x: 0,
+                y: 0,
+                w: 12,
+                h: 8,
+            },
+            report: PanelReport {
+                id: Some(1),
+                title: "t".into(),
+                kind: "timeseries".into(),
+                status: Status::Ok,
+                series: points.len(),
+                error: None,
+                reason: None,
+                queries: Vec::new(),
+            },
+            series: points
+                .into_iter()
+                .map(|points| Series {
+                    name: "s".into(),
+                    points,
+                    ref_id: "A".into(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_lone_point_is_drawn_as_a_dot_and_a_run_as_a_line() {
+        let lone = chart_svg(&panel_with(vec![vec![(50.0, 1.0)]]), 400, 200, 0.0, 100.0).unwrap();
+        assert!(lone.contains("<circle"), "{lone}");
+        let run = chart_svg(
+            &panel_with(vec![vec![(10.0, 1.0), (50.0, 2.0)]]),
+            400,
+            200,
+            0.0,
+            100.0,
+        )
+        .unwrap();
+        assert!(!run.contains("<circle"), "{run}");
+        assert!(run.contains("<polyline") || run.contains("<path"), "{run}");
     }
 
     #[test]
