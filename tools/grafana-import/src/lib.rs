@@ -5,6 +5,7 @@
 //! the result as a page that needs no Grafana.
 
 pub mod dashboard;
+pub mod panel_type;
 pub mod snapshot;
 pub mod template;
 pub mod verify;

@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 
 use ampkit::error::{Error, Result};
 
+use crate::panel_type::PanelType;
 use crate::verify::{Panel, Series, Status, Verified};
 
 /// Grafana's classic palette, so the lines look as people expect.
@@ -226,7 +227,8 @@ fn panel_html(panel: &Panel, start: f64, end: f64) -> Result<String> {
         p.h
     );
     let title = escape(&report.title);
-    if report.kind == "row" {
+    let kind = PanelType::of(&report.kind);
+    if kind == PanelType::Row {
         return Ok(format!(
             "<h2 class=\"row\" style=\"{style}\">{title}</h2>\n"
         ));
@@ -264,8 +266,10 @@ fn panel_html(panel: &Panel, start: f64, end: f64) -> Result<String> {
                 exprs.join("<br>")
             );
         }
-        Status::Ok => match report.kind.as_str() {
-            "stat" | "singlestat" | "gauge" | "bargauge" => {
+        Status::Ok => match kind {
+            // Neither queries, so neither is ever verified ok.
+            PanelType::Row | PanelType::NoQuery => {}
+            PanelType::Stat => {
                 let _ = write!(html, "<figure class=\"chart\" data-kind=\"stat\">");
                 for s in panel.series.iter().take(4) {
                     let _ = write!(
@@ -278,7 +282,7 @@ fn panel_html(panel: &Panel, start: f64, end: f64) -> Result<String> {
                 }
                 html.push_str("</figure>");
             }
-            "table" | "table-old" => {
+            PanelType::Table => {
                 // Two queries can return the same label set (11022's "Service Total"): with
                 // more than one query, each row says which one it came from, as the refId
                 // column of Grafana's table does.
@@ -303,7 +307,14 @@ fn panel_html(panel: &Panel, start: f64, end: f64) -> Result<String> {
                 }
                 html.push_str("</table></figure>");
             }
-            _ => {
+            PanelType::TimeSeries | PanelType::Unknown => {
+                if kind == PanelType::Unknown {
+                    let _ = write!(
+                        html,
+                        "<p class=\"note\">drawn as lines: ampkit does not know the panel type <code>{}</code></p>",
+                        escape(&report.kind)
+                    );
+                }
                 let width = (p.w * PAGE_PX / 24).saturating_sub(16).max(120) as u32;
                 let body_rows = p.h * ROW_PX + p.h.saturating_sub(1) * GAP_PX;
                 let legend_px = 22 * (panel.series.len().min(4) as u64) + 8;

@@ -16,6 +16,7 @@ use ampkit::prom::{PromClient, parse_response, query_data};
 use ampkit::timespec::{api_time, parse_duration, parse_time};
 
 use crate::dashboard::{Placed, placed_panels};
+use crate::panel_type::PanelType;
 use crate::template::{Builtins, Variable, interpolate, legend};
 
 /// How a verification runs.
@@ -150,17 +151,6 @@ impl Verified {
     }
 }
 
-/// Panel types that never query (layout and static content).
-const NO_QUERY_TYPES: &[&str] = &[
-    "row",
-    "text",
-    "news",
-    "dashlist",
-    "alertlist",
-    "annolist",
-    "welcome",
-];
-
 /// One query to run: which panel, which target, what to send.
 struct Job {
     panel: usize,
@@ -197,7 +187,7 @@ pub async fn verify(client: &PromClient, dashboard: &Value, options: &Options) -
             reason: None,
             queries: Vec::new(),
         };
-        let skip_reason = if NO_QUERY_TYPES.contains(&kind.as_str()) {
+        let skip_reason = if !PanelType::of(&kind).queries() {
             Some(format!("a {kind} panel has no queries"))
         } else if panel.get("libraryPanel").is_some() && panel.get("targets").is_none() {
             Some("a library panel: its queries live in the library".to_owned())
