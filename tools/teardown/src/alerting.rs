@@ -15,7 +15,7 @@ use ampkit::poll::{self, Attempt, Pace};
 use ampkit::sns::{Removal, Sns};
 use ampkit::sts::{arn_account, arn_region};
 
-use crate::entry::{NOT_TAGGED, detail, tagged_ours};
+use crate::ownership::{NOT_TAGGED, detail, tagged_ours};
 use crate::{Context, Verdict};
 
 fn region_of(r: &Resource, arn: Option<&str>) -> Option<String> {

@@ -18,6 +18,7 @@ use ampkit::iam;
 use ampkit::kube::{self as k8s, Found};
 use ampkit::sts::{arn_account, arn_region};
 
+use crate::ownership::{NOT_TAGGED, detail, tagged_ours};
 use crate::{Context, Verdict};
 
 /// Handle one raw ledger entry; never fails: what goes wrong is the entry's `Failed`.
@@ -38,26 +39,6 @@ pub async fn handle(ctx: &mut Context, value: &Value) -> Verdict {
         Err(e) => Verdict::Failed(e.to_string()),
     }
 }
-
-/// A string detail the entry must have.
-pub(crate) fn detail<'a>(r: &'a Resource, key: &str) -> std::result::Result<&'a str, Verdict> {
-    r.details
-        .get(key)
-        .and_then(Value::as_str)
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| {
-            Verdict::Failed(format!(
-                "the entry has no `details.{key}`: kept, never guessed at"
-            ))
-        })
-}
-
-pub(crate) fn tagged_ours<'a>(mut tags: impl Iterator<Item = (&'a str, &'a str)>) -> bool {
-    tags.any(|(k, v)| k == MANAGED_BY.0 && v == MANAGED_BY.1)
-}
-
-pub(crate) const NOT_TAGGED: &str =
-    "it no longer carries the tag managed-by=ampkit, so it may not be ours";
 
 async fn plan_and_delete(ctx: &mut Context, r: &Resource) -> Result<Verdict> {
     match &r.kind {

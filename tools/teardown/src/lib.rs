@@ -17,6 +17,7 @@
 
 mod alerting;
 mod entry;
+mod ownership;
 mod state;
 
 use std::collections::{HashMap, HashSet};
