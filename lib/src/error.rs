@@ -45,12 +45,16 @@ impl ErrorKind {
     }
 }
 
-/// An error a user sees: kind, message (what was wrong) and hint (how to fix it).
+/// An error a user sees: kind, message (what was wrong) and hint (how to fix it). An error
+/// given context keeps the one it was made from as its [`source`](std::error::Error::source),
+/// as anyhow and ripgrep do, so that what it was (its kind, its own message and hint) is not
+/// lost in the text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error {
     pub kind: ErrorKind,
     pub message: String,
     pub hint: Option<String>,
+    cause: Option<Box<Error>>,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -61,6 +65,7 @@ impl Error {
             kind,
             message: message.into(),
             hint: None,
+            cause: None,
         }
     }
 
@@ -90,10 +95,20 @@ impl Error {
         self
     }
 
-    /// Prefix the message with context ("creating workspace: ...").
-    pub fn context(mut self, what: impl fmt::Display) -> Self {
-        self.message = format!("{what}: {}", self.message);
-        self
+    /// Say what was being done ("creating workspace: ..."): the message reads as the chain,
+    /// and the error it was made from stays reachable as the source, with its kind and hint.
+    pub fn context(self, what: impl fmt::Display) -> Self {
+        Error {
+            kind: self.kind,
+            message: format!("{what}: {}", self.message),
+            hint: self.hint.clone(),
+            cause: Some(Box::new(self)),
+        }
+    }
+
+    /// The error this one was made from by [`Error::context`], if any.
+    pub fn cause(&self) -> Option<&Error> {
+        self.cause.as_deref()
     }
 
     pub fn exit_code(&self) -> u8 {
@@ -131,7 +146,13 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|cause| cause as &(dyn std::error::Error + 'static))
+    }
+}
 
 /// Write an error to stderr: one JSON line, then one human line.
 pub fn report(tool: &str, err: &Error) {
@@ -171,5 +192,31 @@ mod tests {
     fn context_prefixes_the_message() {
         let err = Error::remote("timed out").context("describing workspace ws-1");
         assert_eq!(err.message, "describing workspace ws-1: timed out");
+    }
+
+    #[test]
+    fn context_keeps_the_cause_as_the_source() {
+        let cause = Error::not_found("no workspace ws-1").with_hint("check --workspace-id");
+        let err = cause
+            .clone()
+            .context("deleting")
+            .context("teardown of entry 3");
+        assert_eq!(
+            err.message,
+            "teardown of entry 3: deleting: no workspace ws-1"
+        );
+        assert_eq!(
+            (err.kind, err.hint.as_deref()),
+            (ErrorKind::NotFound, Some("check --workspace-id"))
+        );
+        // The chain, as std::error::Error walks it, ends at the original error.
+        let mut chain = vec![err.to_string()];
+        let mut next = std::error::Error::source(&err);
+        while let Some(e) = next {
+            chain.push(e.to_string());
+            next = e.source();
+        }
+        assert_eq!(chain.len(), 3);
+        assert_eq!(err.cause().and_then(Error::cause), Some(&cause));
     }
 }

@@ -176,10 +176,9 @@ pub async fn resolve(client: ::kube::Client, svc: &KubeService) -> Result<(Strin
 
 /// Connect with the usual kubeconfig inference, resolve the service and start forwarding.
 pub async fn open(svc: &KubeService) -> Result<Forward> {
-    let client = kube::client(INSTEAD).await.map_err(|e| Error {
-        message: format!("--kube-service: {}", e.message),
-        ..e
-    })?;
+    let client = kube::client(INSTEAD)
+        .await
+        .map_err(|e| e.context("--kube-service"))?;
     open_with(client, svc).await
 }
 
