@@ -261,11 +261,13 @@ fn fault_delay_header_shows_in_the_median() {
     run.expect_code(0);
     let t = traffic(&run);
     assert_eq!(t["completed"], 100, "{t:#}");
-    // Envoy's timers and its upstream time are whole milliseconds, and a timer may fire up to
-    // one early (the dispatcher's cached clock): 19 ms is a 20 ms delay.
+    // Envoy arms its timers from each event loop's cached clock, so on a loaded machine (the
+    // suite runs a dozen tests at once on two cores) a 20 ms delay can end a few ms early, and
+    // its upstream time is whole milliseconds: what is checked is that the delay dominates
+    // (an undelayed request takes well under 5 ms, see the test below), not its exact length.
     let p50 = f(&t["latencyMs"]["p50"]);
     assert!(
-        (19.0..=30.0).contains(&p50),
+        (15.0..=30.0).contains(&p50),
         "p50 {p50} ms with a 20 ms fault delay: {t:#}"
     );
     assert_eq!(
@@ -279,7 +281,7 @@ fn fault_delay_header_shows_in_the_median() {
     let upstream = f(&jazz["upstreamMs"]["p50"]);
     let share = f(&jazz["proxyShareMs"]["p50"]);
     assert!(
-        (19.0..=30.0).contains(&upstream),
+        (15.0..=30.0).contains(&upstream),
         "upstream p50 {upstream} ms: {t:#}"
     );
     assert!(

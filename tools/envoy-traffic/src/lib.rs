@@ -9,6 +9,7 @@
 //! Layout: [`load`] is the engine, [`report`] the `traffic` section, [`envoy_stats`] the
 //! cross-check, [`kube_forward`] the `--kube-service` target.
 
+mod client;
 pub mod envoy_stats;
 pub mod kube_forward;
 pub mod load;
