@@ -571,12 +571,11 @@ pub async fn delete_role(
 ) -> Result<bool> {
     use crate::poll::{self, Attempt, Pace};
     // 0.5 + 1 + 2 + 4 + 8 s of pauses: what IAM's propagation has needed.
-    let pace = Pace {
-        timeout: std::time::Duration::from_secs(16),
-        interval: std::time::Duration::from_millis(500),
-        max_interval: std::time::Duration::from_secs(8),
-        last_attempt: std::time::Duration::ZERO,
-    };
+    let pace = Pace::doubling(
+        std::time::Duration::from_millis(500),
+        std::time::Duration::from_secs(8),
+        std::time::Duration::from_secs(16),
+    );
     let (deleted, _) = poll::until(
         &format!("IAM to let role {name} go"),
         pace,

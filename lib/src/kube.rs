@@ -393,12 +393,11 @@ where
     }
     // No progress line: the callers show their own ("deleting namespace ...").
     let quiet = Progress::new("ampkit", false);
-    let pace = Pace {
+    let pace = Pace::doubling(
+        std::time::Duration::from_millis(200),
+        std::time::Duration::from_secs(5),
         timeout,
-        interval: std::time::Duration::from_millis(200),
-        max_interval: std::time::Duration::from_secs(5),
-        last_attempt: std::time::Duration::ZERO,
-    };
+    );
     poll::until(
         &format!("{name} to go"),
         pace,

@@ -90,6 +90,16 @@ impl Pace {
             last_attempt: Duration::ZERO,
         }
     }
+
+    /// A first pause that doubles after each attempt up to `max_interval`.
+    pub fn doubling(interval: Duration, max_interval: Duration, timeout: Duration) -> Self {
+        Pace {
+            timeout,
+            interval,
+            max_interval,
+            last_attempt: Duration::ZERO,
+        }
+    }
 }
 
 /// How a poll ended without its condition holding.

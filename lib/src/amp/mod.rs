@@ -238,12 +238,7 @@ impl Workspaces {
         // No SDK waiter for the transitional statuses: poll.
         let (found, _) = poll::until(
             &format!("{id} to be {want}"),
-            Pace {
-                timeout,
-                interval: Duration::from_millis(500),
-                max_interval: Duration::from_secs(5),
-                last_attempt: Duration::ZERO,
-            },
+            Pace::doubling(Duration::from_millis(500), Duration::from_secs(5), timeout),
             progress,
             || async move {
                 let ws = self.describe(id).await?;
@@ -475,12 +470,7 @@ impl Workspaces {
     ) -> Result<Deleted> {
         use aws_sdk_amp::operation::delete_workspace::DeleteWorkspaceError;
         let deadline = tokio::time::Instant::now() + timeout;
-        let pace = Pace {
-            timeout,
-            interval: Duration::from_millis(500),
-            max_interval: Duration::from_secs(5),
-            last_attempt: Duration::ZERO,
-        };
+        let pace = Pace::doubling(Duration::from_millis(500), Duration::from_secs(5), timeout);
         // Done(true): the delete was taken (or the workspace is DELETING already); Done(false):
         // it was gone already; Pending: AMP refused it (409) while the workspace settles.
         let (taken, _) = poll::until(

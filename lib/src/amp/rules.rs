@@ -37,12 +37,7 @@ struct Seen {
 const ACTIVE: &str = "ACTIVE";
 
 fn pace(timeout: Duration) -> Pace {
-    Pace {
-        timeout,
-        interval: Duration::from_millis(250),
-        max_interval: Duration::from_secs(5),
-        last_attempt: Duration::ZERO,
-    }
+    Pace::doubling(Duration::from_millis(250), Duration::from_secs(5), timeout)
 }
 
 impl Rules {

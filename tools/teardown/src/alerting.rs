@@ -397,12 +397,11 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<Option<String>>>,
 {
-    let pace = Pace {
-        timeout: ctx.timeout,
-        interval: std::time::Duration::from_millis(250),
-        max_interval: std::time::Duration::from_secs(5),
-        last_attempt: std::time::Duration::ZERO,
-    };
+    let pace = Pace::doubling(
+        std::time::Duration::from_millis(250),
+        std::time::Duration::from_secs(5),
+        ctx.timeout,
+    );
     let waited = poll::until(
         &format!("{what} to settle"),
         pace,
