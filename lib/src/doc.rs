@@ -18,6 +18,12 @@ pub const RESOURCES_KEY: &str = "resources";
 /// The tag (AWS) and label (Kubernetes, as `app.kubernetes.io/managed-by`) that marks what
 /// ampkit created; teardown checks it again before deleting.
 pub const MANAGED_BY: (&str, &str) = ("managed-by", "ampkit");
+/// Whether tags (key, value) carry [`MANAGED_BY`]: what makes a cloud object ours to delete.
+pub fn tagged_ours<'a>(tags: impl IntoIterator<Item = (&'a str, &'a str)>) -> bool {
+    tags.into_iter()
+        .any(|(k, v)| k == MANAGED_BY.0 && v == MANAGED_BY.1)
+}
+
 /// The Kubernetes label key for [`MANAGED_BY`], the well-known recommended label.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 
@@ -360,6 +366,14 @@ fn json_type_name(value: &Value) -> &'static str {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn ours_is_the_managed_by_tag_with_our_value() {
+        assert!(tagged_ours([("team", "x"), ("managed-by", "ampkit")]));
+        assert!(!tagged_ours([("managed-by", "terraform")]));
+        assert!(!tagged_ours([("ampkit", "managed-by")]));
+        assert!(!tagged_ours(std::iter::empty()));
+    }
 
     #[test]
     fn empty_input_is_the_empty_document() {

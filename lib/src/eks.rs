@@ -8,7 +8,7 @@ use aws_sdk_eks::operation::describe_pod_identity_association::DescribePodIdenti
 use serde::{Deserialize, Serialize};
 
 use crate::aws::sdk_error;
-use crate::doc::MANAGED_BY;
+use crate::doc::{MANAGED_BY, tagged_ours};
 use crate::error::{Error, Result};
 
 /// What irsa-role needs of a cluster.
@@ -169,9 +169,12 @@ impl Eks {
             .await
         {
             Ok(out) => Ok(out.association.map(|a| {
-                let ours = a.tags().is_some_and(|tags| {
-                    tags.get(MANAGED_BY.0).map(String::as_str) == Some(MANAGED_BY.1)
-                });
+                let ours = tagged_ours(
+                    a.tags()
+                        .into_iter()
+                        .flatten()
+                        .map(|(k, v)| (k.as_str(), v.as_str())),
+                );
                 Association {
                     id: a.association_id().unwrap_or(id).to_owned(),
                     namespace: a.namespace().unwrap_or_default().to_owned(),

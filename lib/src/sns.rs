@@ -12,7 +12,7 @@ use aws_sdk_sns::types::{MessageAttributeValue, Tag};
 use serde_json::{Value, json};
 
 use crate::aws::sdk_error;
-use crate::doc::MANAGED_BY;
+use crate::doc::{MANAGED_BY, tagged_ours};
 use crate::error::{Error, Result};
 
 /// SNS refuses a subject longer than this (and AMP truncates it); subjects are also ASCII only.
@@ -280,10 +280,9 @@ impl Sns {
             .send()
             .await
             .map_err(|e| sdk_error(e, format!("reading the tags of topic {arn}")))?;
-        Ok(tags
-            .tags()
-            .iter()
-            .any(|t| t.key() == MANAGED_BY.0 && t.value() == MANAGED_BY.1))
+        Ok(tagged_ours(
+            tags.tags().iter().map(|t| (t.key(), t.value())),
+        ))
     }
 
     /// A subscription's attributes (`TopicArn`, `Endpoint`, `PendingConfirmation`, ...), or

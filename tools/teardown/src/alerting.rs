@@ -9,13 +9,13 @@
 use serde_json::Value;
 
 use ampkit::amp::rules::Rules;
-use ampkit::doc::Resource;
+use ampkit::doc::{Resource, tagged_ours};
 use ampkit::error::{Error, Result};
 use ampkit::poll::{self, Attempt, Pace};
 use ampkit::sns::{Removal, Sns};
 use ampkit::sts::{arn_account, arn_region};
 
-use crate::ownership::{NOT_TAGGED, detail, tagged_ours};
+use crate::ownership::{NOT_TAGGED, detail};
 use crate::{Context, Verdict};
 
 fn region_of(r: &Resource, arn: Option<&str>) -> Option<String> {

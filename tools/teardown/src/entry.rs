@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use serde_json::Value;
 
 use ampkit::amp::{Deleted, Workspaces};
-use ampkit::doc::{MANAGED_BY, Resource, ResourceKind};
+use ampkit::doc::{MANAGED_BY, Resource, ResourceKind, tagged_ours};
 use ampkit::eks::{AssociationDetails, Deleted as EksDeleted, Eks};
 use ampkit::error::Result;
 use ampkit::grafana::delete::Gone;
@@ -18,7 +18,7 @@ use ampkit::iam;
 use ampkit::kube::{self as k8s, Found};
 use ampkit::sts::{arn_account, arn_region};
 
-use crate::ownership::{NOT_TAGGED, detail, tagged_ours};
+use crate::ownership::{NOT_TAGGED, detail};
 use crate::{Context, Verdict};
 
 /// Handle one raw ledger entry; never fails: what goes wrong is the entry's `Failed`.

@@ -1,10 +1,11 @@
 //! What every handler of teardown asks of an entry before it deletes anything: the details it
-//! must have, and whether an object's tags still say it is ours. Apart from the handlers
-//! (`entry` dispatches to `alerting`), so that neither imports the other for these.
+//! must have, and what it says when an object's tags no longer say it is ours (the tag check
+//! itself is lib's `doc::tagged_ours`). Apart from the handlers (`entry` dispatches to
+//! `alerting`), so that neither imports the other for these.
 
 use serde_json::Value;
 
-use ampkit::doc::{MANAGED_BY, Resource};
+use ampkit::doc::Resource;
 
 use crate::Verdict;
 
@@ -19,10 +20,6 @@ pub fn detail<'a>(r: &'a Resource, key: &str) -> std::result::Result<&'a str, Ve
                 "the entry has no `details.{key}`: kept, never guessed at"
             ))
         })
-}
-
-pub fn tagged_ours<'a>(mut tags: impl Iterator<Item = (&'a str, &'a str)>) -> bool {
-    tags.any(|(k, v)| k == MANAGED_BY.0 && v == MANAGED_BY.1)
 }
 
 pub const NOT_TAGGED: &str =
