@@ -97,15 +97,12 @@ async fn up_serves_every_part_and_down_leaves_nothing() {
     // env prints what the tools need; read the addresses from it rather than recomputing.
     let exports = local_stack(&["env"], &env);
     exports.expect_code(0);
+    let exported = ampkit_e2e::stack_exports(&exports.stdout);
     let var = |name: &str| -> String {
-        exports
-            .stdout
-            .lines()
-            .find_map(|l| {
-                l.trim_start_matches("export ")
-                    .strip_prefix(&format!("{name}="))
-                    .map(|v| v.trim_matches(|c| c == '"' || c == '\'').to_owned())
-            })
+        exported
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
             .unwrap_or_else(|| {
                 panic!(
                     "`local-stack env` does not export {name}:\n{}",

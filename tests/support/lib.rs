@@ -21,11 +21,6 @@ pub fn repo_root() -> PathBuf {
 /// such data are reported as ignored (they carry `#[ignore = ...]`), never as passed.
 pub const THIRD_PARTY_FIXTURES: &str = "AMPKIT_THIRD_PARTY_FIXTURES";
 
-/// The reason every third-party-fixture test is ignored by default (`#[ignore = ...]` takes a
-/// literal, so the tests repeat it; this is what `scripts/test` looks for).
-pub const THIRD_PARTY_REASON: &str =
-    "reads third-party fixtures: set AMPKIT_THIRD_PARTY_FIXTURES (make test then runs it)";
-
 /// A file among the third-party fixtures. Only tests marked `#[ignore]` call this, so it runs
 /// only when asked for; then a missing variable or file fails the test, naming the fix.
 pub fn third_party_fixture(relative: &str) -> PathBuf {
@@ -194,15 +189,22 @@ fn private_stack(dir_var: &'static str, base_var: &'static str) -> Stack {
         &[("AMPKIT_STACK_DIR", &dir), ("AMPKIT_PORT_BASE", &base)],
     );
     run.expect_code(0);
-    let exports = run
-        .stdout
-        .lines()
-        .filter_map(|line| line.strip_prefix("export ")?.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.trim_matches('\'').to_owned()))
-        .collect();
-    let stack = Stack::from_exports(exports, &format!("`local-stack env` of {dir}"));
+    let stack = Stack::from_exports(
+        stack_exports(&run.stdout),
+        &format!("`local-stack env` of {dir}"),
+    );
     known.push((dir_var, stack.clone()));
     stack
+}
+
+/// The `export NAME=VALUE` lines `scripts/local-stack env` prints, as (name, value) pairs with
+/// the shell quoting taken off.
+pub fn stack_exports(printed: &str) -> Vec<(String, String)> {
+    printed
+        .lines()
+        .filter_map(|line| line.strip_prefix("export ")?.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.trim_matches(['\'', '"']).to_owned()))
+        .collect()
 }
 
 /// The stack for the tests that stop services (`AMPKIT_FAULT_STACK_DIR`,
