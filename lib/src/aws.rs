@@ -138,6 +138,15 @@ where
     }
 }
 
+/// What a service's delete found: it deleted the object now, or the service answered that it
+/// was gone already (for some services also the answer for a wrong region or account: the
+/// caller decides what that means). Shared by the services whose delete is one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deleted {
+    Now,
+    AlreadyGone,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@ use aws_sdk_eks::operation::describe_cluster::DescribeClusterError;
 use aws_sdk_eks::operation::describe_pod_identity_association::DescribePodIdentityAssociationError;
 use serde::{Deserialize, Serialize};
 
-use crate::aws::sdk_error;
+use crate::aws::{Deleted, sdk_error};
 use crate::doc::{MANAGED_BY, tagged_ours};
 use crate::error::{Error, Result};
 
@@ -38,14 +38,6 @@ pub struct AssociationDetails {
     pub cluster_name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_arn: Option<String>,
-}
-
-/// What a delete found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Deleted {
-    Now,
-    /// EKS answered not found: gone already (or another cluster/region: the caller checks).
-    AlreadyGone,
 }
 
 /// EKS, for one region.

@@ -24,6 +24,9 @@ use crate::aws::sdk_error;
 use crate::doc::{MANAGED_BY, StateDoc};
 use crate::error::{Error, Result};
 use crate::poll::{self, Attempt, Pace, Progress};
+
+/// What [`Workspaces::delete_and_wait`] found: it deleted the workspace, or it was gone already.
+pub use crate::aws::Deleted;
 use crate::timespec::format_duration;
 
 /// The document's key of [`WorkspaceSection`].
@@ -382,6 +385,64 @@ fn creation_failed(id: &str) -> Error {
     )
 }
 
+impl Workspaces {
+    /// Delete a workspace and wait until AMP no longer describes it. AMP refuses a delete
+    /// (409) while the workspace is CREATING or UPDATING: that waits and retries; one already
+    /// DELETING (an earlier, interrupted run) is waited for. Bounded by `timeout` overall.
+    pub async fn delete_and_wait(
+        &self,
+        id: &str,
+        timeout: Duration,
+        progress: &Progress,
+    ) -> Result<Deleted> {
+        use aws_sdk_amp::operation::delete_workspace::DeleteWorkspaceError;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let pace = Pace::doubling(Duration::from_millis(500), Duration::from_secs(5), timeout);
+        // Done(true): the delete was taken (or the workspace is DELETING already); Done(false):
+        // it was gone already; Pending: AMP refused it (409) while the workspace settles.
+        let (taken, _) = poll::until(
+            &format!("workspace {id} to be deletable"),
+            pace,
+            progress,
+            || async {
+                match self.client.delete_workspace().workspace_id(id).send().await {
+                    Ok(_) => Ok(Attempt::Done(true)),
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(DeleteWorkspaceError::is_resource_not_found_exception) =>
+                    {
+                        Ok(Attempt::Done(false))
+                    }
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(DeleteWorkspaceError::is_conflict_exception) =>
+                    {
+                        match self.find(id).await? {
+                            None => Ok(Attempt::Done(false)),
+                            Some(ws)
+                                if status_of(&ws) == WorkspaceStatusCode::Deleting.as_str() =>
+                            {
+                                Ok(Attempt::Done(true))
+                            }
+                            Some(ws) => Ok(Attempt::Pending(status_of(&ws).to_owned())),
+                        }
+                    }
+                    Err(e) => Err(sdk_error(e, format!("deleting workspace {id}"))),
+                }
+            },
+            |t| self.timed_out(id, "deletable", timeout, &t.last),
+        )
+        .await?;
+        if !taken {
+            return Ok(Deleted::AlreadyGone);
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        self.wait_until_deleted(id, left.max(Duration::from_secs(1)), progress)
+            .await?;
+        Ok(Deleted::Now)
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -448,70 +509,5 @@ mod tests {
             serde_json::from_value::<WorkspaceSection>(value).unwrap(),
             ws
         );
-    }
-}
-
-/// What [`Workspaces::delete_and_wait`] found: it deleted the workspace, or it was gone already.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Deleted {
-    Now,
-    AlreadyGone,
-}
-
-impl Workspaces {
-    /// Delete a workspace and wait until AMP no longer describes it. AMP refuses a delete
-    /// (409) while the workspace is CREATING or UPDATING: that waits and retries; one already
-    /// DELETING (an earlier, interrupted run) is waited for. Bounded by `timeout` overall.
-    pub async fn delete_and_wait(
-        &self,
-        id: &str,
-        timeout: Duration,
-        progress: &Progress,
-    ) -> Result<Deleted> {
-        use aws_sdk_amp::operation::delete_workspace::DeleteWorkspaceError;
-        let deadline = tokio::time::Instant::now() + timeout;
-        let pace = Pace::doubling(Duration::from_millis(500), Duration::from_secs(5), timeout);
-        // Done(true): the delete was taken (or the workspace is DELETING already); Done(false):
-        // it was gone already; Pending: AMP refused it (409) while the workspace settles.
-        let (taken, _) = poll::until(
-            &format!("workspace {id} to be deletable"),
-            pace,
-            progress,
-            || async {
-                match self.client.delete_workspace().workspace_id(id).send().await {
-                    Ok(_) => Ok(Attempt::Done(true)),
-                    Err(e)
-                        if e.as_service_error()
-                            .is_some_and(DeleteWorkspaceError::is_resource_not_found_exception) =>
-                    {
-                        Ok(Attempt::Done(false))
-                    }
-                    Err(e)
-                        if e.as_service_error()
-                            .is_some_and(DeleteWorkspaceError::is_conflict_exception) =>
-                    {
-                        match self.find(id).await? {
-                            None => Ok(Attempt::Done(false)),
-                            Some(ws)
-                                if status_of(&ws) == WorkspaceStatusCode::Deleting.as_str() =>
-                            {
-                                Ok(Attempt::Done(true))
-                            }
-                            Some(ws) => Ok(Attempt::Pending(status_of(&ws).to_owned())),
-                        }
-                    }
-                    Err(e) => Err(sdk_error(e, format!("deleting workspace {id}"))),
-                }
-            },
-            |t| self.timed_out(id, "deletable", timeout, &t.last),
-        )
-        .await?;
-        if !taken {
-            return Ok(Deleted::AlreadyGone);
-        }
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        self.wait_until_deleted(id, left.max(Duration::from_secs(1)), progress)
-            .await?;
-        Ok(Deleted::Now)
     }
 }

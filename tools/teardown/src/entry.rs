@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use ampkit::amp::{Deleted, Workspaces};
 use ampkit::doc::{MANAGED_BY, Resource, ResourceKind, tagged_ours};
-use ampkit::eks::{AssociationDetails, Deleted as EksDeleted, Eks};
+use ampkit::eks::{AssociationDetails, Eks};
 use ampkit::error::Result;
 use ampkit::grafana::delete::Gone;
 use ampkit::iam;
@@ -310,8 +310,8 @@ async fn pod_identity(ctx: &mut Context, r: &Resource) -> Result<Verdict> {
         )));
     }
     match eks.delete_pod_identity_association(cluster, id).await? {
-        EksDeleted::Now => Ok(Verdict::Deleted),
-        EksDeleted::AlreadyGone => Ok(ctx
+        Deleted::Now => Ok(Verdict::Deleted),
+        Deleted::AlreadyGone => Ok(ctx
             .confirm_absent(&what, account.as_deref(), region.as_deref(), true)
             .await),
     }
