@@ -443,29 +443,9 @@ pub async fn run(opts: Cli, doc: &mut StateDoc) -> Result<()> {
     if let Some(Command::Merge { files }) = &opts.command {
         return merge_files(files, doc);
     }
-    let mut signals = match Signals::new() {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!(
-                "cannot watch for Ctrl-C/SIGTERM ({e}); the run cannot be stopped early"
-            );
-            None
-        }
-    };
+    let mut signals = watch_signals();
     // Kept alive for the whole run: dropping it closes the port-forward.
-    let mut _forward = None;
-    let mut kube_pod = None;
-    let (url, source) = match &opts.kube_service {
-        Some(svc) => {
-            let forward = kube_forward::open(svc).await?;
-            let url = forward.url();
-            kube_pod = Some(forward.pod().to_owned());
-            _forward = Some(forward);
-            (url, "--kube-service")
-        }
-        None => resolve_url(opts.url.as_deref(), doc)?,
-    };
-    let target = Target::parse(&url, source)?;
+    let (target, forward) = resolve_target(&opts, doc).await?;
     let paths = opts
         .paths
         .clone()
@@ -474,12 +454,62 @@ pub async fn run(opts: Cli, doc: &mut StateDoc) -> Result<()> {
     let plan = plan(&opts);
     let template = template(&target, &paths, &opts)?;
     let mut settings = settings(&opts, &plan);
-    settings.kube_pod = kube_pod;
+    settings.kube_pod = forward.as_ref().map(|f| f.pod().to_owned());
 
     // Read Envoy first, so that a wrong admin URL fails before any traffic is sent.
     let admin = AdminClient::new();
+    let reads = read_envoy_before(&admin, &admins).await?;
+    let finished = drive_load(plan.clone(), template, signals.as_mut()).await?;
+    let mut report = build_report(&opts, &plan, &target, &paths, &finished, settings)?;
+    warn_if_behind_rate(opts.rate, report.rate.achieved, &finished, plan.workers);
+
+    let mut admin_failure = None;
+    if !reads.is_empty() {
+        let (check, failure) =
+            cross_check(&admin, &admins, reads, target.port, &paths, &finished.tally).await;
+        report.envoy = Some(check);
+        admin_failure = failure;
+    }
+
+    doc.set_section(SECTION, &report)?;
+    run_result(&target, &finished.tally, admin_failure)
+}
+
+/// Ctrl-C and SIGTERM, or none (with a warning) when they cannot be watched.
+fn watch_signals() -> Option<Signals> {
+    match Signals::new() {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(
+                "cannot watch for Ctrl-C/SIGTERM ({e}); the run cannot be stopped early"
+            );
+            None
+        }
+    }
+}
+
+/// The target, and with --kube-service the port-forward that reaches it.
+async fn resolve_target(
+    opts: &Cli,
+    doc: &StateDoc,
+) -> Result<(Target, Option<kube_forward::Forward>)> {
+    let (url, source, forward) = match &opts.kube_service {
+        Some(svc) => {
+            let forward = kube_forward::open(svc).await?;
+            (forward.url(), "--kube-service", Some(forward))
+        }
+        None => {
+            let (url, source) = resolve_url(opts.url.as_deref(), doc)?;
+            (url, source, None)
+        }
+    };
+    Ok((Target::parse(&url, source)?, forward))
+}
+
+/// Envoy's counters (and its topology, when it gives it) at every admin URL, before the run.
+async fn read_envoy_before(admin: &AdminClient, admins: &[String]) -> Result<Vec<AdminRead>> {
     let mut reads = Vec::with_capacity(admins.len());
-    for a in &admins {
+    for a in admins {
         let before = admin.counters(a).await?;
         let topology = admin.topology(a).await.ok();
         reads.push(AdminRead {
@@ -489,13 +519,32 @@ pub async fn run(opts: Cli, doc: &mut StateDoc) -> Result<()> {
             topology,
         });
     }
+    Ok(reads)
+}
 
+/// A load that has ended: what it counted, and when and how it ran.
+struct Finished {
+    tally: load::Tally,
+    /// When the load started, RFC 3339.
+    started_at: String,
+    /// From the end of the warmup to the last answer.
+    measured_secs: f64,
+    /// Whether Ctrl-C or SIGTERM stopped it.
+    signalled: bool,
+}
+
+/// Run the load until its plan ends or a signal stops it, with the live line on a terminal.
+async fn drive_load(
+    plan: Plan,
+    template: Template,
+    signals: Option<&mut Signals>,
+) -> Result<Finished> {
     // One engine thread per core, as wrk's -t defaults to on a small machine.
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let started_at = ampkit::timespec::rfc3339(time::OffsetDateTime::now_utc());
-    let mut load = Load::start(plan.clone(), template, threads)?;
+    let mut load = Load::start(plan, template, threads)?;
     let progress = ampkit::cli::progress().then(|| spawn_progress(&load));
-    let signalled = supervise(&mut load, signals.as_mut()).await;
+    let signalled = supervise(&mut load, signals).await;
     let tally = load.snapshot();
     if let Some((done, handle)) = progress {
         done.store(true, Ordering::Relaxed);
@@ -506,83 +555,119 @@ pub async fn run(opts: Cli, doc: &mut StateDoc) -> Result<()> {
     let measured_secs = end
         .saturating_duration_since(load.shared.measure_start)
         .as_secs_f64();
-    let stopped_by = if signalled {
+    Ok(Finished {
+        tally,
+        started_at,
+        measured_secs,
+        signalled,
+    })
+}
+
+/// The `traffic` section of a finished load, before the Envoy cross-check.
+fn build_report(
+    opts: &Cli,
+    plan: &Plan,
+    target: &Target,
+    paths: &[String],
+    finished: &Finished,
+    settings: report::Settings,
+) -> Result<report::Report> {
+    let stopped_by = if finished.signalled {
         "signal"
-    } else if plan.requests.is_some_and(|n| tally.sent >= n) {
+    } else if plan.requests.is_some_and(|n| finished.tally.sent >= n) {
         "requests"
     } else {
         "duration"
     };
-    let mut report = report::build(report::ReportInput {
+    report::build(report::ReportInput {
         url: target.url.clone(),
-        paths: &paths,
-        tally: &tally,
+        paths,
+        tally: &finished.tally,
         asked_rate: opts.rate,
-        measured_secs,
-        started_at: Some(started_at),
+        measured_secs: finished.measured_secs,
+        started_at: Some(finished.started_at.clone()),
         stopped_by,
         settings,
-    })?;
+    })
+}
 
-    if let Some(rate) = opts.rate
-        && !signalled
-        && tally.completed > 0
-        && report.rate.achieved < rate * 0.95
+/// Warn when an open-model run that went its full course sent well below the asked rate.
+fn warn_if_behind_rate(asked: Option<f64>, achieved: f64, finished: &Finished, workers: usize) {
+    if let Some(rate) = asked
+        && !finished.signalled
+        && finished.tally.completed > 0
+        && achieved < rate * 0.95
     {
         tracing::warn!(
             "achieved {:.1} req/s of the {rate} asked: the target or {} connections cannot keep up \
              (latency counts from the intended send times, so the percentiles show the backlog); \
              raise --concurrency to add connections",
-            report.rate.achieved,
-            plan.workers
+            achieved,
+            workers
         );
     }
+}
 
+/// Read Envoy again once its counters settle and hold them against ours. The first read that
+/// failed comes back as well, for the run to fail on once the report is written.
+async fn cross_check(
+    admin: &AdminClient,
+    admins: &[String],
+    mut reads: Vec<AdminRead>,
+    target_port: u16,
+    paths: &[String],
+    tally: &load::Tally,
+) -> (envoy_stats::CrossCheck, Option<Error>) {
     let mut admin_failure = None;
-    if !reads.is_empty() {
-        let (afters, settle) = admin.settled(&admins).await;
-        let mut errors = Vec::new();
-        for (read, after) in reads.iter_mut().zip(afters) {
-            match after {
-                Ok(snap) => read.after = Some(snap),
-                Err(e) => {
-                    errors.push(e.message.clone());
-                    admin_failure.get_or_insert(e);
-                }
+    let (afters, settle) = admin.settled(admins).await;
+    let mut errors = Vec::new();
+    for (read, after) in reads.iter_mut().zip(afters) {
+        match after {
+            Ok(snap) => read.after = Some(snap),
+            Err(e) => {
+                errors.push(e.message.clone());
+                admin_failure.get_or_insert(e);
             }
         }
-        let flows: Vec<(String, load::PathCounts)> = paths
-            .iter()
-            .cloned()
-            .zip(tally.paths.iter().copied())
-            .collect();
-        let check = envoy_stats::compare(
-            &reads,
-            target.port,
-            &flows,
-            u64::try_from(settle.as_millis()).unwrap_or(u64::MAX),
-            errors,
-        );
-        for row in check.mismatches() {
-            let name = row
-                .prefix
-                .as_deref()
-                .or(row.cluster.as_deref())
-                .unwrap_or("?");
-            tracing::warn!(
-                "Envoy {} counted {} for {name}, we expected {}: mismatch",
-                row.admin,
-                serde_json::to_string(&row.envoy).unwrap_or_default(),
-                row.ours
-                    .map(|o| serde_json::to_string(&o).unwrap_or_default())
-                    .unwrap_or_default()
-            );
-        }
-        report.envoy = Some(check);
     }
+    let flows: Vec<(String, load::PathCounts)> = paths
+        .iter()
+        .cloned()
+        .zip(tally.paths.iter().copied())
+        .collect();
+    let check = envoy_stats::compare(
+        &reads,
+        target_port,
+        &flows,
+        u64::try_from(settle.as_millis()).unwrap_or(u64::MAX),
+        errors,
+    );
+    warn_mismatches(&check);
+    (check, admin_failure)
+}
 
-    doc.set_section(SECTION, &report)?;
+/// A warning for every listener or cluster where Envoy counted other than we expected.
+fn warn_mismatches(check: &envoy_stats::CrossCheck) {
+    for row in check.mismatches() {
+        let name = row
+            .prefix
+            .as_deref()
+            .or(row.cluster.as_deref())
+            .unwrap_or("?");
+        tracing::warn!(
+            "Envoy {} counted {} for {name}, we expected {}: mismatch",
+            row.admin,
+            serde_json::to_string(&row.envoy).unwrap_or_default(),
+            row.ours
+                .map(|o| serde_json::to_string(&o).unwrap_or_default())
+                .unwrap_or_default()
+        );
+    }
+}
 
+/// How the run ends once the report is written: failed when no request was answered at all,
+/// else when reading Envoy after the run failed.
+fn run_result(target: &Target, tally: &load::Tally, admin_failure: Option<Error>) -> Result<()> {
     if tally.completed == 0 && tally.errors.total() > 0 {
         let e = &tally.errors;
         return Err(Error::remote(format!(

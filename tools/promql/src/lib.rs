@@ -190,164 +190,265 @@ pub async fn run(cli: Cli, doc: &mut StateDoc) -> Result<()> {
         );
     }
     let started = Instant::now();
-    let default_timeout = match command {
-        Command::Wait { .. } => Duration::from_secs(120),
-        _ => Duration::from_secs(60),
-    };
-    let timeout = options.timeout.unwrap_or(default_timeout);
-    let deadline = started + timeout;
+    let timeout = options.timeout.unwrap_or(default_timeout(&command));
     let prom = connect(&options, aws, doc).await?;
-    let now = OffsetDateTime::now_utc();
-    let time = |flag: &str, text: &str| {
-        timespec::parse_time(text, now).map_err(|e| {
-            Error::usage(format!("--{flag}: {e}"))
-                .with_hint("e.g. now, -5m, now-1h, 2026-01-02T15:04:05Z")
-        })
+    let session = Session {
+        prom,
+        now: OffsetDateTime::now_utc(),
+        started,
+        timeout,
+        deadline: started + timeout,
     };
-    let mut section = Map::new();
-    match command {
-        Command::Query { expr, time: at } => {
-            let at = time("time", at.as_deref().unwrap_or("now"))?;
-            let form = [("query", expr.clone()), ("time", timespec::api_time(at))];
-            let body = prom
-                .post_form(&["api", "v1", "query"], &form, deadline)
-                .await?;
-            section.insert("expr".into(), expr.clone().into());
-            section.insert("kind".into(), "instant".into());
-            section.insert("time".into(), timespec::rfc3339(at).into());
-            emit(doc, &options, "instant", section, &body, Some(&expr))
-        }
+    let reply = match command {
+        Command::Query { expr, time } => session.query(expr, time.as_deref()).await?,
         Command::Range {
             expr,
             start,
             end,
             step,
-        } => {
-            let (start, end) = (time("start", &start)?, time("end", &end)?);
-            if end < start {
-                return Err(Error::usage("--end is before --start")
-                    .with_hint("give a start earlier than the end, e.g. --start -1h --end now"));
-            }
-            let step = match step {
-                Some(step) if step.is_zero() => {
-                    return Err(
-                        Error::usage("--step must be more than 0").with_hint("e.g. --step 15s")
-                    );
-                }
-                Some(step) => step,
-                None => default_step(end - start),
-            };
-            let form = [
-                ("query", expr.clone()),
-                ("start", timespec::api_time(start)),
-                ("end", timespec::api_time(end)),
-                ("step", format!("{}", step.as_secs_f64())),
-            ];
-            let body = prom
-                .post_form(&["api", "v1", "query_range"], &form, deadline)
-                .await?;
-            section.insert("expr".into(), expr.clone().into());
-            section.insert("kind".into(), "range".into());
-            section.insert("start".into(), timespec::rfc3339(start).into());
-            section.insert("end".into(), timespec::rfc3339(end).into());
-            section.insert("step".into(), timespec::format_duration(step).into());
-            emit(doc, &options, "range", section, &body, Some(&expr))
-        }
-        Command::Series { matchers, span } => {
-            let mut form = matcher_form(&matchers);
-            span_form(&span, &time, &mut form, &mut section)?;
-            let body = prom
-                .post_form(&["api", "v1", "series"], &form, deadline)
-                .await?;
-            section.insert("kind".into(), "series".into());
-            section.insert("match".into(), json!(matchers));
-            emit(
-                doc,
-                &options,
-                "series",
-                section,
-                &body,
-                matchers.first().map(String::as_str),
-            )
-        }
-        Command::Labels { matchers, span } => {
-            let mut form = matcher_form(&matchers);
-            span_form(&span, &time, &mut form, &mut section)?;
-            let body = prom
-                .post_form(&["api", "v1", "labels"], &form, deadline)
-                .await?;
-            section.insert("kind".into(), "labels".into());
-            if !matchers.is_empty() {
-                section.insert("match".into(), json!(matchers));
-            }
-            emit(
-                doc,
-                &options,
-                "labels",
-                section,
-                &body,
-                matchers.first().map(String::as_str),
-            )
-        }
+        } => session.query_range(expr, &start, &end, step).await?,
+        Command::Series { matchers, span } => session.series(matchers, &span).await?,
+        Command::Labels { matchers, span } => session.labels(matchers, &span).await?,
         Command::LabelValues {
             name,
             matchers,
             span,
-        } => {
-            let mut query = matcher_form(&matchers);
-            span_form(&span, &time, &mut query, &mut section)?;
-            // This endpoint is GET-only in the Prometheus API.
-            let body = prom
-                .get(&["api", "v1", "label", &name, "values"], &query, deadline)
-                .await?;
-            section.insert("kind".into(), "label-values".into());
-            section.insert("name".into(), name.into());
-            if !matchers.is_empty() {
-                section.insert("match".into(), json!(matchers));
-            }
-            emit(
-                doc,
-                &options,
-                "label-values",
-                section,
-                &body,
-                matchers.first().map(String::as_str),
-            )
-        }
+        } => session.label_values(name, matchers, &span).await?,
         Command::Wait {
             expr,
             interval,
             compare,
-        } => {
-            let compare = Compare::parse(&compare)?;
-            let (body, attempts) = wait(
-                &prom,
-                &expr,
-                compare,
-                interval,
-                (deadline, timeout),
-                &progress,
+        } => session.wait(expr, interval, &compare, &progress).await?,
+    };
+    emit(doc, &options, reply)
+}
+
+/// How long a run may take when --timeout does not say: 2m for wait, 1m otherwise.
+fn default_timeout(command: &Command) -> Duration {
+    match command {
+        Command::Wait { .. } => Duration::from_secs(120),
+        _ => Duration::from_secs(60),
+    }
+}
+
+/// One run's access to Prometheus: the client, the one clock that relative times resolve
+/// against, and when to give up.
+struct Session {
+    prom: PromClient,
+    /// What `now`, `-5m` and the like mean in every time flag of the run.
+    now: OffsetDateTime,
+    started: Instant,
+    timeout: Duration,
+    /// `started` + `timeout`.
+    deadline: Instant,
+}
+
+/// What a subcommand got back, and what [`emit`] needs to print it.
+struct Reply {
+    /// The shape of the answer: instant, range, series, labels or label-values.
+    kind: &'static str,
+    /// The `query` section so far (the question); [`emit`] adds the result.
+    section: Map<String, Value>,
+    /// The response body, exactly as Prometheus sent it.
+    body: Vec<u8>,
+    /// The expression (or first matcher) that Prometheus's errors are about.
+    expr: Option<String>,
+}
+
+impl Session {
+    /// The time a time flag names, relative times counting from `now`.
+    fn time(&self, flag: &str, text: &str) -> Result<OffsetDateTime> {
+        timespec::parse_time(text, self.now).map_err(|e| {
+            Error::usage(format!("--{flag}: {e}"))
+                .with_hint("e.g. now, -5m, now-1h, 2026-01-02T15:04:05Z")
+        })
+    }
+
+    /// `query`: `expr` at one instant (`at`, default now).
+    async fn query(&self, expr: String, at: Option<&str>) -> Result<Reply> {
+        let at = self.time("time", at.unwrap_or("now"))?;
+        let form = [("query", expr.clone()), ("time", timespec::api_time(at))];
+        let body = self
+            .prom
+            .post_form(&["api", "v1", "query"], &form, self.deadline)
+            .await?;
+        let mut section = Map::new();
+        section.insert("expr".into(), expr.clone().into());
+        section.insert("kind".into(), "instant".into());
+        section.insert("time".into(), timespec::rfc3339(at).into());
+        Ok(Reply {
+            kind: "instant",
+            section,
+            body,
+            expr: Some(expr),
+        })
+    }
+
+    /// `range`: `expr` from `start` to `end`, every `step`.
+    async fn query_range(
+        &self,
+        expr: String,
+        start: &str,
+        end: &str,
+        step: Option<Duration>,
+    ) -> Result<Reply> {
+        let (start, end) = (self.time("start", start)?, self.time("end", end)?);
+        let step = range_step(start, end, step)?;
+        let form = [
+            ("query", expr.clone()),
+            ("start", timespec::api_time(start)),
+            ("end", timespec::api_time(end)),
+            ("step", format!("{}", step.as_secs_f64())),
+        ];
+        let body = self
+            .prom
+            .post_form(&["api", "v1", "query_range"], &form, self.deadline)
+            .await?;
+        let mut section = Map::new();
+        section.insert("expr".into(), expr.clone().into());
+        section.insert("kind".into(), "range".into());
+        section.insert("start".into(), timespec::rfc3339(start).into());
+        section.insert("end".into(), timespec::rfc3339(end).into());
+        section.insert("step".into(), timespec::format_duration(step).into());
+        Ok(Reply {
+            kind: "range",
+            section,
+            body,
+            expr: Some(expr),
+        })
+    }
+
+    /// `series`: the series that match `matchers`.
+    async fn series(&self, matchers: Vec<String>, span: &Span) -> Result<Reply> {
+        let mut section = Map::new();
+        let mut form = matcher_form(&matchers);
+        self.span_form(span, &mut form, &mut section)?;
+        let body = self
+            .prom
+            .post_form(&["api", "v1", "series"], &form, self.deadline)
+            .await?;
+        section.insert("kind".into(), "series".into());
+        section.insert("match".into(), json!(matchers));
+        Ok(Reply {
+            kind: "series",
+            section,
+            body,
+            expr: matchers.first().cloned(),
+        })
+    }
+
+    /// `labels`: the label names, of the series that match `matchers` if any.
+    async fn labels(&self, matchers: Vec<String>, span: &Span) -> Result<Reply> {
+        let mut section = Map::new();
+        let mut form = matcher_form(&matchers);
+        self.span_form(span, &mut form, &mut section)?;
+        let body = self
+            .prom
+            .post_form(&["api", "v1", "labels"], &form, self.deadline)
+            .await?;
+        section.insert("kind".into(), "labels".into());
+        if !matchers.is_empty() {
+            section.insert("match".into(), json!(matchers));
+        }
+        Ok(Reply {
+            kind: "labels",
+            section,
+            body,
+            expr: matchers.first().cloned(),
+        })
+    }
+
+    /// `label-values`: the values of label `name`, in the series that match `matchers` if any.
+    async fn label_values(
+        &self,
+        name: String,
+        matchers: Vec<String>,
+        span: &Span,
+    ) -> Result<Reply> {
+        let mut section = Map::new();
+        let mut query = matcher_form(&matchers);
+        self.span_form(span, &mut query, &mut section)?;
+        // This endpoint is GET-only in the Prometheus API.
+        let body = self
+            .prom
+            .get(
+                &["api", "v1", "label", &name, "values"],
+                &query,
+                self.deadline,
             )
             .await?;
-            section.insert("expr".into(), expr.clone().into());
-            section.insert("kind".into(), "wait".into());
-            section.insert(
-                "time".into(),
-                timespec::rfc3339(OffsetDateTime::now_utc()).into(),
-            );
-            if let Some(c) = compare {
-                section.insert(
-                    "compare".into(),
-                    json!({"op": c.op.as_str(), "value": c.value}),
-                );
-            }
-            section.insert("attempts".into(), attempts.into());
-            section.insert(
-                "waitedSeconds".into(),
-                json!((started.elapsed().as_secs_f64() * 10.0).round() / 10.0),
-            );
-            emit(doc, &options, "instant", section, &body, Some(&expr))
+        section.insert("kind".into(), "label-values".into());
+        section.insert("name".into(), name.into());
+        if !matchers.is_empty() {
+            section.insert("match".into(), json!(matchers));
         }
+        Ok(Reply {
+            kind: "label-values",
+            section,
+            body,
+            expr: matchers.first().cloned(),
+        })
+    }
+
+    /// `wait`: the answer of `expr` once it holds (see [`poll_until_holds`]).
+    async fn wait(
+        &self,
+        expr: String,
+        interval: Duration,
+        compare: &[String],
+        progress: &Progress,
+    ) -> Result<Reply> {
+        let compare = Compare::parse(compare)?;
+        let (body, attempts) = poll_until_holds(
+            &self.prom,
+            &expr,
+            compare,
+            interval,
+            (self.deadline, self.timeout),
+            progress,
+        )
+        .await?;
+        let mut section = Map::new();
+        section.insert("expr".into(), expr.clone().into());
+        section.insert("kind".into(), "wait".into());
+        section.insert(
+            "time".into(),
+            timespec::rfc3339(OffsetDateTime::now_utc()).into(),
+        );
+        if let Some(c) = compare {
+            section.insert(
+                "compare".into(),
+                json!({"op": c.op.as_str(), "value": c.value}),
+            );
+        }
+        section.insert("attempts".into(), attempts.into());
+        section.insert(
+            "waitedSeconds".into(),
+            json!((self.started.elapsed().as_secs_f64() * 10.0).round() / 10.0),
+        );
+        Ok(Reply {
+            kind: "instant",
+            section,
+            body,
+            expr: Some(expr),
+        })
+    }
+
+    /// `--start`/`--end` of series/labels/label-values, into the request and the section.
+    fn span_form(
+        &self,
+        span: &Span,
+        form: &mut Vec<(&'static str, String)>,
+        section: &mut Map<String, Value>,
+    ) -> Result<()> {
+        for (flag, value) in [("start", &span.start), ("end", &span.end)] {
+            if let Some(text) = value {
+                let t = self.time(flag, text)?;
+                form.push((flag, timespec::api_time(t)));
+                section.insert(flag.into(), timespec::rfc3339(t).into());
+            }
+        }
+        Ok(())
     }
 }
 
@@ -390,24 +491,28 @@ fn default_step(range: time::Duration) -> Duration {
     Duration::from_secs_f64(secs)
 }
 
-fn matcher_form(matchers: &[String]) -> Vec<(&'static str, String)> {
-    matchers.iter().map(|m| ("match[]", m.clone())).collect()
+/// The step of a range query: `--step`, else [`default_step`]; an end before the start or a
+/// zero step is a usage error.
+fn range_step(
+    start: OffsetDateTime,
+    end: OffsetDateTime,
+    step: Option<Duration>,
+) -> Result<Duration> {
+    if end < start {
+        return Err(Error::usage("--end is before --start")
+            .with_hint("give a start earlier than the end, e.g. --start -1h --end now"));
+    }
+    match step {
+        Some(step) if step.is_zero() => {
+            Err(Error::usage("--step must be more than 0").with_hint("e.g. --step 15s"))
+        }
+        Some(step) => Ok(step),
+        None => Ok(default_step(end - start)),
+    }
 }
 
-fn span_form(
-    span: &Span,
-    time: &impl Fn(&str, &str) -> Result<OffsetDateTime>,
-    form: &mut Vec<(&'static str, String)>,
-    section: &mut Map<String, Value>,
-) -> Result<()> {
-    for (flag, value) in [("start", &span.start), ("end", &span.end)] {
-        if let Some(text) = value {
-            let t = time(flag, text)?;
-            form.push((flag, timespec::api_time(t)));
-            section.insert(flag.into(), timespec::rfc3339(t).into());
-        }
-    }
-    Ok(())
+fn matcher_form(matchers: &[String]) -> Vec<(&'static str, String)> {
+    matchers.iter().map(|m| ("match[]", m.clone())).collect()
 }
 
 /// The token standing in for the result while the document is rendered (see [`emit`]).
@@ -418,15 +523,14 @@ const RESULT_PLACEHOLDER: &str = "\u{1}ampkit-promql-result\u{1}";
 /// The result is never turned into a `serde_json::Value`: the document is rendered with a
 /// placeholder and the result's bytes are written in its place, so a large range answer costs
 /// one copy of the response in memory, not a tree many times its size.
-fn emit(
-    doc: &mut StateDoc,
-    options: &Options,
-    kind: &str,
-    mut section: Map<String, Value>,
-    body: &[u8],
-    expr: Option<&str>,
-) -> Result<()> {
-    let answer = parse_response(body, expr)?;
+fn emit(doc: &mut StateDoc, options: &Options, reply: Reply) -> Result<()> {
+    let Reply {
+        kind,
+        mut section,
+        body,
+        expr,
+    } = reply;
+    let answer = parse_response(&body, expr.as_deref())?;
     for warning in &answer.warnings {
         tracing::warn!("Prometheus: {warning}");
     }
@@ -573,12 +677,12 @@ fn sample_value(v: &Value) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// The least time left for one more attempt of `wait`.
+/// The least time left for one more attempt of [`poll_until_holds`].
 const LAST_ATTEMPT: Duration = Duration::from_millis(250);
 
 /// Poll `expr` until it holds or the deadline passes. Bad PromQL fails at once; an endpoint
 /// that is down or failing is retried until the deadline, then reported.
-async fn wait(
+async fn poll_until_holds(
     prom: &PromClient,
     expr: &str,
     compare: Option<Compare>,
