@@ -101,6 +101,20 @@ impl ResourceKind {
         ),
     ];
 
+    /// Whether an entry of this kind must be deleted before a `newer` one, against the
+    /// ledger's newest-first order. Our notification route leaves Grafana's policy tree before
+    /// the alert rules created after it, so that alerts stop being routed before anything
+    /// else of the alerting goes (route, then rules, then contact point).
+    pub fn leaves_before(&self, newer: &ResourceKind) -> bool {
+        matches!(
+            (self, newer),
+            (
+                ResourceKind::GrafanaNotificationRoute,
+                ResourceKind::GrafanaAlertRule
+            )
+        )
+    }
+
     pub fn as_str(&self) -> &str {
         match self {
             ResourceKind::Other(name) => name,
@@ -172,11 +186,6 @@ impl Resource {
 
     pub fn region(mut self, region: impl Into<String>) -> Self {
         self.region = Some(region.into());
-        self
-    }
-
-    pub fn detail(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
-        self.details.insert(key.into(), value.into());
         self
     }
 

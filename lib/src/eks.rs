@@ -8,8 +8,10 @@ use aws_sdk_eks::operation::describe_pod_identity_association::DescribePodIdenti
 use serde::{Deserialize, Serialize};
 
 use crate::aws::{Deleted, sdk_error};
-use crate::doc::{MANAGED_BY, tagged_ours};
+use crate::doc::{MANAGED_BY, Resource, tagged_ours};
 use crate::error::{Error, Result};
+use crate::ledger::{self, Run, Verdict};
+use crate::sts::{arn_account, arn_region};
 
 /// What irsa-role needs of a cluster.
 #[derive(Debug, Clone, Default)]
@@ -215,6 +217,40 @@ impl Eks {
                 format!("deleting pod identity association {id} of cluster {cluster}"),
             )),
         }
+    }
+}
+
+/// teardown's `eks-pod-identity-association` entry: the recorded association of the recorded
+/// cluster, if it still carries our tag.
+pub async fn take_down_association(run: &mut impl Run, r: &Resource) -> Result<Verdict> {
+    let details: AssociationDetails = crate::verdict!(ledger::details(r));
+    let cluster = crate::verdict!(ledger::required(&details.cluster_name, "clusterName"));
+    let cluster_arn = details.cluster_arn.as_deref();
+    let region = r
+        .region
+        .as_deref()
+        .or_else(|| cluster_arn.and_then(arn_region));
+    let account = cluster_arn.and_then(arn_account);
+    let eks = Eks::new(&run.config(region).await?);
+    let id = r.id.as_str();
+    let what = format!("pod identity association {id} of cluster {cluster}");
+    // EKS answers not found for a wrong cluster or region too: only the account and region
+    // check makes it "gone".
+    let Some(association) = eks.find_pod_identity_association(cluster, id).await? else {
+        return Ok(ledger::confirm_absent(run, &what, account, region, true).await);
+    };
+    if !association.ours {
+        return Ok(Verdict::Skipped(ledger::NOT_TAGGED.into()));
+    }
+    if run.dry_run() {
+        return Ok(Verdict::WouldDelete(format!(
+            "{}/{} -> {}",
+            association.namespace, association.service_account, association.role_arn
+        )));
+    }
+    match eks.delete_pod_identity_association(cluster, id).await? {
+        Deleted::Now => Ok(Verdict::Deleted),
+        Deleted::AlreadyGone => Ok(ledger::confirm_absent(run, &what, account, region, true).await),
     }
 }
 

@@ -14,8 +14,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::aws::sdk_error;
-use crate::doc::MANAGED_BY;
+use crate::doc::{MANAGED_BY, Resource, tagged_ours};
 use crate::error::{Error, Result};
+use crate::ledger::{self, Run, Verdict};
+use crate::sts::arn_account;
 
 /// The document's key of [`IrsaSection`].
 pub const SECTION: &str = "irsa";
@@ -218,69 +220,184 @@ async fn listed_arn_for(iam: &Client, suffix: &str) -> Result<Option<String>> {
         .map(str::to_owned))
 }
 
-/// Find the account's OIDC provider for an issuer; create it if missing. Returns
-/// (provider ARN, created?).
-pub async fn ensure_oidc_provider(
-    iam: &Client,
-    issuer: &str,
-    thumbprints: &[String],
-) -> Result<(String, bool)> {
-    let host_path = issuer_host_path(issuer);
-    let suffix = format!(":oidc-provider/{host_path}");
-    if let Some(arn) = listed_arn_for(iam, &suffix).await? {
-        let provider = iam
-            .get_open_id_connect_provider()
-            .open_id_connect_provider_arn(&arn)
-            .send()
-            .await
-            .map_err(|e| sdk_error(e, format!("reading OIDC provider {arn}")))?;
-        if !provider.client_id_list().iter().any(|c| c == STS_AUDIENCE) {
-            iam.add_client_id_to_open_id_connect_provider()
+/// IAM (a global service: one client, whatever the region).
+#[derive(Debug, Clone)]
+pub struct Iam {
+    client: Client,
+}
+
+impl Iam {
+    pub fn new(config: &aws_config::SdkConfig) -> Self {
+        Iam {
+            client: Client::new(config),
+        }
+    }
+}
+
+impl Iam {
+    /// Find the account's OIDC provider for an issuer; create it if missing. Returns
+    /// (provider ARN, created?).
+    pub async fn ensure_oidc_provider(
+        &self,
+        issuer: &str,
+        thumbprints: &[String],
+    ) -> Result<(String, bool)> {
+        let iam = &self.client;
+        let host_path = issuer_host_path(issuer);
+        let suffix = format!(":oidc-provider/{host_path}");
+        if let Some(arn) = listed_arn_for(iam, &suffix).await? {
+            let provider = iam
+                .get_open_id_connect_provider()
                 .open_id_connect_provider_arn(&arn)
-                .client_id(STS_AUDIENCE)
                 .send()
                 .await
-                .map_err(|e| sdk_error(e, format!("adding client id {STS_AUDIENCE} to {arn}")))?;
-        }
-        return Ok((arn, false));
-    }
-    // Without a thumbprint IAM derives it from the issuer's certificate chain (and for EKS
-    // issuers trusts its own root CA library); one given by --thumbprint is passed through.
-    let mut request = iam
-        .create_open_id_connect_provider()
-        .url(format!("https://{host_path}"))
-        .client_id_list(STS_AUDIENCE)
-        .tags(managed_by_tag()?);
-    for thumbprint in thumbprints {
-        request = request.thumbprint_list(thumbprint);
-    }
-    let created = match request.send().await {
-        Ok(created) => created,
-        // Another run created it between our list and our create: it is found, not ours.
-        Err(err)
-            if err
-                .as_service_error()
-                .is_some_and(|e| e.is_entity_already_exists_exception()) =>
-        {
-            let arn = listed_arn_for(iam, &suffix).await?.ok_or_else(|| {
-                Error::remote(format!(
-                    "IAM says the OIDC provider for {issuer} exists but does not list it"
-                ))
-            })?;
+                .map_err(|e| sdk_error(e, format!("reading OIDC provider {arn}")))?;
+            if !provider.client_id_list().iter().any(|c| c == STS_AUDIENCE) {
+                iam.add_client_id_to_open_id_connect_provider()
+                    .open_id_connect_provider_arn(&arn)
+                    .client_id(STS_AUDIENCE)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        sdk_error(e, format!("adding client id {STS_AUDIENCE} to {arn}"))
+                    })?;
+            }
             return Ok((arn, false));
         }
-        Err(err) => {
-            return Err(sdk_error(
-                err,
-                format!("creating the IAM OIDC provider for {issuer}"),
-            ));
+        // Without a thumbprint IAM derives it from the issuer's certificate chain (and for EKS
+        // issuers trusts its own root CA library); one given by --thumbprint is passed through.
+        let mut request = iam
+            .create_open_id_connect_provider()
+            .url(format!("https://{host_path}"))
+            .client_id_list(STS_AUDIENCE)
+            .tags(managed_by_tag()?);
+        for thumbprint in thumbprints {
+            request = request.thumbprint_list(thumbprint);
         }
-    };
-    let arn = created
-        .open_id_connect_provider_arn()
-        .ok_or_else(|| Error::remote("IAM created the OIDC provider but returned no ARN"))?
-        .to_owned();
-    Ok((arn, true))
+        let created = match request.send().await {
+            Ok(created) => created,
+            // Another run created it between our list and our create: it is found, not ours.
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_entity_already_exists_exception()) =>
+            {
+                let arn = listed_arn_for(iam, &suffix).await?.ok_or_else(|| {
+                    Error::remote(format!(
+                        "IAM says the OIDC provider for {issuer} exists but does not list it"
+                    ))
+                })?;
+                return Ok((arn, false));
+            }
+            Err(err) => {
+                return Err(sdk_error(
+                    err,
+                    format!("creating the IAM OIDC provider for {issuer}"),
+                ));
+            }
+        };
+        let arn = created
+            .open_id_connect_provider_arn()
+            .ok_or_else(|| Error::remote("IAM created the OIDC provider but returned no ARN"))?
+            .to_owned();
+        Ok((arn, true))
+    }
+
+    /// Create the role with `trust`, or merge `trust` into the existing role's trust.
+    pub async fn ensure_role(
+        &self,
+        name: &str,
+        trust: &Trust,
+        description: &str,
+    ) -> Result<RoleOutcome> {
+        let iam = &self.client;
+        match iam.get_role().role_name(name).send().await {
+            Ok(found) => {
+                let role = found
+                    .role()
+                    .ok_or_else(|| Error::remote(format!("IAM returned no role for {name}")))?;
+                let existing = role
+                    .assume_role_policy_document()
+                    .map(decode_document)
+                    .transpose()?;
+                let desired = merged_trust(existing.as_ref(), trust);
+                if existing.as_ref() != Some(&desired) {
+                    iam.update_assume_role_policy()
+                        .role_name(name)
+                        .policy_document(desired.to_string())
+                        .send()
+                        .await
+                        .map_err(|e| {
+                            sdk_error(e, format!("updating the trust policy of role {name}"))
+                        })?;
+                }
+                Ok(RoleOutcome {
+                    arn: role.arn().to_owned(),
+                    created: false,
+                })
+            }
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(GetRoleError::is_no_such_entity_exception) =>
+            {
+                let created = iam
+                    .create_role()
+                    .role_name(name)
+                    .assume_role_policy_document(merged_trust(None, trust).to_string())
+                    .description(description)
+                    .tags(managed_by_tag()?)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error(e, format!("creating role {name}")))?;
+                let arn = created.role().map(|r| r.arn().to_owned()).ok_or_else(|| {
+                    Error::remote(format!("IAM created role {name} but returned no ARN"))
+                })?;
+                Ok(RoleOutcome { arn, created: true })
+            }
+            Err(err) => Err(sdk_error(err, format!("reading role {name}"))),
+        }
+    }
+
+    /// Put the inline access policy unless it is already exactly that; returns whether the
+    /// role had no such policy before.
+    pub async fn ensure_inline_policy(&self, role: &str, document: &Value) -> Result<bool> {
+        let iam = &self.client;
+        let existing = match iam
+            .get_role_policy()
+            .role_name(role)
+            .policy_name(POLICY_NAME)
+            .send()
+            .await
+        {
+            Ok(found) => Some(decode_document(found.policy_document())?),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(GetRolePolicyError::is_no_such_entity_exception) =>
+            {
+                None
+            }
+            Err(err) => {
+                return Err(sdk_error(
+                    err,
+                    format!("reading policy {POLICY_NAME} of role {role}"),
+                ));
+            }
+        };
+        if existing.as_ref() != Some(document) {
+            iam.put_role_policy()
+                .role_name(role)
+                .policy_name(POLICY_NAME)
+                .policy_document(document.to_string())
+                .send()
+                .await
+                .map_err(|e| {
+                    sdk_error(e, format!("putting policy {POLICY_NAME} on role {role}"))
+                })?;
+        }
+        Ok(existing.is_none())
+    }
 }
 
 /// The role's ARN and whether this call created it.
@@ -289,96 +406,387 @@ pub struct RoleOutcome {
     pub created: bool,
 }
 
-/// Create the role with `trust`, or merge `trust` into the existing role's trust.
-pub async fn ensure_role(
-    iam: &Client,
-    name: &str,
-    trust: &Trust,
-    description: &str,
-) -> Result<RoleOutcome> {
-    match iam.get_role().role_name(name).send().await {
-        Ok(found) => {
-            let role = found
-                .role()
-                .ok_or_else(|| Error::remote(format!("IAM returned no role for {name}")))?;
-            let existing = role
-                .assume_role_policy_document()
-                .map(decode_document)
-                .transpose()?;
-            let desired = merged_trust(existing.as_ref(), trust);
-            if existing.as_ref() != Some(&desired) {
-                iam.update_assume_role_policy()
-                    .role_name(name)
-                    .policy_document(desired.to_string())
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        sdk_error(e, format!("updating the trust policy of role {name}"))
-                    })?;
-            }
-            Ok(RoleOutcome {
-                arn: role.arn().to_owned(),
-                created: false,
-            })
-        }
-        Err(err)
-            if err
-                .as_service_error()
-                .is_some_and(GetRoleError::is_no_such_entity_exception) =>
+// ---- Deleting what irsa-role created (teardown) ---------------------------------------------
+//
+// Each function answers "was it there" so that teardown can tell deleted from already gone;
+// none of them deletes anything it was not named (no listing and matching by name).
+
+/// What else hangs on a role besides what the ledger says is ours.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoleAttachments {
+    pub inline_policies: Vec<String>,
+    pub managed_policies: Vec<String>,
+    pub instance_profiles: Vec<String>,
+}
+
+fn is_no_such_entity<E: aws_smithy_types::error::metadata::ProvideErrorMetadata>(e: &E) -> bool {
+    e.code() == Some("NoSuchEntity")
+}
+
+fn tag_pairs(tags: &[Tag]) -> Vec<(String, String)> {
+    tags.iter()
+        .map(|t| (t.key().to_owned(), t.value().to_owned()))
+        .collect()
+}
+
+impl Iam {
+    /// The role's ARN and tags, or `None` when IAM says there is no such role.
+    pub async fn role_arn_and_tags(
+        &self,
+        name: &str,
+    ) -> Result<Option<(String, Vec<(String, String)>)>> {
+        let iam = &self.client;
+        let arn = match iam.get_role().role_name(name).send().await {
+            Ok(found) => found.role().map(|r| r.arn().to_owned()).unwrap_or_default(),
+            Err(err) if err.as_service_error().is_some_and(is_no_such_entity) => return Ok(None),
+            Err(err) => return Err(sdk_error(err, format!("reading role {name}"))),
+        };
+        let tags = iam
+            .list_role_tags()
+            .role_name(name)
+            .send()
+            .await
+            .map_err(|e| sdk_error(e, format!("reading the tags of role {name}")))?;
+        Ok(Some((arn, tag_pairs(tags.tags()))))
+    }
+
+    /// Inline and attached policies and instance profiles of a role.
+    pub async fn role_attachments(&self, name: &str) -> Result<RoleAttachments> {
+        let iam = &self.client;
+        let inline = iam
+            .list_role_policies()
+            .role_name(name)
+            .send()
+            .await
+            .map_err(|e| sdk_error(e, format!("listing the inline policies of role {name}")))?;
+        let managed = iam
+            .list_attached_role_policies()
+            .role_name(name)
+            .send()
+            .await
+            .map_err(|e| sdk_error(e, format!("listing the policies attached to role {name}")))?;
+        let profiles = iam
+            .list_instance_profiles_for_role()
+            .role_name(name)
+            .send()
+            .await
+            .map_err(|e| sdk_error(e, format!("listing the instance profiles of role {name}")))?;
+        Ok(RoleAttachments {
+            inline_policies: inline.policy_names().to_vec(),
+            managed_policies: managed
+                .attached_policies()
+                .iter()
+                .filter_map(|p| p.policy_arn().map(str::to_owned))
+                .collect(),
+            instance_profiles: profiles
+                .instance_profiles()
+                .iter()
+                .map(|p| p.instance_profile_name().to_owned())
+                .collect(),
+        })
+    }
+
+    /// An inline policy's document, or `None` when the role or the policy is not there.
+    pub async fn role_policy_document(&self, role: &str, policy: &str) -> Result<Option<Value>> {
+        let iam = &self.client;
+        match iam
+            .get_role_policy()
+            .role_name(role)
+            .policy_name(policy)
+            .send()
+            .await
         {
-            let created = iam
-                .create_role()
-                .role_name(name)
-                .assume_role_policy_document(merged_trust(None, trust).to_string())
-                .description(description)
-                .tags(managed_by_tag()?)
-                .send()
-                .await
-                .map_err(|e| sdk_error(e, format!("creating role {name}")))?;
-            let arn = created.role().map(|r| r.arn().to_owned()).ok_or_else(|| {
-                Error::remote(format!("IAM created role {name} but returned no ARN"))
-            })?;
-            Ok(RoleOutcome { arn, created: true })
+            Ok(found) => decode_document(found.policy_document()).map(Some),
+            Err(err) if err.as_service_error().is_some_and(is_no_such_entity) => Ok(None),
+            Err(err) => Err(sdk_error(
+                err,
+                format!("reading policy {policy} of role {role}"),
+            )),
         }
-        Err(err) => Err(sdk_error(err, format!("reading role {name}"))),
+    }
+
+    /// Delete one inline policy; `false` when it (or its role) was already gone.
+    pub async fn delete_role_policy(&self, role: &str, policy: &str) -> Result<bool> {
+        let iam = &self.client;
+        match iam
+            .delete_role_policy()
+            .role_name(role)
+            .policy_name(policy)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(err) if err.as_service_error().is_some_and(is_no_such_entity) => Ok(false),
+            Err(err) => Err(sdk_error(
+                err,
+                format!("deleting policy {policy} of role {role}"),
+            )),
+        }
+    }
+
+    /// Delete a role whose attachments were removed; `false` when it was already gone.
+    /// DeleteConflict and ConcurrentModification are IAM catching up with those removals (its
+    /// propagation delay), so they are retried a bounded number of times, with progress.
+    pub async fn delete_role(&self, name: &str, progress: &crate::poll::Progress) -> Result<bool> {
+        let iam = &self.client;
+        use crate::poll::{self, Attempt, Pace};
+        // 0.5 + 1 + 2 + 4 + 8 s of pauses: what IAM's propagation has needed.
+        let pace = Pace::doubling(
+            std::time::Duration::from_millis(500),
+            std::time::Duration::from_secs(8),
+            std::time::Duration::from_secs(16),
+        );
+        let (deleted, _) = poll::until(
+            &format!("IAM to let role {name} go"),
+            pace,
+            progress,
+            move || async move {
+                match iam.delete_role().role_name(name).send().await {
+                    Ok(_) => Ok(Attempt::Done(true)),
+                    Err(err) if err.as_service_error().is_some_and(is_no_such_entity) => {
+                        Ok(Attempt::Done(false))
+                    }
+                    Err(err)
+                        if err.as_service_error().is_some_and(|e| {
+                            e.is_delete_conflict_exception()
+                                || e.is_concurrent_modification_exception()
+                        }) =>
+                    {
+                        Ok(Attempt::Pending("IAM still sees attachments".to_owned()))
+                    }
+                    Err(err) => Err(sdk_error(err, format!("deleting role {name}"))),
+                }
+            },
+            |t| {
+                Error::remote(format!(
+                    "deleting role {name}: still in conflict after {} attempts",
+                    t.attempts
+                ))
+            },
+        )
+        .await?;
+        Ok(deleted)
+    }
+
+    /// The provider's tags, or `None` when IAM says there is no such provider.
+    pub async fn oidc_provider_tags(&self, arn: &str) -> Result<Option<Vec<(String, String)>>> {
+        let iam = &self.client;
+        match iam
+            .get_open_id_connect_provider()
+            .open_id_connect_provider_arn(arn)
+            .send()
+            .await
+        {
+            Ok(found) => Ok(Some(tag_pairs(found.tags()))),
+            Err(err) if err.as_service_error().is_some_and(is_no_such_entity) => Ok(None),
+            Err(err) => Err(sdk_error(err, format!("reading OIDC provider {arn}"))),
+        }
+    }
+
+    /// The roles of the account whose trust policy names `provider_arn` as a federated principal:
+    /// deleting the provider would break every one of them (IAM does not update them).
+    pub async fn roles_trusting(&self, provider_arn: &str) -> Result<Vec<String>> {
+        let iam = &self.client;
+        let mut pages = iam.list_roles().into_paginator().items().send();
+        let mut out = Vec::new();
+        while let Some(role) = pages.next().await {
+            let role = role.map_err(|e| sdk_error(e, "listing IAM roles"))?;
+            let Some(text) = role.assume_role_policy_document() else {
+                continue;
+            };
+            let document = decode_document(text)?;
+            let trusts =
+                statements_of(&document)
+                    .iter()
+                    .any(|s| match &s["Principal"]["Federated"] {
+                        Value::String(arn) => arn == provider_arn,
+                        Value::Array(arns) => arns.iter().any(|a| a == provider_arn),
+                        _ => false,
+                    });
+            if trusts {
+                out.push(role.role_name().to_owned());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Delete an OIDC provider; `false` when it was already gone.
+    pub async fn delete_oidc_provider(&self, arn: &str) -> Result<bool> {
+        let iam = &self.client;
+        match iam
+            .delete_open_id_connect_provider()
+            .open_id_connect_provider_arn(arn)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(err) if err.as_service_error().is_some_and(is_no_such_entity) => Ok(false),
+            Err(err) => Err(sdk_error(err, format!("deleting OIDC provider {arn}"))),
+        }
     }
 }
 
-/// Put the inline access policy unless it is already exactly that; returns whether the
-/// role had no such policy before.
-pub async fn ensure_inline_policy(iam: &Client, role: &str, document: &Value) -> Result<bool> {
-    let existing = match iam
-        .get_role_policy()
-        .role_name(role)
-        .policy_name(POLICY_NAME)
-        .send()
-        .await
-    {
-        Ok(found) => Some(decode_document(found.policy_document())?),
-        Err(err)
-            if err
-                .as_service_error()
-                .is_some_and(GetRolePolicyError::is_no_such_entity_exception) =>
-        {
-            None
-        }
-        Err(err) => {
-            return Err(sdk_error(
-                err,
-                format!("reading policy {POLICY_NAME} of role {role}"),
-            ));
-        }
-    };
-    if existing.as_ref() != Some(document) {
-        iam.put_role_policy()
-            .role_name(role)
-            .policy_name(POLICY_NAME)
-            .policy_document(document.to_string())
-            .send()
-            .await
-            .map_err(|e| sdk_error(e, format!("putting policy {POLICY_NAME} on role {role}")))?;
+/// A role's ledger details: the inline policies on it that are ours (as the ledger has
+/// always had them).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleDetails {
+    #[serde(default)]
+    pub inline_policies: Vec<String>,
+}
+
+/// The ledger details of our inline policy on a role someone else made.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolePolicyDetails {
+    pub role_name: String,
+    pub policy_name: String,
+}
+
+impl RolePolicyDetails {
+    /// The ledger id of our policy on `role`.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.role_name, self.policy_name)
     }
-    Ok(existing.is_none())
+}
+
+/// The Sid of the statement irsa-role writes; a policy of that name without it was rewritten
+/// by someone else.
+const OUR_SID: &str = "AmpWorkspaceAccess";
+
+/// teardown's `iam-role` entry: our inline policies, then the role, unless it carries
+/// something ampkit did not put there or the caller is running as it.
+pub async fn take_down_role(run: &mut impl Run, r: &Resource) -> Result<Verdict> {
+    let details: RoleDetails = crate::verdict!(ledger::details(r));
+    let name = r.id.as_str();
+    let account = r.arn.as_deref().and_then(arn_account);
+    let iam = Iam::new(&run.config(None).await?);
+    // Never delete the role the caller is running as (ekristen/aws-nuke#919).
+    if run.caller().await?.role_name() == Some(name) {
+        return Ok(Verdict::Skipped(
+            "the caller is running as this role; delete it with other credentials".into(),
+        ));
+    }
+    let what = format!("role {name}");
+    let Some((arn, tags)) = iam.role_arn_and_tags(name).await? else {
+        return Ok(ledger::confirm_absent(run, &what, account, None, false).await);
+    };
+    if let Some(recorded) = r.arn.as_deref().filter(|a| *a != arn) {
+        return Ok(Verdict::Skipped(format!(
+            "its ARN is {arn}, not the recorded {recorded}"
+        )));
+    }
+    if !tagged_ours(tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+        return Ok(Verdict::Skipped(ledger::NOT_TAGGED.into()));
+    }
+    let ours = &details.inline_policies;
+    let attached = iam.role_attachments(name).await?;
+    let (to_delete, foreign_inline): (Vec<&String>, Vec<&String>) = attached
+        .inline_policies
+        .iter()
+        .partition(|p| ours.contains(p));
+    if !foreign_inline.is_empty()
+        || !attached.managed_policies.is_empty()
+        || !attached.instance_profiles.is_empty()
+    {
+        // Not forced: detaching what someone else attached is theirs to decide
+        // (terraform-provider-aws#47855 shows what a silent force does to users).
+        return Ok(Verdict::Failed(format!(
+            "the role has attachments ampkit did not make (inline policies {foreign_inline:?}, \
+             managed policies {:?}, instance profiles {:?}); remove them, then run teardown again",
+            attached.managed_policies, attached.instance_profiles
+        )));
+    }
+    if run.dry_run() {
+        run.seen().gone_roles.insert(name.to_owned());
+        return Ok(Verdict::WouldDelete(format!(
+            "inline policies {to_delete:?}, then the role"
+        )));
+    }
+    for policy in to_delete {
+        iam.delete_role_policy(name, policy).await?;
+    }
+    let deleted = iam.delete_role(name, run.progress()).await?;
+    run.seen().gone_roles.insert(name.to_owned());
+    if deleted {
+        Ok(Verdict::Deleted)
+    } else {
+        Ok(ledger::confirm_absent(run, &what, account, None, false).await)
+    }
+}
+
+/// teardown's `iam-role-policy` entry: our policy (still holding our statement) leaves the
+/// role, which stays.
+pub async fn take_down_role_policy(run: &mut impl Run, r: &Resource) -> Result<Verdict> {
+    let details: RolePolicyDetails = crate::verdict!(ledger::details(r));
+    let role = crate::verdict!(ledger::required(&details.role_name, "roleName"));
+    let policy = crate::verdict!(ledger::required(&details.policy_name, "policyName"));
+    // The entry records no ARN; the account is that of the role the irsa section names.
+    let role_arn = r.arn.clone().or_else(|| {
+        run.seen()
+            .irsa_role
+            .as_ref()
+            .filter(|(name, _)| name == role)
+            .map(|(_, arn)| arn.clone())
+    });
+    let account = role_arn.as_deref().and_then(arn_account);
+    let iam = Iam::new(&run.config(None).await?);
+    let what = format!("policy {policy} of role {role}");
+    let Some(document) = iam.role_policy_document(role, policy).await? else {
+        return Ok(ledger::confirm_absent(run, &what, account, None, false).await);
+    };
+    if !statements_of(&document).iter().any(|s| s["Sid"] == OUR_SID) {
+        return Ok(Verdict::Skipped(format!(
+            "policy {policy} no longer has ampkit's statement {OUR_SID}: someone rewrote it"
+        )));
+    }
+    if run.dry_run() {
+        return Ok(Verdict::WouldDelete(format!(
+            "only our inline policy; role {role} stays"
+        )));
+    }
+    if iam.delete_role_policy(role, policy).await? {
+        Ok(Verdict::Deleted)
+    } else {
+        Ok(ledger::confirm_absent(run, &what, account, None, false).await)
+    }
+}
+
+/// teardown's `iam-oidc-provider` entry: deleted only when no role (other than those this run
+/// deletes) still trusts it.
+pub async fn take_down_oidc_provider(run: &mut impl Run, r: &Resource) -> Result<Verdict> {
+    let arn = r.arn.clone().unwrap_or_else(|| r.id.clone());
+    let account = arn_account(&arn);
+    let iam = Iam::new(&run.config(None).await?);
+    let what = format!("OIDC provider {arn}");
+    let Some(tags) = iam.oidc_provider_tags(&arn).await? else {
+        return Ok(ledger::confirm_absent(run, &what, account, None, false).await);
+    };
+    if !tagged_ours(tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+        return Ok(Verdict::Skipped(ledger::NOT_TAGGED.into()));
+    }
+    // One provider per cluster issuer, shared by every IRSA role of the cluster: deleting it
+    // breaks them all ("No OpenIDConnect provider found"), and IAM does not warn.
+    let gone = &run.seen().gone_roles;
+    let users: Vec<String> = iam
+        .roles_trusting(&arn)
+        .await?
+        .into_iter()
+        .filter(|role| !gone.contains(role))
+        .collect();
+    if !users.is_empty() {
+        return Ok(Verdict::Skipped(format!(
+            "still trusted by roles {users:?}; deleting it would break them"
+        )));
+    }
+    if run.dry_run() {
+        return Ok(Verdict::WouldDelete("no role trusts it".into()));
+    }
+    if iam.delete_oidc_provider(&arn).await? {
+        Ok(Verdict::Deleted)
+    } else {
+        Ok(ledger::confirm_absent(run, &what, account, None, false).await)
+    }
 }
 
 #[cfg(test)]
@@ -445,217 +853,5 @@ mod tests {
         let v = decode_document("%7B%22Version%22%3A%222012-10-17%22%7D").unwrap();
         assert_eq!(v, json!({"Version": "2012-10-17"}));
         assert_eq!(decode_document(r#"{"a":1}"#).unwrap(), json!({"a": 1}));
-    }
-}
-
-// ---- Deleting what irsa-role created (teardown) ---------------------------------------------
-//
-// Each function answers "was it there" so that teardown can tell deleted from already gone;
-// none of them deletes anything it was not named (no listing and matching by name).
-
-/// What else hangs on a role besides what the ledger says is ours.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RoleAttachments {
-    pub inline_policies: Vec<String>,
-    pub managed_policies: Vec<String>,
-    pub instance_profiles: Vec<String>,
-}
-
-fn is_no_such_entity<E: aws_smithy_types::error::metadata::ProvideErrorMetadata>(e: &E) -> bool {
-    e.code() == Some("NoSuchEntity")
-}
-
-fn tag_pairs(tags: &[Tag]) -> Vec<(String, String)> {
-    tags.iter()
-        .map(|t| (t.key().to_owned(), t.value().to_owned()))
-        .collect()
-}
-
-/// The role's ARN and tags, or `None` when IAM says there is no such role.
-pub async fn role_arn_and_tags(
-    iam: &Client,
-    name: &str,
-) -> Result<Option<(String, Vec<(String, String)>)>> {
-    let arn = match iam.get_role().role_name(name).send().await {
-        Ok(found) => found.role().map(|r| r.arn().to_owned()).unwrap_or_default(),
-        Err(err) if err.as_service_error().is_some_and(is_no_such_entity) => return Ok(None),
-        Err(err) => return Err(sdk_error(err, format!("reading role {name}"))),
-    };
-    let tags = iam
-        .list_role_tags()
-        .role_name(name)
-        .send()
-        .await
-        .map_err(|e| sdk_error(e, format!("reading the tags of role {name}")))?;
-    Ok(Some((arn, tag_pairs(tags.tags()))))
-}
-
-/// Inline and attached policies and instance profiles of a role.
-pub async fn role_attachments(iam: &Client, name: &str) -> Result<RoleAttachments> {
-    let inline = iam
-        .list_role_policies()
-        .role_name(name)
-        .send()
-        .await
-        .map_err(|e| sdk_error(e, format!("listing the inline policies of role {name}")))?;
-    let managed = iam
-        .list_attached_role_policies()
-        .role_name(name)
-        .send()
-        .await
-        .map_err(|e| sdk_error(e, format!("listing the policies attached to role {name}")))?;
-    let profiles = iam
-        .list_instance_profiles_for_role()
-        .role_name(name)
-        .send()
-        .await
-        .map_err(|e| sdk_error(e, format!("listing the instance profiles of role {name}")))?;
-    Ok(RoleAttachments {
-        inline_policies: inline.policy_names().to_vec(),
-        managed_policies: managed
-            .attached_policies()
-            .iter()
-            .filter_map(|p| p.policy_arn().map(str::to_owned))
-            .collect(),
-        instance_profiles: profiles
-            .instance_profiles()
-            .iter()
-            .map(|p| p.instance_profile_name().to_owned())
-            .collect(),
-    })
-}
-
-/// An inline policy's document, or `None` when the role or the policy is not there.
-pub async fn role_policy_document(iam: &Client, role: &str, policy: &str) -> Result<Option<Value>> {
-    match iam
-        .get_role_policy()
-        .role_name(role)
-        .policy_name(policy)
-        .send()
-        .await
-    {
-        Ok(found) => decode_document(found.policy_document()).map(Some),
-        Err(err) if err.as_service_error().is_some_and(is_no_such_entity) => Ok(None),
-        Err(err) => Err(sdk_error(
-            err,
-            format!("reading policy {policy} of role {role}"),
-        )),
-    }
-}
-
-/// Delete one inline policy; `false` when it (or its role) was already gone.
-pub async fn delete_role_policy(iam: &Client, role: &str, policy: &str) -> Result<bool> {
-    match iam
-        .delete_role_policy()
-        .role_name(role)
-        .policy_name(policy)
-        .send()
-        .await
-    {
-        Ok(_) => Ok(true),
-        Err(err) if err.as_service_error().is_some_and(is_no_such_entity) => Ok(false),
-        Err(err) => Err(sdk_error(
-            err,
-            format!("deleting policy {policy} of role {role}"),
-        )),
-    }
-}
-
-/// Delete a role whose attachments were removed; `false` when it was already gone.
-/// DeleteConflict and ConcurrentModification are IAM catching up with those removals (its
-/// propagation delay), so they are retried a bounded number of times, with progress.
-pub async fn delete_role(
-    iam: &Client,
-    name: &str,
-    progress: &crate::poll::Progress,
-) -> Result<bool> {
-    use crate::poll::{self, Attempt, Pace};
-    // 0.5 + 1 + 2 + 4 + 8 s of pauses: what IAM's propagation has needed.
-    let pace = Pace::doubling(
-        std::time::Duration::from_millis(500),
-        std::time::Duration::from_secs(8),
-        std::time::Duration::from_secs(16),
-    );
-    let (deleted, _) = poll::until(
-        &format!("IAM to let role {name} go"),
-        pace,
-        progress,
-        move || async move {
-            match iam.delete_role().role_name(name).send().await {
-                Ok(_) => Ok(Attempt::Done(true)),
-                Err(err) if err.as_service_error().is_some_and(is_no_such_entity) => {
-                    Ok(Attempt::Done(false))
-                }
-                Err(err)
-                    if err.as_service_error().is_some_and(|e| {
-                        e.is_delete_conflict_exception() || e.is_concurrent_modification_exception()
-                    }) =>
-                {
-                    Ok(Attempt::Pending("IAM still sees attachments".to_owned()))
-                }
-                Err(err) => Err(sdk_error(err, format!("deleting role {name}"))),
-            }
-        },
-        |t| {
-            Error::remote(format!(
-                "deleting role {name}: still in conflict after {} attempts",
-                t.attempts
-            ))
-        },
-    )
-    .await?;
-    Ok(deleted)
-}
-
-/// The provider's tags, or `None` when IAM says there is no such provider.
-pub async fn oidc_provider_tags(iam: &Client, arn: &str) -> Result<Option<Vec<(String, String)>>> {
-    match iam
-        .get_open_id_connect_provider()
-        .open_id_connect_provider_arn(arn)
-        .send()
-        .await
-    {
-        Ok(found) => Ok(Some(tag_pairs(found.tags()))),
-        Err(err) if err.as_service_error().is_some_and(is_no_such_entity) => Ok(None),
-        Err(err) => Err(sdk_error(err, format!("reading OIDC provider {arn}"))),
-    }
-}
-
-/// The roles of the account whose trust policy names `provider_arn` as a federated principal:
-/// deleting the provider would break every one of them (IAM does not update them).
-pub async fn roles_trusting(iam: &Client, provider_arn: &str) -> Result<Vec<String>> {
-    let mut pages = iam.list_roles().into_paginator().items().send();
-    let mut out = Vec::new();
-    while let Some(role) = pages.next().await {
-        let role = role.map_err(|e| sdk_error(e, "listing IAM roles"))?;
-        let Some(text) = role.assume_role_policy_document() else {
-            continue;
-        };
-        let document = decode_document(text)?;
-        let trusts = statements_of(&document)
-            .iter()
-            .any(|s| match &s["Principal"]["Federated"] {
-                Value::String(arn) => arn == provider_arn,
-                Value::Array(arns) => arns.iter().any(|a| a == provider_arn),
-                _ => false,
-            });
-        if trusts {
-            out.push(role.role_name().to_owned());
-        }
-    }
-    Ok(out)
-}
-
-/// Delete an OIDC provider; `false` when it was already gone.
-pub async fn delete_oidc_provider(iam: &Client, arn: &str) -> Result<bool> {
-    match iam
-        .delete_open_id_connect_provider()
-        .open_id_connect_provider_arn(arn)
-        .send()
-        .await
-    {
-        Ok(_) => Ok(true),
-        Err(err) if err.as_service_error().is_some_and(is_no_such_entity) => Ok(false),
-        Err(err) => Err(sdk_error(err, format!("deleting OIDC provider {arn}"))),
     }
 }

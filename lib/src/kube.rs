@@ -161,6 +161,8 @@ pub fn error(doing: impl Display, instead: &str) -> impl FnOnce(kube::Error) -> 
 /// tower `Service`, and `tower_test::mock::pair` hands each request to the script). The
 /// script lists the exact calls expected, in order; a missing, different or extra call fails
 /// the test.
+pub mod service_account;
+
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing {
     #![allow(clippy::unwrap_used, clippy::expect_used)]

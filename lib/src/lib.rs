@@ -13,6 +13,7 @@ pub mod eks;
 pub mod error;
 pub mod http;
 pub mod kube;
+pub mod ledger;
 pub mod poll;
 pub mod timespec;
 

@@ -9,25 +9,17 @@
 
 use aws_sdk_sns::Client;
 use aws_sdk_sns::types::{MessageAttributeValue, Tag};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::aws::sdk_error;
-use crate::doc::{MANAGED_BY, tagged_ours};
+use crate::doc::{MANAGED_BY, Resource, tagged_ours};
 use crate::error::{Error, Result};
+use crate::ledger::{self, Removal, Run, Verdict};
+use crate::sts::arn_region;
 
 /// SNS refuses a subject longer than this (and AMP truncates it); subjects are also ASCII only.
 pub const SUBJECT_MAX: usize = 100;
-
-/// What removing a ledgered object did. Shared by every delete of sns-alert's objects (SNS,
-/// AMP rules, Grafana alerting) so that teardown reports them one way.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Removal {
-    Deleted,
-    /// It was not there any more: done, as far as the ledger is concerned.
-    Absent,
-    /// Left in place for a reason the caller should report (and keep the ledger entry for).
-    Skipped(String),
-}
 
 /// A parsed SNS topic ARN: `arn:PARTITION:sns:REGION:ACCOUNT:NAME`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -574,6 +566,141 @@ pub async fn caller_account(config: &aws_config::SdkConfig) -> Result<String> {
     out.account()
         .map(str::to_owned)
         .ok_or_else(|| Error::remote("STS GetCallerIdentity gave no account"))
+}
+
+// ---- The ledger's SNS entries, and their deletes (teardown) ----------------------------------
+
+/// A topic's ledger details.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicDetails {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+}
+
+/// A subscription's ledger details: untaggable, it is ours while it is still on the topic and
+/// to the endpoint recorded here.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionDetails {
+    pub topic_arn: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub protocol: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub pending_confirmation: bool,
+}
+
+/// The ledger details of our statement in a topic's policy (the topic may be someone else's).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatementDetails {
+    pub topic_arn: String,
+    /// The workspace the statement lets publish.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub workspace_id: String,
+}
+
+fn region_of(r: &Resource, arn: &str) -> Option<String> {
+    r.region
+        .clone()
+        .or_else(|| arn_region(arn).map(str::to_owned))
+}
+
+/// teardown's `sns-topic` entry: the topic, with its subscriptions, if it carries our tag.
+pub async fn take_down_topic(run: &mut impl Run, r: &Resource) -> Result<Verdict> {
+    let _: TopicDetails = crate::verdict!(ledger::details(r));
+    let arn = r.arn.clone().unwrap_or_else(|| r.id.clone());
+    let region = region_of(r, &arn);
+    let account = arn_account(&arn);
+    let sns = Sns::new(&run.config(region.as_deref()).await?);
+    let what = format!("topic {arn}");
+    if !sns.topic_exists(&arn).await? {
+        return Ok(ledger::confirm_absent(run, &what, account, region.as_deref(), true).await);
+    }
+    if !sns.topic_is_ours(&arn).await? {
+        return Ok(Verdict::Skipped(ledger::NOT_TAGGED.into()));
+    }
+    if run.dry_run() {
+        return Ok(Verdict::WouldDelete(
+            "the topic and with it its subscriptions".into(),
+        ));
+    }
+    let removal = sns.delete_topic(&arn).await?;
+    Ok(ledger::removed(run, removal, &what, account, region.as_deref()).await)
+}
+
+/// teardown's `sns-subscription` entry. A subscription still pending confirmation cannot be
+/// deleted: it goes with its topic when the ledger deletes that, else SNS expires it.
+pub async fn take_down_subscription(run: &mut impl Run, r: &Resource) -> Result<Verdict> {
+    let details: SubscriptionDetails = crate::verdict!(ledger::details(r));
+    let topic_arn = crate::verdict!(ledger::required(&details.topic_arn, "topicArn"));
+    let arn = r.arn.clone().unwrap_or_else(|| r.id.clone());
+    let region = region_of(r, topic_arn);
+    let account = arn_account(topic_arn);
+    let sns = Sns::new(&run.config(region.as_deref()).await?);
+    let what = format!("subscription {arn}");
+    let Some(attributes) = sns.subscription_attributes(&arn).await? else {
+        return Ok(ledger::confirm_absent(run, &what, account, region.as_deref(), true).await);
+    };
+    let attribute = |key: &str| attributes.get(key).map(String::as_str).unwrap_or_default();
+    if attribute("TopicArn") != topic_arn
+        || details
+            .endpoint
+            .as_deref()
+            .is_some_and(|e| attribute("Endpoint") != e)
+    {
+        return Ok(Verdict::Skipped(format!(
+            "it is now {} -> {}, not what the ledger recorded",
+            attribute("TopicArn"),
+            attribute("Endpoint")
+        )));
+    }
+    if attribute("PendingConfirmation") == "true" {
+        return Ok(if run.seen().ledger_topics.contains(topic_arn) {
+            Verdict::Absent(format!(
+                "pending confirmation: it goes with topic {topic_arn}, which this ledger deletes"
+            ))
+        } else {
+            Verdict::Skipped(
+                "pending confirmation: SNS cannot delete it and expires it within 48 h".into(),
+            )
+        });
+    }
+    if run.dry_run() {
+        return Ok(Verdict::WouldDelete(format!(
+            "unsubscribe {}",
+            attribute("Endpoint")
+        )));
+    }
+    let removal = sns.unsubscribe(&arn).await?;
+    Ok(ledger::removed(run, removal, &what, account, region.as_deref()).await)
+}
+
+/// teardown's `sns-topic-policy-statement` entry: only our statement leaves the policy.
+pub async fn take_down_statement(run: &mut impl Run, r: &Resource) -> Result<Verdict> {
+    let details: StatementDetails = crate::verdict!(ledger::details(r));
+    let topic_arn = crate::verdict!(ledger::required(&details.topic_arn, "topicArn"));
+    let sid = r.id.as_str();
+    let region = region_of(r, topic_arn);
+    let account = arn_account(topic_arn);
+    let sns = Sns::new(&run.config(region.as_deref()).await?);
+    let what = format!("statement {sid} of topic {topic_arn}");
+    let present = sns.topic_exists(topic_arn).await?
+        && sns.topic_policy(topic_arn).await?["Statement"]
+            .as_array()
+            .is_some_and(|list| list.iter().any(|s| s["Sid"] == sid));
+    if !present {
+        return Ok(ledger::confirm_absent(run, &what, account, region.as_deref(), true).await);
+    }
+    if run.dry_run() {
+        return Ok(Verdict::WouldDelete(
+            "only our statement; the topic's others stay".into(),
+        ));
+    }
+    let removal = sns.remove_policy_statement(topic_arn, sid).await?;
+    Ok(ledger::removed(run, removal, &what, account, region.as_deref()).await)
 }
 
 #[cfg(test)]

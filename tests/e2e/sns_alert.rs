@@ -1018,9 +1018,9 @@ async fn an_alert_manager_definition_someone_made_is_merged_into_not_replaced() 
 /// contact point; each a second time is "absent"; the route someone made stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_grafana_objects_are_removed_by_the_lib_calls_teardown_makes() {
-    use ampkit::grafana::alerting::RouteSpec;
+    use ampkit::grafana::alerting::RouteDetails;
     use ampkit::grafana::{Grafana, Token};
-    use ampkit::sns::Removal;
+    use ampkit::ledger::Removal;
     let fixture = GrafanaFixture::start("12.0.2").await;
     fixture.seed_route("team-pager", json!([["team", "=", "payments"]]));
     let run = sns_alert_grafana(
@@ -1053,7 +1053,8 @@ async fn the_grafana_objects_are_removed_by_the_lib_calls_teardown_makes() {
     let refused = grafana.delete_contact_point(cp_uid).await.unwrap_err();
     assert!(refused.hint.unwrap().contains("remove the route first"));
 
-    let spec = RouteSpec::from_ledger(route["details"].as_object().unwrap()).unwrap();
+    let details: RouteDetails = serde_json::from_value(route["details"].clone()).unwrap();
+    let spec = details.route().unwrap();
     assert_eq!(grafana.remove_route(&spec).await.unwrap(), Removal::Deleted);
     assert_eq!(grafana.remove_route(&spec).await.unwrap(), Removal::Absent);
     let (tree, provenance) = fixture.policy_tree();

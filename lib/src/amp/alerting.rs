@@ -9,6 +9,8 @@ use std::collections::BTreeSet;
 
 use serde_norway::{Mapping, Value};
 
+use crate::error::Error;
+
 /// A YAML mapping key.
 pub fn key(s: &str) -> Value {
     Value::String(s.to_owned())
@@ -246,60 +248,128 @@ fn check_route_receivers(route: &Mapping, names: &BTreeSet<String>) -> Result<()
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+fn parse_definition(yaml: &str, whose: &str) -> crate::error::Result<(Mapping, Mapping)> {
+    let top: Value = serde_norway::from_str(yaml)
+        .map_err(|e| Error::input(format!("{whose} alert manager definition is not YAML: {e}")))?;
+    let Value::Mapping(top) = top else {
+        return Err(Error::input(format!(
+            "{whose} alert manager definition is not a mapping"
+        )));
+    };
+    let config = match top.get(key("alertmanager_config")).and_then(Value::as_str) {
+        Some(text) => match serde_norway::from_str(text) {
+            Ok(Value::Mapping(m)) => m,
+            _ => {
+                return Err(Error::input(format!(
+                    "{whose} alertmanager_config is not a YAML mapping"
+                )));
+            }
+        },
+        None => Mapping::new(),
+    };
+    Ok((top, config))
+}
 
-    const RULES: &str = "groups:\n- name: g\n  rules:\n  - alert: High\n    expr: up > 0\n    for: 1m\n  - record: r:up\n    expr: sum(up)\n";
-
-    #[test]
-    fn rules_are_checked_the_amp_way() {
-        assert!(validate_rules(RULES).is_ok());
-        for bad in [
-            "groups: [",
-            "- a\n- b\n",
-            "groups:\n- rules: []\n",
-            "groups:\n- name: g\n  rules:\n  - expr: up\n",
-            "groups:\n- name: g\n  rules:\n  - alert: A\n",
-            "groups:\n- name: g\n  rules: []\n- name: g\n  rules: []\n",
-            "groups: []\nextra: 1\n",
-        ] {
-            assert!(validate_rules(bad).is_err(), "accepted: {bad}");
+/// Our definition merged into the one already in the workspace, which may hold other
+/// people's receivers and routes (AMP has one definition per workspace, so a plain put would
+/// replace them): our receiver (`receiver`, the first of ours) and template are added or
+/// replaced, and our route goes first among the root's children, matching only alerts with
+/// `matcher`. A definition whose root route is ours (made by an earlier run) is simply
+/// replaced. [`remove_merged`] takes exactly this back out.
+pub fn merge(
+    existing: &str,
+    ours: &str,
+    receiver: &str,
+    template: &str,
+    matcher: &str,
+) -> crate::error::Result<String> {
+    let is_ours = |route: &Value| route.get("receiver").and_then(Value::as_str) == Some(receiver);
+    let (their_top, mut config) = parse_definition(existing, "the workspace's")?;
+    let (our_top, our_config) = parse_definition(ours, "our")?;
+    let root_is_ours = config.get(key("route")).is_some_and(is_ours);
+    if root_is_ours || config.get(key("route")).is_none() {
+        return Ok(ours.to_owned());
+    }
+    // Our receiver, in place of an older one of ours.
+    let our_receiver = our_config
+        .get(key("receivers"))
+        .and_then(Value::as_sequence)
+        .and_then(|r| r.first())
+        .cloned()
+        .ok_or_else(|| Error::internal("our definition has no receiver"))?;
+    let receivers = config
+        .entry(key("receivers"))
+        .or_insert_with(|| Value::Sequence(Vec::new()));
+    if let Value::Sequence(list) = receivers {
+        list.retain(|r| r.get("name").and_then(Value::as_str) != Some(receiver));
+        list.push(our_receiver);
+    }
+    // Our route: the root's timing and grouping, matching only what we alert on.
+    let mut route = our_config
+        .get(key("route"))
+        .and_then(Value::as_mapping)
+        .cloned()
+        .unwrap_or_default();
+    route.insert(key("matchers"), Value::Sequence(vec![key(matcher)]));
+    route.insert(key("continue"), Value::Bool(false));
+    if let Some(Value::Mapping(root)) = config.get_mut(key("route")) {
+        let children = root
+            .entry(key("routes"))
+            .or_insert_with(|| Value::Sequence(Vec::new()));
+        if let Value::Sequence(list) = children {
+            list.retain(|r| !is_ours(r));
+            list.insert(0, Value::Mapping(route));
         }
     }
+    let templates = config
+        .entry(key("templates"))
+        .or_insert_with(|| Value::Sequence(Vec::new()));
+    if let Value::Sequence(list) = templates
+        && !list.iter().any(|t| t.as_str() == Some(template))
+    {
+        list.push(key(template));
+    }
+    let mut top = their_top;
+    let mut files = top
+        .get(key("template_files"))
+        .and_then(Value::as_mapping)
+        .cloned()
+        .unwrap_or_default();
+    if let Some(Value::Mapping(ours)) = our_top.get(key("template_files")) {
+        for (k, v) in ours {
+            files.insert(k.clone(), v.clone());
+        }
+    }
+    top.insert(key("template_files"), Value::Mapping(files));
+    let config_text = serde_norway::to_string(&Value::Mapping(config))
+        .map_err(|e| Error::internal(format!("cannot write the merged definition: {e}")))?;
+    top.insert(key("alertmanager_config"), key(&config_text));
+    let yaml = serde_norway::to_string(&Value::Mapping(top))
+        .map_err(|e| Error::internal(format!("cannot write the merged definition: {e}")))?;
+    validate_definition(&yaml).map_err(|e| {
+        Error::input(format!(
+            "merged into the workspace's alert manager definition, AMP would refuse it: {e}"
+        ))
+        .with_hint("fix the workspace's definition (it must pass AMP's checks) and run again")
+    })?;
+    Ok(yaml)
+}
 
-    const DEF: &str = "alertmanager_config: |\n  route:\n    receiver: sns\n    routes:\n    - receiver: sns\n      matchers: ['severity=\"page\"']\n  receivers:\n  - name: sns\n    sns_configs:\n    - topic_arn: arn:aws:sns:eu-west-1:123456789012:t\n      sigv4:\n        region: eu-west-1\n";
-
-    #[test]
-    fn definitions_are_checked_the_amp_way() {
-        assert!(validate_definition(DEF).is_ok());
-        let no_region = DEF.replace("      sigv4:\n        region: eu-west-1\n", "");
-        assert!(
-            validate_definition(&no_region)
-                .expect_err("refused")
-                .contains("region")
-        );
-        let api_url = DEF.replace("      sigv4:", "      api_url: http://x\n      sigv4:");
-        assert!(
-            validate_definition(&api_url)
-                .expect_err("refused")
-                .contains("api_url")
-        );
-        let webhook = DEF.replace(
-            "    sns_configs:",
-            "    webhook_configs: []\n    sns_configs:",
-        );
-        assert!(validate_definition(&webhook).is_err());
-        assert!(validate_definition("route: {}\n").is_err());
-        let undefined = DEF.replace(
-            "    receiver: sns\n    routes",
-            "    receiver: nope\n    routes",
-        );
-        assert!(
-            validate_definition(&undefined)
-                .expect_err("refused")
-                .contains("nope")
-        );
+/// AMP's rule for a rule groups namespace's name: 1 to 64 of `0-9 A-Z a-z - . _`, starting
+/// with a letter or digit (in AMP's words, `[0-9A-Za-z][-.0-9A-Z_a-z]*`).
+pub fn check_namespace_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .enumerate()
+            .all(|(i, c)| c.is_ascii_alphanumeric() || (i > 0 && matches!(c, '-' | '.' | '_')));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "name '{name}' must be 1-64 characters [0-9A-Za-z][-.0-9A-Z_a-z]*"
+        ))
     }
 }
 
@@ -396,5 +466,62 @@ mod merged_tests {
             "    receiver: ampkit-sns\n    routes",
         );
         assert!(remove_merged(&ours, "ampkit-sns", &names).is_err());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULES: &str = "groups:\n- name: g\n  rules:\n  - alert: High\n    expr: up > 0\n    for: 1m\n  - record: r:up\n    expr: sum(up)\n";
+
+    #[test]
+    fn rules_are_checked_the_amp_way() {
+        assert!(validate_rules(RULES).is_ok());
+        for bad in [
+            "groups: [",
+            "- a\n- b\n",
+            "groups:\n- rules: []\n",
+            "groups:\n- name: g\n  rules:\n  - expr: up\n",
+            "groups:\n- name: g\n  rules:\n  - alert: A\n",
+            "groups:\n- name: g\n  rules: []\n- name: g\n  rules: []\n",
+            "groups: []\nextra: 1\n",
+        ] {
+            assert!(validate_rules(bad).is_err(), "accepted: {bad}");
+        }
+    }
+
+    const DEF: &str = "alertmanager_config: |\n  route:\n    receiver: sns\n    routes:\n    - receiver: sns\n      matchers: ['severity=\"page\"']\n  receivers:\n  - name: sns\n    sns_configs:\n    - topic_arn: arn:aws:sns:eu-west-1:123456789012:t\n      sigv4:\n        region: eu-west-1\n";
+
+    #[test]
+    fn definitions_are_checked_the_amp_way() {
+        assert!(validate_definition(DEF).is_ok());
+        let no_region = DEF.replace("      sigv4:\n        region: eu-west-1\n", "");
+        assert!(
+            validate_definition(&no_region)
+                .expect_err("refused")
+                .contains("region")
+        );
+        let api_url = DEF.replace("      sigv4:", "      api_url: http://x\n      sigv4:");
+        assert!(
+            validate_definition(&api_url)
+                .expect_err("refused")
+                .contains("api_url")
+        );
+        let webhook = DEF.replace(
+            "    sns_configs:",
+            "    webhook_configs: []\n    sns_configs:",
+        );
+        assert!(validate_definition(&webhook).is_err());
+        assert!(validate_definition("route: {}\n").is_err());
+        let undefined = DEF.replace(
+            "    receiver: sns\n    routes",
+            "    receiver: nope\n    routes",
+        );
+        assert!(
+            validate_definition(&undefined)
+                .expect_err("refused")
+                .contains("nope")
+        );
     }
 }

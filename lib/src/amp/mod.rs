@@ -21,9 +21,11 @@ use aws_smithy_runtime_api::client::waiters::error::WaiterError;
 use serde::{Deserialize, Serialize};
 
 use crate::aws::sdk_error;
-use crate::doc::{MANAGED_BY, StateDoc};
+use crate::doc::{MANAGED_BY, Resource, StateDoc, tagged_ours};
 use crate::error::{Error, Result};
+use crate::ledger::{self, Run, Verdict};
 use crate::poll::{self, Attempt, Pace, Progress};
+use crate::sts::{arn_account, arn_region};
 
 /// What [`Workspaces::delete_and_wait`] found: it deleted the workspace, or it was gone already.
 pub use crate::aws::Deleted;
@@ -440,6 +442,53 @@ impl Workspaces {
         self.wait_until_deleted(id, left.max(Duration::from_secs(1)), progress)
             .await?;
         Ok(Deleted::Now)
+    }
+}
+
+/// A workspace's ledger details (as the ledger has always had them).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkspaceDetails {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+}
+
+/// teardown's `amp-workspace` entry: the recorded workspace, if its ARN is the recorded one
+/// and it still carries our tag, deleted and waited for until gone.
+pub async fn take_down_workspace(run: &mut impl Run, r: &Resource) -> Result<Verdict> {
+    let _: WorkspaceDetails = crate::verdict!(ledger::details(r));
+    let region = r
+        .region
+        .as_deref()
+        .or_else(|| r.arn.as_deref().and_then(arn_region));
+    let account = r.arn.as_deref().and_then(arn_account);
+    let workspaces = Workspaces::new(&run.config(region).await?);
+    let what = format!("workspace {}", r.id);
+    let Some(found) = workspaces.find(&r.id).await? else {
+        return Ok(ledger::confirm_absent(run, &what, account, region, true).await);
+    };
+    if let Some(arn) = r.arn.as_deref().filter(|a| *a != found.arn()) {
+        return Ok(Verdict::Skipped(format!(
+            "its ARN is {}, not the recorded {arn}",
+            found.arn()
+        )));
+    }
+    let tags = found.tags().cloned().unwrap_or_default();
+    if !tagged_ours(tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+        return Ok(Verdict::Skipped(ledger::NOT_TAGGED.into()));
+    }
+    if run.dry_run() {
+        return Ok(Verdict::WouldDelete(format!(
+            "workspace is {}; deleted, then waited for until gone",
+            status_of(&found)
+        )));
+    }
+    match workspaces
+        .delete_and_wait(&r.id, run.timeout(), run.progress())
+        .await?
+    {
+        Deleted::Now => Ok(Verdict::Deleted),
+        Deleted::AlreadyGone => Ok(ledger::confirm_absent(run, &what, account, region, true).await),
     }
 }
 

@@ -13,12 +13,16 @@ use aws_sdk_amp::Client;
 use aws_sdk_amp::primitives::Blob;
 use aws_sdk_amp::types::{AlertManagerDefinitionDescription, RuleGroupsNamespaceDescription};
 
+use serde::{Deserialize, Serialize};
+
+use crate::amp::alerting;
 use crate::aws::sdk_error;
-use crate::doc::MANAGED_BY;
+use crate::doc::{MANAGED_BY, Resource, tagged_ours};
 use crate::error::{Error, Result};
 use crate::grafana::Outcome;
+use crate::ledger::{self, Removal, Run, Verdict};
 use crate::poll::{self, Attempt, Pace, Progress};
-use crate::sns::Removal;
+use crate::sts::{arn_account, arn_region};
 use crate::timespec::format_duration;
 
 /// The rules and alert manager definition of the workspaces of one account and region.
@@ -395,4 +399,202 @@ impl Rules {
         .await
         .map(|_| ())
     }
+}
+
+// ---- The ledger's entries of a workspace's alerting, and their deletes (teardown) ----------
+
+/// A rule groups namespace's ledger details.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespaceDetails {
+    pub workspace_id: String,
+}
+
+/// An alert manager definition's ledger details. A definition that was someone else's when
+/// sns-alert merged into it is `merged`, with what we put in (our receiver and templates):
+/// teardown takes exactly that back out and leaves the rest.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DefinitionDetails {
+    pub workspace_id: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub merged: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receiver: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub templates: Vec<String>,
+}
+
+/// Statuses in which AMP refuses a delete (409) of a namespace or definition, or in which one
+/// is on its way out already (an earlier, interrupted run).
+const TRANSITIONAL: [&str; 3] = ["CREATING", "UPDATING", "DELETING"];
+
+/// teardown's `amp-rule-groups-namespace` entry: deleted (once settled) if it carries our tag.
+pub async fn take_down_namespace(run: &mut impl Run, r: &Resource) -> Result<Verdict> {
+    let details: NamespaceDetails = crate::verdict!(ledger::details(r));
+    let workspace = crate::verdict!(ledger::required(&details.workspace_id, "workspaceId"));
+    let region = r
+        .region
+        .as_deref()
+        .or_else(|| r.arn.as_deref().and_then(arn_region));
+    let account = r.arn.as_deref().and_then(arn_account);
+    let rules = Rules::new(&run.config(region).await?);
+    let name = r.id.as_str();
+    let what = format!("rule groups namespace {name} of workspace {workspace}");
+    let Some(found) = rules.find_namespace(workspace, name).await? else {
+        return Ok(ledger::confirm_absent(run, &what, account, region, true).await);
+    };
+    let tags = found.tags().cloned().unwrap_or_default();
+    if !tagged_ours(tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+        return Ok(Verdict::Skipped(ledger::NOT_TAGGED.into()));
+    }
+    if run.dry_run() {
+        return Ok(Verdict::WouldDelete(
+            "deleted, then waited for until gone".into(),
+        ));
+    }
+    let status = settled(run, &what, || async {
+        Ok(rules
+            .describe_namespace(workspace, name)
+            .await
+            .ok()
+            .flatten()
+            .map(|(seen, _)| seen.status))
+    })
+    .await;
+    if let Some(verdict) = unsettled(status, &what, run.timeout()) {
+        return Ok(verdict);
+    }
+    let removal = rules
+        .delete_namespace(workspace, name, run.timeout(), run.progress())
+        .await?;
+    Ok(ledger::removed(run, removal, &what, account, region).await)
+}
+
+/// teardown's `amp-alert-manager-definition` entry: ours is deleted (once settled) while it
+/// still routes to ampkit's receiver; a merged one keeps everything but what we put in.
+pub async fn take_down_definition(run: &mut impl Run, r: &Resource) -> Result<Verdict> {
+    let details: DefinitionDetails = crate::verdict!(ledger::details(r));
+    let workspace = crate::verdict!(ledger::required(&details.workspace_id, "workspaceId"));
+    let workspace_arn = run.seen().workspace_arns.get(workspace).cloned();
+    let region = r.region.clone().or_else(|| {
+        workspace_arn
+            .as_deref()
+            .and_then(arn_region)
+            .map(str::to_owned)
+    });
+    let account = workspace_arn.as_deref().and_then(arn_account);
+    let rules = Rules::new(&run.config(region.as_deref()).await?);
+    let what = format!("the alert manager definition of workspace {workspace}");
+    let Some(found) = rules.find_definition(workspace).await? else {
+        return Ok(ledger::confirm_absent(run, &what, account, region.as_deref(), true).await);
+    };
+    let current = String::from_utf8_lossy(found.data().as_ref()).into_owned();
+    if details.merged {
+        return take_merged_out(run, &details, &rules, &current).await;
+    }
+    // Untaggable, one per workspace: ours while it still routes to ampkit's receiver.
+    if !current.contains("ampkit") {
+        return Ok(Verdict::Skipped(
+            "it no longer names ampkit's receiver: someone replaced it".into(),
+        ));
+    }
+    if run.dry_run() {
+        return Ok(Verdict::WouldDelete(
+            "deleted, then waited for until gone".into(),
+        ));
+    }
+    let status = settled(run, &what, || async {
+        Ok(rules
+            .describe_definition(workspace)
+            .await
+            .ok()
+            .flatten()
+            .map(|seen| seen.status))
+    })
+    .await;
+    if let Some(verdict) = unsettled(status, &what, run.timeout()) {
+        return Ok(verdict);
+    }
+    let removal = rules
+        .delete_alert_manager_definition(workspace, run.timeout(), run.progress())
+        .await?;
+    Ok(ledger::removed(run, removal, &what, account, region.as_deref()).await)
+}
+
+/// A definition that was someone else's when sns-alert merged into it: it stays, and only
+/// what the ledger says we put in (our receiver, the routes to it, our templates) is taken
+/// back out and the rest put back as it was.
+async fn take_merged_out(
+    run: &mut impl Run,
+    details: &DefinitionDetails,
+    rules: &Rules,
+    current: &str,
+) -> Result<Verdict> {
+    let workspace = details.workspace_id.as_str();
+    let receiver = crate::verdict!(ledger::required(
+        details.receiver.as_deref().unwrap_or_default(),
+        "receiver"
+    ));
+    let remaining = match alerting::remove_merged(current, receiver, &details.templates) {
+        Ok(Some(remaining)) => remaining,
+        Ok(None) => {
+            return Ok(Verdict::Absent(format!(
+                "the definition of workspace {workspace} no longer holds our receiver `{receiver}`"
+            )));
+        }
+        Err(e) => return Ok(Verdict::Skipped(format!("not taken out of it: {e}"))),
+    };
+    if run.dry_run() {
+        return Ok(Verdict::WouldDelete(format!(
+            "our receiver `{receiver}`, its routes and templates taken out; the rest of the definition kept"
+        )));
+    }
+    rules
+        .ensure_alert_manager_definition(workspace, |_| Ok(remaining.clone()))
+        .await?;
+    rules
+        .wait_definition_active(workspace, run.timeout(), run.progress())
+        .await?;
+    Ok(Verdict::Deleted)
+}
+
+/// Wait, bounded by the run's timeout and with progress, while the object is in a
+/// transitional status; the last status seen (`None` when it could not be read, e.g. gone).
+async fn settled<F, Fut>(run: &impl Run, what: &str, status: F) -> Option<String>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<Option<String>>>,
+{
+    let waited = poll::until(
+        &format!("{what} to settle"),
+        pace(run.timeout()),
+        run.progress(),
+        || async {
+            Ok(match status().await.ok().flatten() {
+                Some(s) if TRANSITIONAL.contains(&s.as_str()) => Attempt::Pending(s),
+                other => Attempt::Done(other),
+            })
+        },
+        // The time-out is not an error here: the caller judges the last status seen.
+        |t| Error::remote(t.last),
+    )
+    .await;
+    match waited {
+        Ok((now, _)) => now,
+        Err(still) => Some(still.message),
+    }
+}
+
+/// The verdict when waiting did not help: still transitional after the timeout. A DELETING
+/// object that is gone by now falls through to the delete, whose "not found" is absent.
+fn unsettled(status: Option<String>, what: &str, timeout: Duration) -> Option<Verdict> {
+    status
+        .filter(|s| TRANSITIONAL.contains(&s.as_str()))
+        .map(|s| {
+            Verdict::Failed(format!(
+                "{what} is still {s} after {}s: kept, run teardown again later",
+                timeout.as_secs()
+            ))
+        })
 }

@@ -11,12 +11,15 @@
 //! refuses (500 before Grafana 11, 403 since).
 
 use reqwest::{Method, StatusCode};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 pub use super::uid_from;
 use super::{Grafana, Outcome, message_of};
+use crate::doc::Resource;
 use crate::error::{Error, Result};
-use crate::sns::Removal;
+use crate::grafana::delete::recorded_grafana;
+use crate::ledger::{self, Removal, Run, Verdict};
 
 /// The header that keeps what we create editable in Grafana's UI.
 pub const DISABLE_PROVENANCE: &str = "X-Disable-Provenance";
@@ -47,26 +50,6 @@ impl RouteSpec {
                 .map(|(k, v)| json!([k, "=", v]))
                 .collect(),
         )
-    }
-
-    /// Our route as a `grafana-notification-route` ledger entry records it (`receiver` and
-    /// `objectMatchers` in its details), for teardown's [`Grafana::remove_route`].
-    pub fn from_ledger(details: &serde_json::Map<String, Value>) -> Option<RouteSpec> {
-        let receiver = details.get("receiver")?.as_str()?.to_owned();
-        let matchers = details
-            .get("objectMatchers")?
-            .as_array()?
-            .iter()
-            .map(|m| match (m[0].as_str(), m[1].as_str(), m[2].as_str()) {
-                (Some(k), Some("="), Some(v)) => Some((k.to_owned(), v.to_owned())),
-                _ => None,
-            })
-            .collect::<Option<Vec<_>>>()?;
-        Some(RouteSpec {
-            receiver,
-            matchers,
-            group_by: Vec::new(),
-        })
     }
 
     /// The route as the tree holds it.
@@ -423,6 +406,174 @@ impl Grafana {
             _ => Err(self.failed(&format!("deleting alert rule {uid}"), status, &body)),
         }
     }
+}
+
+// ---- The ledger's Grafana alerting entries and their deletes (teardown) --------------------
+//
+// None is taggable: each is ours by what the ledger recorded (the rule's folder and title, the
+// route's receiver and matchers, the contact point's name), and the contact point goes only
+// when no route still sends to it (Grafana answers 500 otherwise).
+
+/// A contact point's ledger details.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContactPointDetails {
+    pub grafana_url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// Our route's ledger details: its receiver and matchers, `[name, "=", value]` as the tree
+/// holds them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteDetails {
+    pub grafana_url: String,
+    pub receiver: String,
+    pub object_matchers: Value,
+}
+
+impl RouteDetails {
+    pub fn new(grafana_url: &str, route: &RouteSpec) -> Self {
+        RouteDetails {
+            grafana_url: grafana_url.to_owned(),
+            receiver: route.receiver.clone(),
+            object_matchers: route.object_matchers(),
+        }
+    }
+
+    /// The route the entry recorded, for [`Grafana::remove_route`]; `None` when malformed.
+    pub fn route(&self) -> Option<RouteSpec> {
+        let matchers = self
+            .object_matchers
+            .as_array()?
+            .iter()
+            .map(|m| match (m[0].as_str(), m[1].as_str(), m[2].as_str()) {
+                (Some(k), Some("="), Some(v)) => Some((k.to_owned(), v.to_owned())),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(RouteSpec {
+            receiver: self.receiver.clone(),
+            matchers,
+            group_by: Vec::new(),
+        })
+    }
+}
+
+/// An alert rule's ledger details.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertRuleDetails {
+    pub grafana_url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folder_uid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule_group: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+}
+
+fn removed_from(removal: Removal, url: &str) -> Verdict {
+    match removal {
+        Removal::Deleted => Verdict::Deleted,
+        Removal::Absent => Verdict::Absent(format!("not in Grafana {url}")),
+        Removal::Skipped(why) => Verdict::Skipped(why),
+    }
+}
+
+/// teardown's `grafana-alert-rule` entry: deleted while its folder and title are the recorded.
+pub async fn take_down_alert_rule(run: &mut impl Run, r: &Resource) -> Result<Verdict> {
+    let details: AlertRuleDetails = crate::verdict!(ledger::details(r));
+    let (grafana, url) = crate::verdict!(recorded_grafana(run, &details.grafana_url).await?);
+    let uid = r.id.as_str();
+    let Some(rule) = grafana.alert_rule(uid).await? else {
+        return Ok(removed_from(Removal::Absent, &url));
+    };
+    for (recorded, field) in [
+        (&details.folder_uid, "folderUID"),
+        (&details.title, "title"),
+    ] {
+        if let Some(recorded) = recorded
+            && rule[field] != recorded.as_str()
+        {
+            return Ok(Verdict::Skipped(format!(
+                "its {field} is now {}, not the recorded `{recorded}`",
+                rule[field]
+            )));
+        }
+    }
+    if run.dry_run() {
+        return Ok(Verdict::WouldDelete("the alert rule".into()));
+    }
+    Ok(removed_from(grafana.delete_alert_rule(uid).await?, &url))
+}
+
+/// teardown's `grafana-notification-route` entry: our route leaves the policy tree, rebuilt
+/// from what the ledger recorded; every other route stays.
+pub async fn take_down_route(run: &mut impl Run, r: &Resource) -> Result<Verdict> {
+    let details: RouteDetails = crate::verdict!(ledger::details(r));
+    let (grafana, url) = crate::verdict!(recorded_grafana(run, &details.grafana_url).await?);
+    let Some(route) = details.route() else {
+        return Ok(Verdict::Failed(
+            "the entry's `details.objectMatchers` are malformed: kept, never guessed at".into(),
+        ));
+    };
+    let tree = grafana.policy_tree().await?;
+    let present = tree["routes"]
+        .as_array()
+        .is_some_and(|routes| routes.iter().any(|r| route.is(r)));
+    if !present {
+        return Ok(removed_from(Removal::Absent, &url));
+    }
+    run.seen()
+        .gone_grafana
+        .insert(format!("route:{}", route.receiver));
+    if run.dry_run() {
+        return Ok(Verdict::WouldDelete(
+            "only our route; the tree's others stay".into(),
+        ));
+    }
+    Ok(removed_from(grafana.remove_route(&route).await?, &url))
+}
+
+/// teardown's `grafana-contact-point` entry: deleted while it has the recorded name and no
+/// route (but ours, which this run removes first) sends to it.
+pub async fn take_down_contact_point(run: &mut impl Run, r: &Resource) -> Result<Verdict> {
+    let details: ContactPointDetails = crate::verdict!(ledger::details(r));
+    let (grafana, url) = crate::verdict!(recorded_grafana(run, &details.grafana_url).await?);
+    let uid = r.id.as_str();
+    let Some(found) = grafana.contact_point(uid).await? else {
+        return Ok(removed_from(Removal::Absent, &url));
+    };
+    let name = found["name"].as_str().unwrap_or_default().to_owned();
+    if let Some(recorded) = details.name.filter(|recorded| *recorded != name) {
+        return Ok(Verdict::Skipped(format!(
+            "it is now named `{name}`, not the recorded `{recorded}`"
+        )));
+    }
+    // Routes sending to it, other than ours that this run removes.
+    let tree = grafana.policy_tree().await?;
+    let mut users: usize = 0;
+    let mut stack = vec![&tree];
+    while let Some(node) = stack.pop() {
+        if node["receiver"] == name.as_str() {
+            users += 1;
+        }
+        stack.extend(node["routes"].as_array().into_iter().flatten());
+    }
+    if run.dry_run() && run.seen().gone_grafana.contains(&format!("route:{name}")) {
+        users = users.saturating_sub(1);
+    }
+    if users > 0 {
+        return Ok(Verdict::Skipped(format!(
+            "{users} notification route(s) still send to `{name}`; Grafana refuses to delete it"
+        )));
+    }
+    if run.dry_run() {
+        return Ok(Verdict::WouldDelete(format!("contact point `{name}`")));
+    }
+    Ok(removed_from(grafana.delete_contact_point(uid).await?, &url))
 }
 
 trait HintIfNone {

@@ -6,9 +6,12 @@
 use aws_sdk_grafana::Client;
 use aws_sdk_grafana::types::Role;
 
+use serde::{Deserialize, Serialize};
+
 use crate::aws::{AwsArgs, sdk_error};
 use crate::doc::{Resource, ResourceKind};
 use crate::error::{Error, Result};
+use crate::ledger::{self, Run, Verdict};
 
 use super::{Grafana, GrafanaArgs, Token};
 
@@ -214,27 +217,49 @@ impl Session {
                         account.tool,
                     )
                     .region(account.region.clone())
-                    .detail("workspaceId", account.workspace_id.clone()),
+                    .with_details(&ServiceAccountDetails {
+                        workspace_id: account.workspace_id.clone(),
+                    }),
                 )
             }
         }
     }
 }
 
-/// Delete an AMG workspace service account (teardown's side of a leftover); gone is done.
-pub async fn delete_service_account(
-    config: &aws_config::SdkConfig,
-    workspace_id: &str,
-    id: &str,
-) -> Result<()> {
+/// The ledger details of an AMG service account a run could not delete.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceAccountDetails {
+    pub workspace_id: String,
+}
+
+/// teardown's `grafana-service-account` entry: an AMG workspace service account that a tool
+/// could not delete at the end of its run (it makes one per run). AMG has no read of a single
+/// one, and its delete is "gone is done", so the plan cannot tell present from absent; the
+/// delete goes to the region and workspace the entry names.
+pub async fn take_down_service_account(run: &mut impl Run, r: &Resource) -> Result<Verdict> {
+    let details: ServiceAccountDetails = crate::verdict!(ledger::details(r));
+    let workspace = crate::verdict!(ledger::required(&details.workspace_id, "workspaceId"));
+    let Some(region) = r.region.as_deref() else {
+        return Ok(Verdict::Failed(
+            "the entry records no region: kept, never guessed at".into(),
+        ));
+    };
+    if run.dry_run() {
+        return Ok(Verdict::WouldDelete(format!(
+            "service account of AMG workspace {workspace} in {region} (and its tokens)"
+        )));
+    }
+    let config = run.config(Some(region)).await?;
     let account = ServiceAccount {
-        client: Client::new(config),
-        workspace_id: workspace_id.to_owned(),
-        id: id.to_owned(),
-        region: crate::aws::region_of(config),
+        client: Client::new(&config),
+        workspace_id: workspace.to_owned(),
+        id: r.id.clone(),
+        region: region.to_owned(),
         tool: "teardown",
     };
-    account.delete().await
+    account.delete().await?;
+    Ok(Verdict::Deleted)
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! Deleting what grafana-import (and sns-alert) made in Grafana, by uid; teardown's side of
-//! the Grafana client.
+//! Deleting what grafana-import (and sns-alert) made in Grafana, by uid: the ledger details of
+//! datasources, folders and dashboards, and teardown's deletes of them.
 //!
 //! Grafana objects carry no tags, so teardown matches them by what the ledger recorded (the
 //! uid, and a dashboard's folder); these calls only read and delete by uid. A 404 is "already
@@ -8,10 +8,13 @@
 //! delete a folder that still holds anything it did not create.
 
 use reqwest::{Method, StatusCode};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Grafana;
+use crate::doc::Resource;
 use crate::error::Result;
+use crate::ledger::{self, Run, Verdict};
 
 /// Whether a delete removed the object or found it gone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,4 +104,126 @@ impl Grafana {
                 .to_owned()
         }))
     }
+}
+
+// ---- The ledger's Grafana entries and their deletes (teardown) -----------------------------
+
+/// The ledger details of a datasource or folder: the Grafana it is in.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectDetails {
+    pub grafana_url: String,
+}
+
+/// The ledger details of a dashboard: its Grafana, and the folder it was imported into.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DashboardDetails {
+    pub grafana_url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folder_uid: Option<String>,
+}
+
+/// The Grafana an entry was recorded in, connected; `Err` with the verdict when the entry
+/// records none, or the user named another one (`--grafana-url`).
+pub(crate) async fn recorded_grafana(
+    run: &mut impl Run,
+    url: &str,
+) -> Result<std::result::Result<(Grafana, String), Verdict>> {
+    let url = match ledger::required(url, "grafanaUrl") {
+        Ok(url) => url.trim_end_matches('/').to_owned(),
+        Err(verdict) => return Ok(Err(verdict)),
+    };
+    if let Some(given) = run.grafana_url()
+        && given.trim_end_matches('/') != url
+    {
+        return Ok(Err(Verdict::Skipped(format!(
+            "recorded in Grafana {url}, not the --grafana-url {given}"
+        ))));
+    }
+    Ok(Ok((run.grafana(&url).await?, url)))
+}
+
+fn absent_from(url: &str) -> Verdict {
+    Verdict::Absent(format!("no such uid in Grafana {url}"))
+}
+
+fn gone(gone: Gone, url: &str) -> Verdict {
+    match gone {
+        Gone::Deleted => Verdict::Deleted,
+        Gone::AlreadyGone => absent_from(url),
+    }
+}
+
+/// teardown's `grafana-datasource` entry. Grafana objects carry no tags: they are ours by the
+/// uid the ledger recorded, in the Grafana it recorded.
+pub async fn take_down_datasource(run: &mut impl Run, r: &Resource) -> Result<Verdict> {
+    let details: ObjectDetails = crate::verdict!(ledger::details(r));
+    let (grafana, url) = crate::verdict!(recorded_grafana(run, &details.grafana_url).await?);
+    let uid = r.id.as_str();
+    let Some(found) = grafana.datasource(uid).await? else {
+        return Ok(absent_from(&url));
+    };
+    if run.dry_run() {
+        return Ok(Verdict::WouldDelete(format!(
+            "datasource `{}`",
+            found["name"].as_str().unwrap_or(uid)
+        )));
+    }
+    Ok(gone(grafana.delete_datasource(uid).await?, &url))
+}
+
+/// teardown's `grafana-dashboard` entry: deleted unless someone moved it to another folder.
+pub async fn take_down_dashboard(run: &mut impl Run, r: &Resource) -> Result<Verdict> {
+    let details: DashboardDetails = crate::verdict!(ledger::details(r));
+    let (grafana, url) = crate::verdict!(recorded_grafana(run, &details.grafana_url).await?);
+    let uid = r.id.as_str();
+    let Some(folder) = grafana.dashboard_folder(uid).await? else {
+        return Ok(absent_from(&url));
+    };
+    if let Some(recorded) = details.folder_uid.filter(|recorded| *recorded != folder) {
+        return Ok(Verdict::Skipped(format!(
+            "it was moved from folder {recorded} to {folder} since it was imported"
+        )));
+    }
+    // Only once it is gone (or, dry, planned to go) does it stop counting against its folder.
+    if run.dry_run() {
+        run.seen().gone_grafana.insert(uid.to_owned());
+        return Ok(Verdict::WouldDelete(format!(
+            "dashboard in folder {folder}"
+        )));
+    }
+    let verdict = gone(grafana.delete_dashboard(uid).await?, &url);
+    run.seen().gone_grafana.insert(uid.to_owned());
+    Ok(verdict)
+}
+
+/// teardown's `grafana-folder` entry: Grafana deletes a folder with everything in it, so only
+/// a folder that holds nothing but what this run deletes goes.
+pub async fn take_down_folder(run: &mut impl Run, r: &Resource) -> Result<Verdict> {
+    let details: ObjectDetails = crate::verdict!(ledger::details(r));
+    let (grafana, url) = crate::verdict!(recorded_grafana(run, &details.grafana_url).await?);
+    let uid = r.id.as_str();
+    if grafana.folder(uid).await?.is_none() {
+        return Ok(absent_from(&url));
+    }
+    let gone_grafana = &run.seen().gone_grafana;
+    let foreign: Vec<String> = grafana
+        .folder_contents(uid)
+        .await?
+        .into_iter()
+        .filter(|u| !gone_grafana.contains(u))
+        .collect();
+    if !foreign.is_empty() {
+        return Ok(Verdict::Skipped(format!(
+            "it holds {foreign:?}, which ampkit did not create (or could not delete); \
+             deleting the folder would delete them"
+        )));
+    }
+    if run.dry_run() {
+        return Ok(Verdict::WouldDelete(
+            "the folder is empty of others' objects".into(),
+        ));
+    }
+    Ok(gone(grafana.delete_folder(uid).await?, &url))
 }

@@ -15,7 +15,9 @@
 
 use serde_norway::{Mapping, Value};
 
-pub use ampkit::amp::alerting::{Definition, validate_definition, validate_rules};
+pub use ampkit::amp::alerting::{
+    Definition, check_namespace_name, validate_definition, validate_rules,
+};
 use ampkit::amp::alerting::{get, key};
 
 /// The label that ties an alert to its workspace.

@@ -232,19 +232,7 @@ fn active_workspace_mut<'a>(
 }
 
 fn check_namespace_name(name: &str) -> Result<(), ApiError> {
-    let valid = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .enumerate()
-            .all(|(i, c)| c.is_ascii_alphanumeric() || (i > 0 && matches!(c, '-' | '.' | '_')));
-    if valid {
-        Ok(())
-    } else {
-        Err(ApiError::validation(format!(
-            "name '{name}' must be 1-64 characters [0-9A-Za-z][-.0-9A-Z_a-z]*"
-        )))
-    }
+    alerting::check_namespace_name(name).map_err(ApiError::validation)
 }
 
 fn checked_rules(data: &str) -> Result<(), ApiError> {

@@ -242,7 +242,9 @@ async fn create(
         Resource::new(ResourceKind::AmpWorkspace, &id, NAME)
             .arn(arn)
             .region(&ws.region)
-            .detail("alias", alias),
+            .with_details(&amp::WorkspaceDetails {
+                alias: Some(alias.to_owned()),
+            }),
     );
     tracing::info!("created workspace {id} with alias {alias}");
     let described = if wait {

@@ -22,6 +22,7 @@ use ampkit::aws::AwsArgs;
 use ampkit::cli::{Runtime, Tool};
 use ampkit::doc::{Resource, ResourceKind, StateDoc};
 use ampkit::error::{Error, Result};
+use ampkit::grafana::delete::{DashboardDetails, ObjectDetails};
 use ampkit::grafana::{DatasourceSpec, Grafana, GrafanaArgs, ImportInput, Outcome, uid_from};
 use ampkit::http::SignedClient;
 use ampkit::prom::PromClient;
@@ -364,7 +365,9 @@ async fn import(
         dashboards: Vec::new(),
     };
     let ledger = |kind: ResourceKind, id: &str| {
-        Resource::new(kind, id, NAME).detail("grafanaUrl", url.as_str())
+        Resource::new(kind, id, NAME).with_details(&ObjectDetails {
+            grafana_url: url.clone(),
+        })
     };
     if grafana.ensure_datasource(&spec).await? == Outcome::Created {
         doc.push_resource(ledger(
@@ -440,8 +443,12 @@ async fn import(
             .unwrap_or(0);
         if !existed {
             doc.push_resource(
-                ledger(ResourceKind::GrafanaDashboard, &imported.uid)
-                    .detail("folderUid", section.folder_uid.as_str()),
+                Resource::new(ResourceKind::GrafanaDashboard, &imported.uid, NAME).with_details(
+                    &DashboardDetails {
+                        grafana_url: url.clone(),
+                        folder_uid: Some(section.folder_uid.clone()),
+                    },
+                ),
             );
         }
         let mut entry = DashboardEntry {

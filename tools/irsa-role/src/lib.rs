@@ -6,8 +6,6 @@
 //! then the namespace and annotated service account. `--pod-identity` swaps the OIDC trust for
 //! EKS Pod Identity. Re-running converges; the ledger lists only what a run created.
 
-pub mod kube;
-
 use std::path::PathBuf;
 
 use ampkit::amp::WorkspaceSection;
@@ -16,8 +14,8 @@ use ampkit::cli::{Runtime, Tool};
 use ampkit::doc::{Resource, ResourceKind, StateDoc};
 use ampkit::eks::{AssociationDetails, Eks};
 use ampkit::error::{Error, Result};
-use ampkit::iam::{self, IdentityMode, IrsaSection, Trust};
-use ampkit::kube::NameRule;
+use ampkit::iam::{self, Iam, IdentityMode, IrsaSection, RoleDetails, RolePolicyDetails, Trust};
+use ampkit::kube::{NameRule, service_account};
 
 /// The program's name, as in the ledger and in error lines.
 pub const NAME: &str = "irsa-role";
@@ -149,26 +147,17 @@ fn workspace_arn(opts: &CreateOptions, doc: &StateDoc) -> Result<String> {
     Ok(arn)
 }
 
-/// `irsa-role create`.
+/// `irsa-role create`: everything is checked before anything is made, then the trust, the
+/// role and its policy, the association or the service account, each ledgered as it is made.
 pub async fn create(opts: &CreateOptions, aws_args: &AwsArgs, doc: &mut StateDoc) -> Result<()> {
-    NameRule::Dns1123Label.validate("--namespace", &opts.namespace)?;
-    NameRule::Dns1123Subdomain.validate("--service-account", &opts.service_account)?;
-    if opts.cluster.is_empty() {
-        return Err(Error::usage("--cluster is empty").with_hint("pass the EKS cluster name"));
-    }
-    for thumbprint in &opts.thumbprints {
-        if thumbprint.len() != 40 || !thumbprint.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(Error::usage(format!("invalid --thumbprint `{thumbprint}`"))
-                .with_hint("a thumbprint is the 40 hex digits of a certificate's SHA-1"));
-        }
-    }
+    check(opts)?;
     let role = role_name(opts)?;
     let workspace_arn = workspace_arn(opts, doc)?;
 
     // Kubernetes configuration is read before anything is created: a missing kubeconfig
     // should stop the run while there is nothing to clean up.
     let kube_client = if opts.manifest_out.is_none() && !opts.no_kube {
-        Some(ampkit::kube::client(kube::INSTEAD).await?)
+        Some(ampkit::kube::client(service_account::INSTEAD).await?)
     } else {
         None
     };
@@ -176,66 +165,16 @@ pub async fn create(opts: &CreateOptions, aws_args: &AwsArgs, doc: &mut StateDoc
     let config = aws::load(aws_args).await?;
     let region = aws::region_of(&config);
     let eks = Eks::new(&config);
-    let iam_client = aws_sdk_iam::Client::new(&config);
+    let iam = Iam::new(&config);
 
     let cluster = eks.cluster(&opts.cluster, &region).await?;
     let (trust, provider_arn) = if opts.pod_identity {
         (Trust::PodIdentity, None)
     } else {
-        let issuer = cluster.issuer.ok_or_else(|| {
-            Error::input(format!("EKS cluster `{}` has no OIDC issuer", opts.cluster))
-                .with_hint("use --pod-identity, or a cluster with an OIDC issuer")
-        })?;
-        let (provider_arn, created) =
-            iam::ensure_oidc_provider(&iam_client, &issuer, &opts.thumbprints).await?;
-        if created {
-            doc.push_resource(
-                Resource::new(ResourceKind::IamOidcProvider, &provider_arn, NAME)
-                    .arn(&provider_arn),
-            );
-        }
-        let trust = Trust::ServiceAccount {
-            provider_arn: provider_arn.clone(),
-            issuer,
-            namespace: opts.namespace.clone(),
-            service_account: opts.service_account.clone(),
-        };
+        let (trust, provider_arn) = oidc_trust(opts, &iam, cluster.issuer.clone(), doc).await?;
         (trust, Some(provider_arn))
     };
-
-    let description = format!(
-        "ampkit: {} for system:serviceaccount:{}:{} in EKS cluster {}",
-        if opts.query {
-            "remote write and query"
-        } else {
-            "remote write"
-        },
-        opts.namespace,
-        opts.service_account,
-        opts.cluster
-    );
-    let outcome = iam::ensure_role(&iam_client, &role, &trust, &description).await?;
-    if outcome.created {
-        doc.push_resource(
-            Resource::new(ResourceKind::IamRole, &role, NAME)
-                .arn(&outcome.arn)
-                .detail("inlinePolicies", serde_json::json!([iam::POLICY_NAME])),
-        );
-    }
-    let policy = iam::access_policy(&workspace_arn, opts.query);
-    let policy_added = iam::ensure_inline_policy(&iam_client, &role, &policy).await?;
-    if policy_added && !outcome.created {
-        // The role was someone else's: teardown removes our policy and leaves the role.
-        doc.push_resource(
-            Resource::new(
-                ResourceKind::IamRolePolicy,
-                format!("{role}/{}", iam::POLICY_NAME),
-                NAME,
-            )
-            .detail("roleName", role.as_str())
-            .detail("policyName", iam::POLICY_NAME),
-        );
-    }
+    let role_arn = role_and_policy(opts, &iam, &role, &trust, &workspace_arn, doc).await?;
 
     let association_id = if opts.pod_identity {
         let (id, created) = eks
@@ -243,7 +182,7 @@ pub async fn create(opts: &CreateOptions, aws_args: &AwsArgs, doc: &mut StateDoc
                 &opts.cluster,
                 &opts.namespace,
                 &opts.service_account,
-                &outcome.arn,
+                &role_arn,
             )
             .await?;
         if created {
@@ -263,24 +202,14 @@ pub async fn create(opts: &CreateOptions, aws_args: &AwsArgs, doc: &mut StateDoc
     };
 
     // Pod Identity finds the role through the association, so the account needs no annotation.
-    let annotation = (!opts.pod_identity).then_some(outcome.arn.as_str());
+    let annotation = (!opts.pod_identity).then_some(role_arn.as_str());
     let manifest = if let Some(path) = &opts.manifest_out {
-        let text = kube::manifest(&opts.namespace, &opts.service_account, annotation)?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Error::input(format!("could not create {}: {e}", dir.display())))?;
-        }
-        std::fs::write(path, text).map_err(|e| {
-            Error::input(format!(
-                "could not write --manifest-out {}: {e}",
-                path.display()
-            ))
-            .with_hint("pass a path you can write to")
-        })?;
+        write_manifest(opts, path, annotation)?;
         Some(path.display().to_string())
     } else {
         if let Some(client) = kube_client {
-            kube::ensure(
+            service_account::ensure(
+                NAME,
                 client,
                 &opts.namespace,
                 &opts.service_account,
@@ -302,7 +231,7 @@ pub async fn create(opts: &CreateOptions, aws_args: &AwsArgs, doc: &mut StateDoc
             },
             cluster: opts.cluster.clone(),
             role_name: role,
-            role_arn: outcome.arn,
+            role_arn,
             inline_policy: iam::POLICY_NAME.to_owned(),
             oidc_provider_arn: provider_arn,
             pod_identity_association_id: association_id,
@@ -312,6 +241,116 @@ pub async fn create(opts: &CreateOptions, aws_args: &AwsArgs, doc: &mut StateDoc
             manifest,
         },
     )
+}
+
+/// The flags' values that no service needs to be asked about.
+fn check(opts: &CreateOptions) -> Result<()> {
+    NameRule::Dns1123Label.validate("--namespace", &opts.namespace)?;
+    NameRule::Dns1123Subdomain.validate("--service-account", &opts.service_account)?;
+    if opts.cluster.is_empty() {
+        return Err(Error::usage("--cluster is empty").with_hint("pass the EKS cluster name"));
+    }
+    for thumbprint in &opts.thumbprints {
+        if thumbprint.len() != 40 || !thumbprint.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(Error::usage(format!("invalid --thumbprint `{thumbprint}`"))
+                .with_hint("a thumbprint is the 40 hex digits of a certificate's SHA-1"));
+        }
+    }
+    Ok(())
+}
+
+/// IRSA's trust: the cluster's OIDC provider (ensured, ledgered when made), and the one
+/// service account's `sub` on it. Returns the trust and the provider's ARN.
+async fn oidc_trust(
+    opts: &CreateOptions,
+    iam: &Iam,
+    issuer: Option<String>,
+    doc: &mut StateDoc,
+) -> Result<(Trust, String)> {
+    let issuer = issuer.ok_or_else(|| {
+        Error::input(format!("EKS cluster `{}` has no OIDC issuer", opts.cluster))
+            .with_hint("use --pod-identity, or a cluster with an OIDC issuer")
+    })?;
+    let (provider_arn, created) = iam.ensure_oidc_provider(&issuer, &opts.thumbprints).await?;
+    if created {
+        doc.push_resource(
+            Resource::new(ResourceKind::IamOidcProvider, &provider_arn, NAME).arn(&provider_arn),
+        );
+    }
+    let trust = Trust::ServiceAccount {
+        provider_arn: provider_arn.clone(),
+        issuer,
+        namespace: opts.namespace.clone(),
+        service_account: opts.service_account.clone(),
+    };
+    Ok((trust, provider_arn))
+}
+
+/// The role with `trust` and the workspace policy on it. A role this run made is ledgered
+/// with our policy as its own; on someone else's role only our policy is ledgered, so that
+/// teardown removes it and leaves the role. Returns the role's ARN.
+async fn role_and_policy(
+    opts: &CreateOptions,
+    iam: &Iam,
+    role: &str,
+    trust: &Trust,
+    workspace_arn: &str,
+    doc: &mut StateDoc,
+) -> Result<String> {
+    let description = format!(
+        "ampkit: {} for system:serviceaccount:{}:{} in EKS cluster {}",
+        if opts.query {
+            "remote write and query"
+        } else {
+            "remote write"
+        },
+        opts.namespace,
+        opts.service_account,
+        opts.cluster
+    );
+    let outcome = iam.ensure_role(role, trust, &description).await?;
+    if outcome.created {
+        let details = RoleDetails {
+            inline_policies: vec![iam::POLICY_NAME.to_owned()],
+        };
+        doc.push_resource(
+            Resource::new(ResourceKind::IamRole, role, NAME)
+                .arn(&outcome.arn)
+                .with_details(&details),
+        );
+    }
+    let policy = iam::access_policy(workspace_arn, opts.query);
+    let policy_added = iam.ensure_inline_policy(role, &policy).await?;
+    if policy_added && !outcome.created {
+        let details = RolePolicyDetails {
+            role_name: role.to_owned(),
+            policy_name: iam::POLICY_NAME.to_owned(),
+        };
+        doc.push_resource(
+            Resource::new(ResourceKind::IamRolePolicy, details.id(), NAME).with_details(&details),
+        );
+    }
+    Ok(outcome.arn)
+}
+
+/// `--manifest-out FILE`: the namespace and service account for `kubectl apply -f`.
+fn write_manifest(
+    opts: &CreateOptions,
+    path: &std::path::Path,
+    annotation: Option<&str>,
+) -> Result<()> {
+    let text = service_account::manifest(&opts.namespace, &opts.service_account, annotation)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::input(format!("could not create {}: {e}", dir.display())))?;
+    }
+    std::fs::write(path, text).map_err(|e| {
+        Error::input(format!(
+            "could not write --manifest-out {}: {e}",
+            path.display()
+        ))
+        .with_hint("pass a path you can write to")
+    })
 }
 
 #[cfg(test)]

@@ -18,16 +18,21 @@ use aws_config::SdkConfig;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use ampkit::amp::rules::Rules;
+use ampkit::amp::rules::{DefinitionDetails, NamespaceDetails, Rules};
 use ampkit::amp::{WorkspaceSection, Workspaces};
 use ampkit::aws::AwsArgs;
 use ampkit::cli::{Runtime, Tool};
 use ampkit::doc::{Resource, ResourceKind, StateDoc};
 use ampkit::error::{Error, Result};
-use ampkit::grafana::alerting::{ContactPointSpec, RouteSpec, uid_from};
+use ampkit::grafana::alerting::{
+    AlertRuleDetails, ContactPointDetails, ContactPointSpec, RouteDetails, RouteSpec, uid_from,
+};
+use ampkit::grafana::delete::ObjectDetails;
 use ampkit::grafana::{GrafanaArgs, Outcome, Session};
 use ampkit::poll::Progress;
-use ampkit::sns::{self, Sns, StatementOutcome, TopicArn};
+use ampkit::sns::{
+    self, Sns, StatementDetails, StatementOutcome, SubscriptionDetails, TopicArn, TopicDetails,
+};
 use ampkit::timespec::parse_duration;
 
 use render::{AlertSpec, SnsShape, Timing};
@@ -317,6 +322,9 @@ pub async fn run(cli: Cli, doc: &mut StateDoc) -> Result<()> {
     }
 }
 
+/// Everything the run will do, checked before anything is created: the flags, the alert's
+/// PromQL, the topic (its region and account), the workspace and the definition AMP would
+/// be given, and the Grafana target.
 async fn plan(
     args: &CreateArgs,
     aws: &AwsArgs,
@@ -332,118 +340,18 @@ async fn plan(
             );
         }
     }
-    if args.alert_name.trim().is_empty() || args.severity.trim().is_empty() {
-        return Err(Error::usage(
-            "--alert-name and --severity must not be empty",
-        ));
-    }
-    let query = args
-        .expr
-        .clone()
-        .unwrap_or_else(|| render::default_expr(args.rate_window));
-    let alert = AlertSpec {
-        name: args.alert_name.clone(),
-        query,
-        threshold: args.threshold_ms,
-        for_: args.for_,
-        interval: args.interval,
-        group: args.rule_group.clone(),
-        severity: args.severity.clone(),
-        labels: args.labels.clone(),
-        annotations: args.annotations.clone(),
-    };
-    // Offline, with the PromQL parser: an expression that does not parse never reaches a
-    // service, and nothing is created.
-    promql_parser::parser::parse(&alert.condition()).map_err(|e| {
-        Error::usage(format!("--expr does not parse as PromQL: {}", e.trim()))
-            .with_hint("give the query without the comparison, e.g. histogram_quantile(0.99, sum by (le) (rate(x_bucket[1m])))")
-    })?;
-
-    let topic = match &args.topic_arn {
-        Some(arn) => {
-            let parsed = TopicArn::parse(arn).map_err(|e| {
-                Error::usage(format!("--topic-arn: {e}"))
-                    .with_hint("give the ARN `aws sns list-topics` shows, or --topic-name")
-            })?;
-            if parsed.region != region {
-                return Err(Error::usage(format!(
-                    "--topic-arn is in region {}, but this run uses {region}",
-                    parsed.region
-                ))
-                .with_hint("AMP and Grafana publish to a topic in their own region: pass --region or a topic of this region"));
-            }
-            TopicChoice::Arn(arn.clone())
-        }
-        None => {
-            sns::valid_topic_name(&args.topic_name)
-                .map_err(|e| Error::usage(format!("--topic-name: {e}")))?;
-            TopicChoice::Name(args.topic_name.clone())
-        }
-    };
-
+    let alert = alert_spec(args)?;
+    let topic = topic_choice(args, &region)?;
     let amp = if args.target.amp() {
-        let section = WorkspaceSection::from_doc(doc)?.unwrap_or_default();
-        let workspace_id = args
-            .workspace_id
-            .clone()
-            .or_else(|| WorkspaceSection::get(&section.workspace_id).map(str::to_owned))
-            .ok_or_else(|| {
-                Error::usage("no workspace: pass --workspace-id or pipe in a document with a workspace section")
-                    .with_hint("amp-workspace ensure --alias NAME | sns-alert ...")
-            })?;
-        let described = Workspaces::new(config)
-            .find(&workspace_id)
-            .await?
-            .ok_or_else(|| {
-                Error::not_found(format!(
-                    "workspace {workspace_id} does not exist in {region}"
-                ))
-                .with_hint("list them with `amp-workspace list`")
-            })?;
-        let workspace_arn = described.arn().to_owned();
-        let account = sns::arn_account(&workspace_arn)
-            .unwrap_or_default()
-            .to_owned();
-        Some(AmpPlan {
-            rules: render::rules_yaml(&alert)?,
-            timing: Timing {
-                group_wait: args.group_wait,
-                group_interval: args.group_interval,
-                repeat_interval: args.repeat_interval,
-            },
-            workspace_id,
-            workspace_arn,
-            account,
-        })
+        Some(amp_plan(args, config, doc, &alert, &region).await?)
     } else {
         None
     };
     if let TopicChoice::Arn(arn) = &topic {
-        let parsed = TopicArn::parse(arn).map_err(Error::usage)?;
-        let account = match &amp {
-            Some(amp) if !amp.account.is_empty() => amp.account.clone(),
-            _ => sns::caller_account(config).await?,
-        };
-        if parsed.account != account {
-            return Err(Error::usage(format!(
-                "--topic-arn is in account {}, but the workspace (and these credentials) are in {account}",
-                parsed.account
-            ))
-            .with_hint("AMP publishes only to a topic in its own account: create one there with --topic-name"));
-        }
+        check_topic_account(arn, amp.as_ref(), config).await?;
     }
     if let Some(amp) = &amp {
-        let ok = args.namespace.len() <= 64
-            && args
-                .namespace
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphanumeric())
-            && args
-                .namespace
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c));
-        if !ok {
+        if ampkit::amp::alerting::check_namespace_name(&args.namespace).is_err() {
             return Err(Error::usage(format!(
                 "--namespace `{}` is not a rule groups namespace name",
                 args.namespace
@@ -470,6 +378,121 @@ async fn plan(
         amp,
         grafana,
     })
+}
+
+/// The alert the flags describe; its expression is parsed offline, so one that does not
+/// parse never reaches a service.
+fn alert_spec(args: &CreateArgs) -> Result<AlertSpec> {
+    if args.alert_name.trim().is_empty() || args.severity.trim().is_empty() {
+        return Err(Error::usage(
+            "--alert-name and --severity must not be empty",
+        ));
+    }
+    let query = args
+        .expr
+        .clone()
+        .unwrap_or_else(|| render::default_expr(args.rate_window));
+    let alert = AlertSpec {
+        name: args.alert_name.clone(),
+        query,
+        threshold: args.threshold_ms,
+        for_: args.for_,
+        interval: args.interval,
+        group: args.rule_group.clone(),
+        severity: args.severity.clone(),
+        labels: args.labels.clone(),
+        annotations: args.annotations.clone(),
+    };
+    promql_parser::parser::parse(&alert.condition()).map_err(|e| {
+        Error::usage(format!("--expr does not parse as PromQL: {}", e.trim()))
+            .with_hint("give the query without the comparison, e.g. histogram_quantile(0.99, sum by (le) (rate(x_bucket[1m])))")
+    })?;
+    Ok(alert)
+}
+
+/// `--topic-arn` (which must be in this run's region) or `--topic-name` (a valid name).
+fn topic_choice(args: &CreateArgs, region: &str) -> Result<TopicChoice> {
+    let Some(arn) = &args.topic_arn else {
+        sns::valid_topic_name(&args.topic_name)
+            .map_err(|e| Error::usage(format!("--topic-name: {e}")))?;
+        return Ok(TopicChoice::Name(args.topic_name.clone()));
+    };
+    let parsed = TopicArn::parse(arn).map_err(|e| {
+        Error::usage(format!("--topic-arn: {e}"))
+            .with_hint("give the ARN `aws sns list-topics` shows, or --topic-name")
+    })?;
+    if parsed.region != region {
+        return Err(Error::usage(format!(
+            "--topic-arn is in region {}, but this run uses {region}",
+            parsed.region
+        ))
+        .with_hint("AMP and Grafana publish to a topic in their own region: pass --region or a topic of this region"));
+    }
+    Ok(TopicChoice::Arn(arn.clone()))
+}
+
+/// The workspace (from `--workspace-id` or the document's section, which must exist in this
+/// region) and the rules and timing it will be given.
+async fn amp_plan(
+    args: &CreateArgs,
+    config: &SdkConfig,
+    doc: &StateDoc,
+    alert: &AlertSpec,
+    region: &str,
+) -> Result<AmpPlan> {
+    let section = WorkspaceSection::from_doc(doc)?.unwrap_or_default();
+    let workspace_id = args
+        .workspace_id
+        .clone()
+        .or_else(|| WorkspaceSection::get(&section.workspace_id).map(str::to_owned))
+        .ok_or_else(|| {
+            Error::usage(
+                "no workspace: pass --workspace-id or pipe in a document with a workspace section",
+            )
+            .with_hint("amp-workspace ensure --alias NAME | sns-alert ...")
+        })?;
+    let described = Workspaces::new(config)
+        .find(&workspace_id)
+        .await?
+        .ok_or_else(|| {
+            Error::not_found(format!(
+                "workspace {workspace_id} does not exist in {region}"
+            ))
+            .with_hint("list them with `amp-workspace list`")
+        })?;
+    let workspace_arn = described.arn().to_owned();
+    let account = sns::arn_account(&workspace_arn)
+        .unwrap_or_default()
+        .to_owned();
+    Ok(AmpPlan {
+        rules: render::rules_yaml(alert)?,
+        timing: Timing {
+            group_wait: args.group_wait,
+            group_interval: args.group_interval,
+            repeat_interval: args.repeat_interval,
+        },
+        workspace_id,
+        workspace_arn,
+        account,
+    })
+}
+
+/// A topic given by ARN must be in the workspace's account (or, without a workspace, the
+/// caller's): AMP publishes only to a topic in its own account.
+async fn check_topic_account(arn: &str, amp: Option<&AmpPlan>, config: &SdkConfig) -> Result<()> {
+    let parsed = TopicArn::parse(arn).map_err(Error::usage)?;
+    let account = match amp {
+        Some(amp) if !amp.account.is_empty() => amp.account.clone(),
+        _ => sns::caller_account(config).await?,
+    };
+    if parsed.account != account {
+        return Err(Error::usage(format!(
+            "--topic-arn is in account {}, but the workspace (and these credentials) are in {account}",
+            parsed.account
+        ))
+        .with_hint("AMP publishes only to a topic in its own account: create one there with --topic-name"));
+    }
+    Ok(())
 }
 
 /// Everything the Grafana target needs, checked before any change: the permission rule on
@@ -563,9 +586,7 @@ async fn apply_grafana(
     section: &mut AlertingSection,
 ) -> Result<()> {
     let grafana = &plan.session.grafana;
-    let entry = |kind: ResourceKind, id: &str| {
-        Resource::new(kind, id, NAME).detail("grafanaUrl", plan.url.as_str())
-    };
+    let grafana_url = plan.url.as_str();
     let part = section.grafana.insert(GrafanaPart {
         url: plan.url.clone(),
         folder_uid: plan.folder_uid.clone(),
@@ -577,7 +598,13 @@ async fn apply_grafana(
         .await?
         == Outcome::Created
     {
-        doc.push_resource(entry(ResourceKind::GrafanaFolder, &plan.folder_uid));
+        doc.push_resource(
+            Resource::new(ResourceKind::GrafanaFolder, &plan.folder_uid, NAME).with_details(
+                &ObjectDetails {
+                    grafana_url: grafana_url.to_owned(),
+                },
+            ),
+        );
     }
     let contact_point = ContactPointSpec {
         uid: plan.contact_point_uid.clone(),
@@ -591,8 +618,11 @@ async fn apply_grafana(
         == Outcome::Created
     {
         doc.push_resource(
-            entry(ResourceKind::GrafanaContactPoint, &contact_point.uid)
-                .detail("name", contact_point.name.as_str()),
+            Resource::new(ResourceKind::GrafanaContactPoint, &contact_point.uid, NAME)
+                .with_details(&ContactPointDetails {
+                    grafana_url: grafana_url.to_owned(),
+                    name: Some(contact_point.name.clone()),
+                }),
         );
     }
     part.contact_point_uid = contact_point.uid.clone();
@@ -600,9 +630,12 @@ async fn apply_grafana(
     let route = plan.route.to_value();
     if grafana.ensure_route(&plan.route, args.editable).await? == Outcome::Created {
         doc.push_resource(
-            entry(ResourceKind::GrafanaNotificationRoute, &plan.route.receiver)
-                .detail("receiver", plan.route.receiver.as_str())
-                .detail("objectMatchers", route["object_matchers"].clone()),
+            Resource::new(
+                ResourceKind::GrafanaNotificationRoute,
+                &plan.route.receiver,
+                NAME,
+            )
+            .with_details(&RouteDetails::new(grafana_url, &plan.route)),
         );
     }
     part.route =
@@ -615,10 +648,14 @@ async fn apply_grafana(
     );
     if grafana.ensure_alert_rule(&rule, args.editable).await? == Outcome::Created {
         doc.push_resource(
-            entry(ResourceKind::GrafanaAlertRule, &plan.rule_uid)
-                .detail("folderUid", plan.folder_uid.as_str())
-                .detail("ruleGroup", alert.group.as_str())
-                .detail("title", alert.name.as_str()),
+            Resource::new(ResourceKind::GrafanaAlertRule, &plan.rule_uid, NAME).with_details(
+                &AlertRuleDetails {
+                    grafana_url: grafana_url.to_owned(),
+                    folder_uid: Some(plan.folder_uid.clone()),
+                    rule_group: Some(alert.group.clone()),
+                    title: Some(alert.name.clone()),
+                },
+            ),
         );
     }
     part.rule_uid = plan.rule_uid.clone();
@@ -670,6 +707,9 @@ async fn create(
     outcome
 }
 
+/// Make (or find) everything the plan names, in order, each object ledgered as it is made:
+/// the topic, AMP's statement in its policy, the subscriptions, the workspace's rules and
+/// definition, the Grafana side.
 async fn apply(
     args: &CreateArgs,
     plan: &Plan,
@@ -677,10 +717,51 @@ async fn apply(
     doc: &mut StateDoc,
     section: &mut AlertingSection,
 ) -> Result<()> {
-    let progress = Progress::new(NAME, ampkit::cli::progress());
     let sns = Sns::new(config);
     let region = plan.region.as_str();
-    let topic_arn = match &plan.topic {
+    let topic_arn = ensure_topic(&sns, &plan.topic, region, doc).await?;
+    section.topic_arn = topic_arn.clone();
+    if let Some(amp) = &plan.amp {
+        let sid = allow_amp_to_publish(&sns, amp, &topic_arn, region, doc).await?;
+        section.amp = Some(AmpPart {
+            workspace_id: amp.workspace_id.clone(),
+            policy_statement_sid: sid,
+            ..AmpPart::default()
+        });
+    }
+    for email in &args.emails {
+        let sub = sns.ensure_email_subscription(&topic_arn, email).await?;
+        if sub.created {
+            doc.push_resource(
+                created(ResourceKind::SnsSubscription, &sub.subscription_arn, region)
+                    .arn(&sub.subscription_arn)
+                    .with_details(&SubscriptionDetails {
+                        topic_arn: topic_arn.clone(),
+                        protocol: sub.protocol.clone(),
+                        endpoint: Some(sub.endpoint.clone()),
+                        pending_confirmation: sub.status != "confirmed",
+                    }),
+            );
+        }
+        section.subscriptions.push(sub);
+    }
+    if let Some(amp) = &plan.amp {
+        apply_amp(args, amp, config, &topic_arn, region, doc, section).await?;
+    }
+    if let Some(grafana) = &plan.grafana {
+        apply_grafana(args, grafana, &plan.alert, &topic_arn, region, doc, section).await?;
+    }
+    Ok(())
+}
+
+/// The topic given by ARN (which must exist), or the one named (made if missing).
+async fn ensure_topic(
+    sns: &Sns,
+    topic: &TopicChoice,
+    region: &str,
+    doc: &mut StateDoc,
+) -> Result<String> {
+    match topic {
         TopicChoice::Arn(arn) => {
             if !sns.topic_exists(arn).await? {
                 return Err(
@@ -688,7 +769,7 @@ async fn apply(
                         .with_hint("create it with --topic-name instead"),
                 );
             }
-            arn.clone()
+            Ok(arn.clone())
         }
         TopicChoice::Name(name) => {
             let (arn, new) = sns.ensure_topic(name).await?;
@@ -696,123 +777,129 @@ async fn apply(
                 doc.push_resource(
                     created(ResourceKind::SnsTopic, &arn, region)
                         .arn(&arn)
-                        .detail("name", name.as_str()),
+                        .with_details(&TopicDetails { name: name.clone() }),
                 );
             }
-            arn
+            Ok(arn)
         }
-    };
-    section.topic_arn = topic_arn.clone();
+    }
+}
 
-    if let Some(amp) = &plan.amp {
-        // AMP publishes with its service principal, so the topic's own policy must let it,
-        // for this workspace only (aws:SourceArn) and this account (the confused-deputy guard).
-        let sid = amp_statement_sid(&amp.workspace_id);
-        let statement = sns::service_publish_statement(
-            &sid,
-            "aps.amazonaws.com",
-            &topic_arn,
-            &amp.workspace_arn,
-            &amp.account,
+/// AMP publishes with its service principal, so the topic's own policy must let it, for this
+/// workspace only (aws:SourceArn) and this account (the confused-deputy guard). Returns the
+/// statement's Sid.
+async fn allow_amp_to_publish(
+    sns: &Sns,
+    amp: &AmpPlan,
+    topic_arn: &str,
+    region: &str,
+    doc: &mut StateDoc,
+) -> Result<String> {
+    let sid = amp_statement_sid(&amp.workspace_id);
+    let statement = sns::service_publish_statement(
+        &sid,
+        "aps.amazonaws.com",
+        topic_arn,
+        &amp.workspace_arn,
+        &amp.account,
+    );
+    if sns.ensure_policy_statement(topic_arn, &statement).await? == StatementOutcome::Added {
+        doc.push_resource(
+            created(ResourceKind::SnsTopicPolicyStatement, &sid, region).with_details(
+                &StatementDetails {
+                    topic_arn: topic_arn.to_owned(),
+                    workspace_id: amp.workspace_id.clone(),
+                },
+            ),
         );
-        if sns.ensure_policy_statement(&topic_arn, &statement).await? == StatementOutcome::Added {
-            doc.push_resource(
-                created(ResourceKind::SnsTopicPolicyStatement, &sid, region)
-                    .detail("topicArn", topic_arn.as_str())
-                    .detail("workspaceId", amp.workspace_id.as_str()),
-            );
-        }
-        section.amp = Some(AmpPart {
-            workspace_id: amp.workspace_id.clone(),
-            policy_statement_sid: sid,
-            ..AmpPart::default()
-        });
     }
+    Ok(sid)
+}
 
-    for email in &args.emails {
-        let sub = sns.ensure_email_subscription(&topic_arn, email).await?;
-        if sub.created {
-            doc.push_resource(
-                created(ResourceKind::SnsSubscription, &sub.subscription_arn, region)
-                    .arn(&sub.subscription_arn)
-                    .detail("topicArn", topic_arn.as_str())
-                    .detail("protocol", sub.protocol.as_str())
-                    .detail("endpoint", sub.endpoint.as_str())
-                    .detail("pendingConfirmation", sub.status != "confirmed"),
-            );
-        }
-        section.subscriptions.push(sub);
+/// The workspace's side: the rule groups namespace, then the alert manager definition
+/// (merged into someone's, if the workspace has one), each waited for until ACTIVE.
+async fn apply_amp(
+    args: &CreateArgs,
+    amp: &AmpPlan,
+    config: &SdkConfig,
+    topic_arn: &str,
+    region: &str,
+    doc: &mut StateDoc,
+    section: &mut AlertingSection,
+) -> Result<()> {
+    let progress = Progress::new(NAME, ampkit::cli::progress());
+    let rules = Rules::new(config);
+    let definition = render::definition_yaml(topic_arn, region, amp.timing)?;
+    let ws = amp.workspace_id.as_str();
+    // Ledgered as soon as AMP accepted it, before the wait that may still fail.
+    let (outcome, arn) = rules
+        .ensure_namespace(ws, &args.namespace, &amp.rules)
+        .await?;
+    if outcome == Outcome::Created {
+        doc.push_resource(
+            created(
+                ResourceKind::AmpRuleGroupsNamespace,
+                &args.namespace,
+                region,
+            )
+            .arn(&arn)
+            .with_details(&NamespaceDetails {
+                workspace_id: ws.to_owned(),
+            }),
+        );
     }
-
-    if let Some(amp) = &plan.amp {
-        let rules = Rules::new(config);
-        let definition = render::definition_yaml(&topic_arn, region, amp.timing)?;
-        let ws = amp.workspace_id.as_str();
-        // Ledgered as soon as AMP accepted it, before the wait that may still fail.
-        let (outcome, arn) = rules
-            .ensure_namespace(ws, &args.namespace, &amp.rules)
+    if outcome != Outcome::Unchanged {
+        rules
+            .wait_namespace_active(ws, &args.namespace, args.timeout, &progress)
             .await?;
-        if outcome == Outcome::Created {
-            doc.push_resource(
-                created(
-                    ResourceKind::AmpRuleGroupsNamespace,
-                    &args.namespace,
-                    region,
-                )
-                .arn(&arn)
-                .detail("workspaceId", ws),
-            );
-        }
-        if outcome != Outcome::Unchanged {
-            rules
-                .wait_namespace_active(ws, &args.namespace, args.timeout, &progress)
-                .await?;
-        }
-        if let Some(part) = section.amp.as_mut() {
-            part.namespace = args.namespace.clone();
-        }
-        // Merged into someone's definition: the definition stays theirs, but what we put
-        // into it is ledgered, so that teardown takes exactly that back out.
-        let merged = std::cell::Cell::new(false);
-        let outcome = rules
-            .ensure_alert_manager_definition(ws, |existing| match existing {
-                None => Ok(definition.clone()),
-                Some(existing) => {
-                    let text = render::merge_definition(existing, &definition)?;
-                    merged.set(text != definition);
-                    Ok(text)
-                }
-            })
-            .await?;
-        let ledgered = doc.resources().iter().any(|r| {
-            r.kind == ResourceKind::AmpAlertManagerDefinition
-                && r.details.get("workspaceId").and_then(|v| v.as_str()) == Some(ws)
-        });
-        if outcome == Outcome::Created {
-            doc.push_resource(
-                created(ResourceKind::AmpAlertManagerDefinition, ws, region)
-                    .detail("workspaceId", ws),
-            );
-        } else if outcome == Outcome::Updated && merged.get() && !ledgered {
-            doc.push_resource(
-                created(ResourceKind::AmpAlertManagerDefinition, ws, region)
-                    .detail("workspaceId", ws)
-                    .detail("merged", true)
-                    .detail("receiver", render::RECEIVER)
-                    .detail("templates", serde_json::json!([render::TEMPLATE])),
-            );
-        }
-        if outcome != Outcome::Unchanged {
-            rules
-                .wait_definition_active(ws, args.timeout, &progress)
-                .await?;
-        }
-        if let Some(part) = section.amp.as_mut() {
-            part.alert_manager = "ACTIVE".to_owned();
-        }
     }
-    if let Some(grafana) = &plan.grafana {
-        apply_grafana(args, grafana, &plan.alert, &topic_arn, region, doc, section).await?;
+    if let Some(part) = section.amp.as_mut() {
+        part.namespace = args.namespace.clone();
+    }
+    // Merged into someone's definition: the definition stays theirs, but what we put into it
+    // is ledgered, so that teardown takes exactly that back out.
+    let merged = std::cell::Cell::new(false);
+    let outcome = rules
+        .ensure_alert_manager_definition(ws, |existing| match existing {
+            None => Ok(definition.clone()),
+            Some(existing) => {
+                let text = render::merge_definition(existing, &definition)?;
+                merged.set(text != definition);
+                Ok(text)
+            }
+        })
+        .await?;
+    let ledgered = doc.resources().iter().any(|r| {
+        r.kind == ResourceKind::AmpAlertManagerDefinition
+            && r.details_as::<DefinitionDetails>()
+                .is_ok_and(|d| d.workspace_id == ws)
+    });
+    let ours = DefinitionDetails {
+        workspace_id: ws.to_owned(),
+        ..DefinitionDetails::default()
+    };
+    if outcome == Outcome::Created {
+        doc.push_resource(
+            created(ResourceKind::AmpAlertManagerDefinition, ws, region).with_details(&ours),
+        );
+    } else if outcome == Outcome::Updated && merged.get() && !ledgered {
+        let merged = DefinitionDetails {
+            merged: true,
+            receiver: Some(render::RECEIVER.to_owned()),
+            templates: vec![render::TEMPLATE.to_owned()],
+            ..ours
+        };
+        doc.push_resource(
+            created(ResourceKind::AmpAlertManagerDefinition, ws, region).with_details(&merged),
+        );
+    }
+    if outcome != Outcome::Unchanged {
+        rules
+            .wait_definition_active(ws, args.timeout, &progress)
+            .await?;
+    }
+    if let Some(part) = section.amp.as_mut() {
+        part.alert_manager = "ACTIVE".to_owned();
     }
     Ok(())
 }

@@ -166,113 +166,12 @@ pub fn definition_yaml(topic_arn: &str, region: &str, timing: Timing) -> Result<
     Ok(yaml)
 }
 
-fn parse_definition(yaml: &str, whose: &str) -> Result<(Mapping, Mapping)> {
-    let top: Value = serde_norway::from_str(yaml)
-        .map_err(|e| Error::input(format!("{whose} alert manager definition is not YAML: {e}")))?;
-    let Value::Mapping(top) = top else {
-        return Err(Error::input(format!(
-            "{whose} alert manager definition is not a mapping"
-        )));
-    };
-    let config = match top.get(s("alertmanager_config")).and_then(Value::as_str) {
-        Some(text) => match serde_norway::from_str(text) {
-            Ok(Value::Mapping(m)) => m,
-            _ => {
-                return Err(Error::input(format!(
-                    "{whose} alertmanager_config is not a YAML mapping"
-                )));
-            }
-        },
-        None => Mapping::new(),
-    };
-    Ok((top, config))
-}
-
-fn is_ours(route: &Value) -> bool {
-    route.get("receiver").and_then(Value::as_str) == Some(RECEIVER)
-}
-
-/// Our definition merged into the one already in the workspace, which may hold other
-/// people's receivers and routes (AMP has one definition per workspace, so a plain put would
-/// replace them): our receiver and template are added or replaced, and our route goes first
-/// among the root's children, matching only our alerts. A definition whose root route is
-/// ours (made by an earlier run) is simply replaced.
+/// Our definition merged into the one already in the workspace (lib's
+/// `amp::alerting::merge`, beside the un-merge teardown uses): our receiver and template,
+/// and our route matching only our alerts.
 pub fn merge_definition(existing: &str, ours: &str) -> Result<String> {
-    let (their_top, mut config) = parse_definition(existing, "the workspace's")?;
-    let (our_top, our_config) = parse_definition(ours, "our")?;
-    let root_is_ours = config.get(s("route")).is_some_and(is_ours);
-    if root_is_ours || config.get(s("route")).is_none() {
-        return Ok(ours.to_owned());
-    }
-    // Our receiver, in place of an older one of ours.
-    let our_receiver = our_config
-        .get(s("receivers"))
-        .and_then(Value::as_sequence)
-        .and_then(|r| r.first())
-        .cloned()
-        .ok_or_else(|| Error::internal("our definition has no receiver"))?;
-    let receivers = config
-        .entry(s("receivers"))
-        .or_insert_with(|| Value::Sequence(Vec::new()));
-    if let Value::Sequence(list) = receivers {
-        list.retain(|r| r.get("name").and_then(Value::as_str) != Some(RECEIVER));
-        list.push(our_receiver);
-    }
-    // Our route: the root's timing and grouping, matching only what we alert on.
-    let mut route = our_config
-        .get(s("route"))
-        .and_then(Value::as_mapping)
-        .cloned()
-        .unwrap_or_default();
-    route.insert(
-        s("matchers"),
-        Value::Sequence(vec![s(&format!(
-            "{}=\"{}\"",
-            MANAGED_LABEL.0, MANAGED_LABEL.1
-        ))]),
-    );
-    route.insert(s("continue"), Value::Bool(false));
-    if let Some(Value::Mapping(root)) = config.get_mut(s("route")) {
-        let children = root
-            .entry(s("routes"))
-            .or_insert_with(|| Value::Sequence(Vec::new()));
-        if let Value::Sequence(list) = children {
-            list.retain(|r| !is_ours(r));
-            list.insert(0, Value::Mapping(route));
-        }
-    }
-    let templates = config
-        .entry(s("templates"))
-        .or_insert_with(|| Value::Sequence(Vec::new()));
-    if let Value::Sequence(list) = templates
-        && !list.iter().any(|t| t.as_str() == Some(TEMPLATE))
-    {
-        list.push(s(TEMPLATE));
-    }
-    let mut top = their_top;
-    let mut files = top
-        .get(s("template_files"))
-        .and_then(Value::as_mapping)
-        .cloned()
-        .unwrap_or_default();
-    if let Some(Value::Mapping(ours)) = our_top.get(s("template_files")) {
-        for (k, v) in ours {
-            files.insert(k.clone(), v.clone());
-        }
-    }
-    top.insert(s("template_files"), Value::Mapping(files));
-    let config_text = serde_norway::to_string(&Value::Mapping(config))
-        .map_err(|e| Error::internal(format!("cannot write the merged definition: {e}")))?;
-    top.insert(s("alertmanager_config"), s(&config_text));
-    let yaml = serde_norway::to_string(&Value::Mapping(top))
-        .map_err(|e| Error::internal(format!("cannot write the merged definition: {e}")))?;
-    validate_definition(&yaml).map_err(|e| {
-        Error::input(format!(
-            "merged into the workspace's alert manager definition, AMP would refuse it: {e}"
-        ))
-        .with_hint("fix the workspace's definition (it must pass AMP's checks) and run again")
-    })?;
-    Ok(yaml)
+    let matcher = format!("{}=\"{}\"", MANAGED_LABEL.0, MANAGED_LABEL.1);
+    ampkit::amp::alerting::merge(existing, ours, RECEIVER, TEMPLATE, &matcher)
 }
 
 /// Which settings Grafana's SNS contact point takes: Grafana's own (`topic_arn`, `sigv4`) or

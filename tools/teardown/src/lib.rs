@@ -15,12 +15,10 @@
 //! every entry, so a teardown killed half-way leaves a ledger that lists exactly what is still
 //! there; a second run finishes the job.
 
-mod alerting;
 mod entry;
-mod ownership;
 mod state;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -29,9 +27,10 @@ use serde_json::Value;
 
 use ampkit::aws::{self, AwsArgs};
 use ampkit::cli::{Runtime, Tool};
-use ampkit::doc::StateDoc;
+use ampkit::doc::{ResourceKind, StateDoc};
 use ampkit::error::{Error, Result};
 use ampkit::grafana::{Grafana, GrafanaArgs};
+use ampkit::ledger::{self, Seen, Verdict};
 use ampkit::poll::Progress;
 use ampkit::sts::Caller;
 use ampkit::timespec::parse_duration;
@@ -71,47 +70,6 @@ pub struct Cli {
     pub aws: AwsArgs,
     #[command(flatten)]
     pub grafana: GrafanaArgs,
-}
-
-/// What became of one ledger entry (or, with `--dry-run`, what would).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// Dry run: it is there, ours, and would be deleted.
-    WouldDelete(String),
-    Deleted,
-    /// Not there (verified against the right account and region where that applies).
-    Absent(String),
-    /// There, but not ours any more, or still used by something that is not ours.
-    Skipped(String),
-    /// Could not be handled; kept for a later run.
-    Failed(String),
-}
-
-impl Verdict {
-    fn outcome(&self) -> &'static str {
-        match self {
-            Verdict::WouldDelete(_) => "delete",
-            Verdict::Deleted => "deleted",
-            Verdict::Absent(_) => "absent",
-            Verdict::Skipped(_) => "skipped",
-            Verdict::Failed(_) => "failed",
-        }
-    }
-
-    fn reason(&self) -> Option<&str> {
-        match self {
-            Verdict::Deleted => None,
-            Verdict::WouldDelete(r)
-            | Verdict::Absent(r)
-            | Verdict::Skipped(r)
-            | Verdict::Failed(r) => Some(r),
-        }
-    }
-
-    /// Whether the entry leaves the ledger (only on a real run).
-    fn is_gone(&self) -> bool {
-        matches!(self, Verdict::Deleted | Verdict::Absent(_))
-    }
 }
 
 /// One line of the `teardown` section.
@@ -162,19 +120,8 @@ pub struct Context {
     /// deleted at its end), opened on first use.
     amg: Option<Result<ampkit::grafana::amg::Session>>,
     kube: Option<Result<kube::Client>>,
-    /// IAM roles deleted by this run (or, dry, planned to be): they no longer count as users
-    /// of an OIDC provider.
-    gone_roles: HashSet<String>,
-    /// Grafana dashboards and folders deleted (or planned) by this run: a folder holding only
-    /// those is ours to delete.
-    gone_grafana: HashSet<String>,
-    /// The document's `irsa.roleName` -> `irsa.roleArn`, for the account of a role policy.
-    irsa_role: Option<(String, String)>,
-    /// Workspace id -> ARN, from the `workspace` section and the ledger: the account of an
-    /// entry that lives in a workspace and records no ARN of its own.
-    workspace_arns: HashMap<String, String>,
-    /// The SNS topics this ledger created (a pending subscription goes with its topic).
-    ledger_topics: HashSet<String>,
+    /// What earlier entries (and the document) told the later ones.
+    seen: Seen,
 }
 
 impl Context {
@@ -191,11 +138,7 @@ impl Context {
             grafanas: HashMap::new(),
             amg: None,
             kube: None,
-            gone_roles: HashSet::new(),
-            gone_grafana: HashSet::new(),
-            irsa_role: None,
-            workspace_arns: HashMap::new(),
-            ledger_topics: HashSet::new(),
+            seen: Seen::default(),
         }
     }
 
@@ -212,6 +155,28 @@ impl Context {
         self.base
             .clone()
             .unwrap_or_else(|| Err(Error::internal("no AWS configuration")))
+    }
+}
+
+impl ledger::Run for Context {
+    fn dry_run(&self) -> bool {
+        self.dry_run
+    }
+
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn progress(&self) -> &Progress {
+        &self.progress
+    }
+
+    fn seen(&mut self) -> &mut Seen {
+        &mut self.seen
+    }
+
+    fn grafana_url(&self) -> Option<&str> {
+        self.grafana_args.grafana_url.as_deref()
     }
 
     /// The AWS configuration for `region` (the configured one when `None`): an entry is always
@@ -245,47 +210,16 @@ impl Context {
             .unwrap_or_else(|| Err(Error::internal("no caller identity")))
     }
 
-    /// "Not found" becomes `Absent` only when the caller is in the entry's account and the
-    /// question went to the entry's region; otherwise the answer proves nothing and the entry
-    /// is kept.
-    async fn confirm_absent(
-        &mut self,
-        what: &str,
-        account: Option<&str>,
-        region: Option<&str>,
-        regional: bool,
-    ) -> Verdict {
-        let caller = match self.caller().await {
-            Ok(caller) => caller,
-            Err(e) => {
-                return Verdict::Failed(format!(
-                    "{what} was not found, but the caller's account could not be checked: {}",
-                    e.message
-                ));
-            }
-        };
-        let Some(account) = account else {
-            return Verdict::Failed(format!(
-                "{what} was not found, but the entry records no account to check that against (kept)"
-            ));
-        };
-        if account != caller.account {
-            return Verdict::Failed(format!(
-                "{what} was not found, but the caller is account {} and the entry is in account {account}: \
-                 use credentials for {account} (kept)",
-                caller.account
-            ));
+    async fn kube(&mut self) -> Result<kube::Client> {
+        if self.kube.is_none() {
+            self.kube = Some(
+                ampkit::kube::client("delete the objects with kubectl, then drop their entries")
+                    .await,
+            );
         }
-        if regional && region.is_none() {
-            return Verdict::Failed(format!(
-                "{what} was not found, but the entry records no region to ask in (kept)"
-            ));
-        }
-        let place = match region {
-            Some(region) => format!("account {account}, region {region}"),
-            None => format!("account {account}"),
-        };
-        Verdict::Absent(format!("not found in {place}"))
+        self.kube
+            .clone()
+            .unwrap_or_else(|| Err(Error::internal("no Kubernetes client")))
     }
 
     async fn grafana(&mut self, url: &str) -> Result<Grafana> {
@@ -317,18 +251,6 @@ impl Context {
             .get(url)
             .cloned()
             .unwrap_or_else(|| Err(Error::internal("no Grafana connection")))
-    }
-
-    async fn kube(&mut self) -> Result<kube::Client> {
-        if self.kube.is_none() {
-            self.kube = Some(
-                ampkit::kube::client("delete the objects with kubectl, then drop their entries")
-                    .await,
-            );
-        }
-        self.kube
-            .clone()
-            .unwrap_or_else(|| Err(Error::internal("no Kubernetes client")))
     }
 }
 
@@ -399,34 +321,8 @@ pub async fn teardown(
     doc: &mut StateDoc,
     state: Option<&std::path::Path>,
 ) -> Result<Section> {
-    ctx.irsa_role = doc
-        .str_field(ampkit::iam::SECTION, "roleName")
-        .zip(doc.str_field(ampkit::iam::SECTION, "roleArn"))
-        .map(|(n, a)| (n.to_owned(), a.to_owned()));
+    ctx.seen = Seen::from_doc(doc);
     let values: Vec<Value> = doc.resource_values().to_vec();
-    for value in &values {
-        let (kind, id) = (
-            value["type"].as_str(),
-            value["id"].as_str().unwrap_or_default(),
-        );
-        match (kind, value["arn"].as_str()) {
-            (Some("amp-workspace"), Some(arn)) => {
-                ctx.workspace_arns.insert(id.to_owned(), arn.to_owned());
-            }
-            (Some("sns-topic"), _) => {
-                ctx.ledger_topics.insert(id.to_owned());
-            }
-            _ => {}
-        }
-    }
-    if let (Some(id), Some(arn)) = (
-        doc.str_field(ampkit::amp::SECTION, "workspaceId"),
-        doc.str_field(ampkit::amp::SECTION, "arn"),
-    ) {
-        ctx.workspace_arns
-            .entry(id.to_owned())
-            .or_insert_with(|| arn.to_owned());
-    }
     let mut kept: Vec<Option<Value>> = values.iter().cloned().map(Some).collect();
     let stop = interruption();
     tokio::pin!(stop);
@@ -502,22 +398,22 @@ pub async fn teardown(
 }
 
 /// The order entries are handled in: newest first (the reverse of creation, so children
-/// before parents), except that our notification route leaves Grafana's policy tree before
-/// the alert rules created after it: alerts stop being routed before anything else of the
-/// alerting goes (route -> rule -> contact point).
+/// before parents), except where a kind must leave before a newer one
+/// ([`ResourceKind::leaves_before`]): it moves ahead of the run of those newer entries.
 fn order(values: &[Value]) -> Vec<usize> {
+    let kinds: Vec<ResourceKind> = values
+        .iter()
+        .map(|v| ResourceKind::from(v["type"].as_str().unwrap_or_default().to_owned()))
+        .collect();
     let mut order: Vec<usize> = (0..values.len()).rev().collect();
-    let kind = |i: usize| values[i]["type"].as_str().unwrap_or_default();
     for pos in 0..order.len() {
-        if kind(order[pos]) != "grafana-notification-route" {
-            continue;
-        }
+        let kind = &kinds[order[pos]];
         let mut to = pos;
-        while to > 0 && kind(order[to - 1]) == "grafana-alert-rule" {
+        while to > 0 && kind.leaves_before(&kinds[order[to - 1]]) {
             to -= 1;
         }
-        let route = order.remove(pos);
-        order.insert(to, route);
+        let entry = order.remove(pos);
+        order.insert(to, entry);
     }
     order
 }

@@ -1,9 +1,10 @@
-//! The Kubernetes side of IRSA: the namespace and the service account annotated with the
-//! role, through the `kube` client (or written as a manifest when no cluster is reachable).
+//! The collector's namespace and service account (annotated with the role for IRSA): made by
+//! irsa-role through the `kube` client (or written as a manifest when no cluster is
+//! reachable), deleted by teardown, both here.
 //!
 //! Objects that exist are kept (the service account's annotation is patched if it differs);
 //! only objects this run created go to the ledger, as `teardown` must not delete a namespace
-//! someone else made.
+//! someone else made; teardown deletes only what still carries our label.
 
 use std::collections::BTreeMap;
 
@@ -12,16 +13,25 @@ use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::json;
 
-use ampkit::doc::{Resource, ResourceKind, StateDoc};
-use ampkit::error::{Error, Result};
-use ampkit::kube::{self, namespace};
+use serde::{Deserialize, Serialize};
 
-use crate::NAME;
+use crate::doc::{MANAGED_BY, MANAGED_BY_LABEL, Resource, ResourceKind, StateDoc};
+use crate::error::{Error, Result};
+use crate::kube::{self, Found, namespace};
+use crate::ledger::{self, Run, Verdict};
 
 pub const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
 
 /// What to do rather than fix the cluster access.
 pub const INSTEAD: &str = "pass --no-kube or --manifest-out FILE";
+
+/// A service account's ledger details (as the ledger has always had them).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceAccountDetails {
+    pub namespace: String,
+    pub name: String,
+}
 
 /// The service account; annotated with the role for IRSA (Pod Identity needs no annotation).
 pub fn service_account(namespace: &str, name: &str, role_arn: Option<&str>) -> ServiceAccount {
@@ -47,8 +57,10 @@ fn kube_error(doing: String) -> impl FnOnce(::kube::Error) -> Error {
     kube::error(doing, INSTEAD)
 }
 
-/// Ensure the namespace and the (annotated) service account; ledger what was created.
+/// Ensure the namespace and the (annotated) service account; ledger what was created, as
+/// made by `tool`.
 pub async fn ensure(
+    tool: &str,
     client: ::kube::Client,
     namespace_name: &str,
     sa: &str,
@@ -68,7 +80,7 @@ pub async fn ensure(
         doc.push_resource(Resource::new(
             ResourceKind::K8sNamespace,
             namespace_name,
-            NAME,
+            tool,
         ));
     }
 
@@ -90,10 +102,12 @@ pub async fn ensure(
                 Resource::new(
                     ResourceKind::K8sServiceAccount,
                     format!("{namespace_name}/{sa}"),
-                    NAME,
+                    tool,
                 )
-                .detail("namespace", namespace_name)
-                .detail("name", sa),
+                .with_details(&ServiceAccountDetails {
+                    namespace: namespace_name.to_owned(),
+                    name: sa.to_owned(),
+                }),
             );
         }
         Some(existing) => {
@@ -119,6 +133,45 @@ pub async fn ensure(
     Ok(())
 }
 
+/// A Kubernetes object by name, deleted only with our label. The ledger records no cluster
+/// identity, so "absent" means absent in the current kubeconfig's cluster, and says so.
+async fn take_down<K>(run: &mut impl Run, api: ::kube::Api<K>, what: &str) -> Result<Verdict>
+where
+    K: ::kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let name = what.rsplit('/').next().unwrap_or(what);
+    match kube::find_ours(&api, name).await? {
+        Found::Absent => Ok(Verdict::Absent(
+            "not in the cluster of the current kubeconfig".into(),
+        )),
+        Found::NotOurs => Ok(Verdict::Skipped(format!(
+            "it has no label {MANAGED_BY_LABEL}={}, so it may not be ours",
+            MANAGED_BY.1
+        ))),
+        Found::Ours if run.dry_run() => Ok(Verdict::WouldDelete(format!("{what}, labelled ours"))),
+        Found::Ours => {
+            kube::delete_and_wait(&api, name, run.timeout()).await?;
+            Ok(Verdict::Deleted)
+        }
+    }
+}
+
+/// teardown's `k8s-namespace` entry (with everything in it, as Kubernetes deletes a
+/// namespace), waited for until gone.
+pub async fn take_down_namespace(run: &mut impl Run, r: &Resource) -> Result<Verdict> {
+    let api: Api<Namespace> = Api::all(run.kube().await?);
+    take_down(run, api, &format!("namespace/{}", r.id)).await
+}
+
+/// teardown's `k8s-service-account` entry.
+pub async fn take_down_service_account(run: &mut impl Run, r: &Resource) -> Result<Verdict> {
+    let details: ServiceAccountDetails = crate::verdict!(ledger::details(r));
+    let namespace = crate::verdict!(ledger::required(&details.namespace, "namespace"));
+    let name = crate::verdict!(ledger::required(&details.name, "name"));
+    let api: Api<ServiceAccount> = Api::namespaced(run.kube().await?, namespace);
+    take_down(run, api, &format!("serviceaccount/{namespace}/{name}")).await
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -127,7 +180,7 @@ mod tests {
     //! exact calls expected; a missing or extra call fails the test.
 
     use super::*;
-    use ampkit::kube::testing::{self, Call, not_found};
+    use crate::kube::testing::{self, Call, not_found};
     use http::{Method, StatusCode};
     use serde_json::Value;
 
@@ -146,9 +199,16 @@ mod tests {
     async fn run_scenario(expected: Vec<Call>, role_arn: Option<&str>) -> StateDoc {
         let (client, server) = testing::serve(expected);
         let mut doc = StateDoc::new();
-        ensure(client, "grafana-agent", "grafana-agent", role_arn, &mut doc)
-            .await
-            .unwrap();
+        ensure(
+            "irsa-role",
+            client,
+            "grafana-agent",
+            "grafana-agent",
+            role_arn,
+            &mut doc,
+        )
+        .await
+        .unwrap();
         server.verify().await;
         doc
     }
