@@ -100,9 +100,9 @@ const INPUT_CODES: &[&str] = &[
 pub fn sdk_error<E, R>(err: SdkError<E, R>, doing: impl Display) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: Debug,
+    R: Debug + Send + Sync + 'static,
 {
-    match &err {
+    let error = match &err {
         SdkError::ServiceError(service) => {
             let inner = service.err();
             let code = inner.code().unwrap_or("Unknown");
@@ -135,7 +135,9 @@ where
         ))
         .with_hint("check the credentials are configured (AWS_PROFILE, AWS_ACCESS_KEY_ID)"),
         _ => Error::remote(format!("{doing}: {}", DisplayErrorContext(&err))),
-    }
+    };
+    // The SDK's error stays reachable (`source()`), for whoever wants its whole chain.
+    error.with_source(err)
 }
 
 /// What a service's delete found: it deleted the object now, or the service answered that it
@@ -158,5 +160,22 @@ mod tests {
             profile: None,
         };
         assert_eq!(resolve_region(&args).await, Some(Region::new("ap-south-2")));
+    }
+
+    #[test]
+    fn an_sdk_error_stays_reachable_as_the_source() {
+        use aws_sdk_amp::operation::describe_workspace::DescribeWorkspaceError;
+        use aws_smithy_runtime_api::http::Response;
+        let sdk: SdkError<DescribeWorkspaceError, Response> =
+            SdkError::construction_failure(std::io::Error::other("no credentials in the chain"));
+        let error = sdk_error(sdk, "describing workspace ws-1");
+        assert_eq!(error.kind, ErrorKind::Usage);
+        let mut chain = String::new();
+        let mut next = std::error::Error::source(&error);
+        while let Some(e) = next {
+            chain.push_str(&format!("{e} / "));
+            next = e.source();
+        }
+        assert!(chain.contains("no credentials in the chain"), "{chain}");
     }
 }

@@ -6,6 +6,7 @@
 //! saying what to do next.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// What went wrong, coarsely; the kind decides the exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,13 +50,41 @@ impl ErrorKind {
 /// given context keeps the one it was made from as its [`source`](std::error::Error::source),
 /// as anyhow and ripgrep do, so that what it was (its kind, its own message and hint) is not
 /// lost in the text.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Error {
     pub kind: ErrorKind,
     pub message: String,
     pub hint: Option<String>,
-    cause: Option<Box<Error>>,
+    cause: Option<Cause>,
 }
+
+/// What an error was made from: one of ours given context, or a library's error (an SDK
+/// error, say) whose chain a user may want with `-vv`. Shared, because errors are cloned
+/// (a connection opened once fails every entry that needs it).
+#[derive(Debug, Clone)]
+enum Cause {
+    Ours(Box<Error>),
+    Foreign(Arc<dyn std::error::Error + Send + Sync>),
+}
+
+/// Equal when what a user sees is equal: kind, message, hint, and the causes' (a foreign
+/// cause by its text).
+impl PartialEq for Error {
+    fn eq(&self, other: &Self) -> bool {
+        let cause_eq = match (&self.cause, &other.cause) {
+            (None, None) => true,
+            (Some(Cause::Ours(a)), Some(Cause::Ours(b))) => a == b,
+            (Some(Cause::Foreign(a)), Some(Cause::Foreign(b))) => a.to_string() == b.to_string(),
+            _ => false,
+        };
+        self.kind == other.kind
+            && self.message == other.message
+            && self.hint == other.hint
+            && cause_eq
+    }
+}
+
+impl Eq for Error {}
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -102,13 +131,23 @@ impl Error {
             kind: self.kind,
             message: format!("{what}: {}", self.message),
             hint: self.hint.clone(),
-            cause: Some(Box::new(self)),
+            cause: Some(Cause::Ours(Box::new(self))),
         }
     }
 
-    /// The error this one was made from by [`Error::context`], if any.
+    /// Keep the library error this one was made from (an SDK error: its chain of causes says
+    /// what the one-line message leaves out) as the source.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.cause = Some(Cause::Foreign(Arc::new(source)));
+        self
+    }
+
+    /// The error of ours this one was made from by [`Error::context`], if any.
     pub fn cause(&self) -> Option<&Error> {
-        self.cause.as_deref()
+        match &self.cause {
+            Some(Cause::Ours(cause)) => Some(cause),
+            _ => None,
+        }
     }
 
     pub fn exit_code(&self) -> u8 {
@@ -148,9 +187,11 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.cause
-            .as_deref()
-            .map(|cause| cause as &(dyn std::error::Error + 'static))
+        match &self.cause {
+            Some(Cause::Ours(cause)) => Some(cause.as_ref()),
+            Some(Cause::Foreign(cause)) => Some(cause.as_ref()),
+            None => None,
+        }
     }
 }
 
