@@ -1376,3 +1376,293 @@ async fn workspaces_are_kept_apart_on_every_read_path_and_in_rules() {
             .await;
     }
 }
+
+// ---- PromQL as the backing Prometheus knows it -------------------------------------------------
+
+/// Every function of the Prometheus behind amp-local (2.53: `promql/parser/functions.go` at
+/// v2.53.3), called as a user would. `{W}` is where the workspace matcher goes when the same
+/// query is asked of that Prometheus directly.
+const FUNCTIONS: [(&str, &str); 72] = [
+    ("abs", "abs(fnlist_gauge{W})"),
+    ("absent", "absent(fnlist_missing{W})"),
+    (
+        "absent_over_time",
+        "absent_over_time(fnlist_missing{W}[1m])",
+    ),
+    ("acos", "acos(fnlist_gauge{W} / 1000)"),
+    ("acosh", "acosh(fnlist_gauge{W} + 1)"),
+    ("asin", "asin(fnlist_gauge{W} / 1000)"),
+    ("asinh", "asinh(fnlist_gauge{W})"),
+    ("atan", "atan(fnlist_gauge{W})"),
+    ("atanh", "atanh(fnlist_gauge{W} / 1000)"),
+    ("avg_over_time", "avg_over_time(fnlist_gauge{W}[2m])"),
+    ("ceil", "ceil(fnlist_gauge{W} / 7)"),
+    ("changes", "changes(fnlist_gauge{W}[5m])"),
+    ("clamp", "clamp(fnlist_gauge{W}, 10, 100)"),
+    ("clamp_max", "clamp_max(fnlist_gauge{W}, 100)"),
+    ("clamp_min", "clamp_min(fnlist_gauge{W}, 10)"),
+    ("cos", "cos(fnlist_gauge{W})"),
+    ("cosh", "cosh(fnlist_gauge{W} / 100)"),
+    ("count_over_time", "count_over_time(fnlist_gauge{W}[5m])"),
+    ("days_in_month", "days_in_month(timestamp(fnlist_gauge{W}))"),
+    ("day_of_month", "day_of_month(timestamp(fnlist_gauge{W}))"),
+    ("day_of_week", "day_of_week(timestamp(fnlist_gauge{W}))"),
+    ("day_of_year", "day_of_year(timestamp(fnlist_gauge{W}))"),
+    ("deg", "deg(fnlist_gauge{W})"),
+    ("delta", "delta(fnlist_gauge{W}[2m])"),
+    ("deriv", "deriv(fnlist_gauge{W}[2m])"),
+    ("exp", "exp(fnlist_gauge{W} / 100)"),
+    ("floor", "floor(fnlist_gauge{W} / 7)"),
+    ("histogram_avg", "histogram_avg(fnlist_gauge{W})"),
+    ("histogram_count", "histogram_count(fnlist_gauge{W})"),
+    ("histogram_sum", "histogram_sum(fnlist_gauge{W})"),
+    ("histogram_stddev", "histogram_stddev(fnlist_gauge{W})"),
+    ("histogram_stdvar", "histogram_stdvar(fnlist_gauge{W})"),
+    (
+        "histogram_fraction",
+        "histogram_fraction(0, 0.5, fnlist_gauge{W})",
+    ),
+    (
+        "histogram_quantile",
+        "histogram_quantile(0.9, sum by (le) (rate(fnlist_latency_bucket{W}[2m])))",
+    ),
+    (
+        "holt_winters",
+        "holt_winters(fnlist_gauge{W}[5m], 0.5, 0.5)",
+    ),
+    ("hour", "hour(timestamp(fnlist_gauge{W}))"),
+    ("idelta", "idelta(fnlist_gauge{W}[2m])"),
+    ("increase", "increase(fnlist_requests_total{W}[2m])"),
+    ("irate", "irate(fnlist_requests_total{W}[2m])"),
+    (
+        "label_replace",
+        "label_replace(fnlist_gauge{W}, \"copy\", \"$1\", \"job\", \"(.*)\")",
+    ),
+    (
+        "label_join",
+        "label_join(fnlist_gauge{W}, \"both\", \"-\", \"job\", \"shard\")",
+    ),
+    ("last_over_time", "last_over_time(fnlist_gauge{W}[2m])"),
+    ("ln", "ln(fnlist_gauge{W})"),
+    ("mad_over_time", "mad_over_time(fnlist_gauge{W}[5m])"),
+    ("max_over_time", "max_over_time(fnlist_gauge{W}[5m])"),
+    ("min_over_time", "min_over_time(fnlist_gauge{W}[5m])"),
+    ("minute", "minute(timestamp(fnlist_gauge{W}))"),
+    ("month", "month(timestamp(fnlist_gauge{W}))"),
+    ("pi", "pi()"),
+    ("predict_linear", "predict_linear(fnlist_gauge{W}[5m], 60)"),
+    (
+        "present_over_time",
+        "present_over_time(fnlist_gauge{W}[5m])",
+    ),
+    (
+        "quantile_over_time",
+        "quantile_over_time(0.9, fnlist_gauge{W}[5m])",
+    ),
+    ("rad", "rad(fnlist_gauge{W})"),
+    ("rate", "rate(fnlist_requests_total{W}[2m])"),
+    ("resets", "resets(fnlist_gauge{W}[5m])"),
+    ("round", "round(fnlist_gauge{W} / 7, 0.5)"),
+    ("scalar", "scalar(sum(fnlist_gauge{W}))"),
+    ("sgn", "sgn(fnlist_gauge{W} - 100)"),
+    ("sin", "sin(fnlist_gauge{W})"),
+    ("sinh", "sinh(fnlist_gauge{W} / 100)"),
+    ("sort", "sort(fnlist_gauge{W})"),
+    ("sort_desc", "sort_desc(fnlist_gauge{W})"),
+    ("sort_by_label", "sort_by_label(fnlist_gauge{W}, \"shard\")"),
+    (
+        "sort_by_label_desc",
+        "sort_by_label_desc(fnlist_gauge{W}, \"shard\")",
+    ),
+    ("sqrt", "sqrt(fnlist_gauge{W})"),
+    ("stddev_over_time", "stddev_over_time(fnlist_gauge{W}[5m])"),
+    ("stdvar_over_time", "stdvar_over_time(fnlist_gauge{W}[5m])"),
+    ("sum_over_time", "sum_over_time(fnlist_gauge{W}[5m])"),
+    ("tan", "tan(fnlist_gauge{W})"),
+    ("tanh", "tanh(fnlist_gauge{W} / 100)"),
+    ("time", "time()"),
+    ("timestamp", "timestamp(fnlist_gauge{W})"),
+];
+
+/// The same query through a workspace and straight against its Prometheus (with the
+/// workspace matcher written in), at one instant: (status, body) of each.
+async fn both_ways(stack: &Stack, ws: &str, query: &str, at: &str) -> ((u16, Value), (u16, Value)) {
+    let ours = query.replace("{W}", "");
+    let direct = query.replace("{W}", &format!("{{ampkit_workspace=\"{ws}\"}}"));
+    let through = amp_read(stack, ws, "query", &[("query", &ours), ("time", at)]).await;
+    let response = http()
+        .get(format!(
+            "{}/api/v1/query?query={}&time={at}",
+            stack.prometheus_url,
+            urlencode(&direct)
+        ))
+        .send()
+        .await
+        .expect("Prometheus answers");
+    let status = response.status().as_u16();
+    (
+        through,
+        (status, response.json().await.unwrap_or(Value::Null)),
+    )
+}
+
+/// An answer's result without the workspace label, in a stable order.
+fn result_of(body: &Value) -> Value {
+    let mut result = body["data"]["result"].clone();
+    if let Some(items) = result.as_array_mut() {
+        for item in items.iter_mut() {
+            if let Some(metric) = item.get_mut("metric").and_then(Value::as_object_mut) {
+                metric.remove("ampkit_workspace");
+            }
+        }
+        items.sort_by_key(|item| item["metric"].to_string());
+    }
+    result
+}
+
+/// A workspace fed five minutes of a gauge (two shards), a counter and a classic histogram.
+async fn fed_workspace(prefix: &str) -> (Stack, aws_sdk_amp::Client, String, i64) {
+    let (stack, client, id) = fresh_workspace(prefix).await;
+    let now = now_ms() / 1000 * 1000;
+    let at = |i: i64| now - 300_000 + i * 15_000;
+    let mut all = Vec::new();
+    for shard in ["a", "b"] {
+        let gauge: Vec<(f64, i64)> = (0..=20)
+            .map(|i| {
+                (
+                    ((i * i) % 37 + 1) as f64 + if shard == "b" { 0.5 } else { 0.0 },
+                    at(i),
+                )
+            })
+            .collect();
+        all.push(series(
+            &[
+                ("__name__", "fnlist_gauge"),
+                ("job", "fn"),
+                ("shard", shard),
+            ],
+            &gauge,
+        ));
+    }
+    let counter: Vec<(f64, i64)> = (0..=20).map(|i| ((i * 10) as f64, at(i))).collect();
+    all.push(series(
+        &[("__name__", "fnlist_requests_total"), ("job", "fn")],
+        &counter,
+    ));
+    for (le, share) in [("0.1", 1), ("0.5", 3), ("+Inf", 4)] {
+        let bucket: Vec<(f64, i64)> = (0..=20).map(|i| ((i * share) as f64, at(i))).collect();
+        all.push(series(
+            &[("__name__", "fnlist_latency_bucket"), ("le", le)],
+            &bucket,
+        ));
+    }
+    let url = format!("{}/workspaces/{id}/api/v1/remote_write", amp_url(&stack));
+    let response = Signer::for_stack(&stack)
+        .request(
+            &http(),
+            "POST",
+            &url,
+            REMOTE_WRITE_HEADERS,
+            remote_write_body(all),
+        )
+        .send()
+        .await
+        .expect("amp-local answers");
+    let status = response.status();
+    assert!(status.is_success(), "{status}: {:?}", response.text().await);
+    (stack, client, id, now)
+}
+
+/// Whatever the Prometheus behind a workspace answers, the workspace answers the same: every
+/// function it knows (`holt_winters`, its 2.x name, included), each answer compared with the
+/// one it gives directly for the workspace's series.
+#[tokio::test]
+async fn every_function_of_the_backing_prometheus_answers_as_it_does_directly() {
+    let names: std::collections::BTreeSet<&str> = FUNCTIONS.iter().map(|(n, _)| *n).collect();
+    assert_eq!(names.len(), FUNCTIONS.len(), "each function once");
+    let (stack, client, id, now) = fed_workspace("amp-local-functions").await;
+    let at = format!("{}", now / 1000);
+    for (name, query) in FUNCTIONS {
+        assert!(query.starts_with(name), "{name}: {query}");
+        let ((status, ours), (direct_status, direct)) = both_ways(&stack, &id, query, &at).await;
+        assert_eq!(status, direct_status, "{name}: {ours} vs {direct}");
+        assert_eq!(
+            ours["status"], direct["status"],
+            "{name}: {ours} vs {direct}"
+        );
+        if status == 200 {
+            assert_eq!(result_of(&ours), result_of(&direct), "{name}");
+        } else {
+            assert_eq!(ours["error"], direct["error"], "{name}");
+        }
+    }
+    let ((status, ours), _) = both_ways(&stack, &id, FUNCTIONS[34].1, &at).await;
+    assert_eq!(status, 200, "holt_winters is evaluated: {ours}");
+    assert_eq!(result_of(&ours).as_array().map(Vec::len), Some(2), "{ours}");
+    delete_workspace(&client, &id).await;
+}
+
+/// A subquery without a step is evaluated at AMP's default step (1m), not at the local
+/// stack's rule interval; and the infos and warnings of an answer carry no position of the
+/// confined query the user never sent.
+#[tokio::test]
+async fn subqueries_step_as_amp_does_and_annotations_carry_no_foreign_position() {
+    let (stack, client, id, now) = fed_workspace("amp-local-subquery").await;
+    let at = format!("{}", now / 1000);
+    let points = |body: &Value| {
+        body["data"]["result"][0]["value"][1]
+            .as_str()
+            .map(str::to_owned)
+    };
+    let ((_, ours), _) = both_ways(
+        &stack,
+        &id,
+        "count_over_time(fnlist_requests_total{W}[4m:])",
+        &at,
+    )
+    .await;
+    let (_, (_, a_minute)) = both_ways(
+        &stack,
+        &id,
+        "count_over_time(fnlist_requests_total{W}[4m:1m])",
+        &at,
+    )
+    .await;
+    let (_, (_, local_default)) = both_ways(
+        &stack,
+        &id,
+        "count_over_time(fnlist_requests_total{W}[4m:])",
+        &at,
+    )
+    .await;
+    assert_eq!(points(&ours), points(&a_minute), "{ours} vs {a_minute}");
+    assert_ne!(
+        points(&ours),
+        points(&local_default),
+        "the local Prometheus alone steps at its own interval: {local_default}"
+    );
+
+    let ((status, ours), (_, direct)) =
+        both_ways(&stack, &id, "rate(fnlist_gauge{W}[2m])", &at).await;
+    assert_eq!(status, 200, "{ours}");
+    // Prometheus 2.53 gives infos among the warnings (later versions in `infos`).
+    let annotation = |body: &Value| {
+        ["warnings", "infos"]
+            .iter()
+            .flat_map(|key| body[*key].as_array().cloned().unwrap_or_default())
+            .filter_map(|a| a.as_str().map(str::to_owned))
+            .find(|a| a.contains("might not be a counter"))
+            .unwrap_or_else(|| panic!("no counter info in {body}"))
+    };
+    let info = annotation(&ours);
+    assert!(
+        !info.contains("(1:"),
+        "no position of the confined query: {info}"
+    );
+    let theirs = annotation(&direct);
+    assert!(
+        theirs.ends_with("(1:6)"),
+        "Prometheus itself gives one: {theirs}"
+    );
+    delete_workspace(&client, &id).await;
+}

@@ -222,11 +222,15 @@ async fn read(
         _ => None,
     };
     let mut strip = answer;
+    // The query as the user sent it: a parse error Prometheus finds in the confined one is
+    // asked again of it, so that the position is the user's.
+    let mut sent_query: Option<String> = None;
     let mut params = Vec::new();
     let mut has_match = false;
     for (name, value) in read_params(query, headers, body) {
         let confined = match name.as_str() {
             "query" if answer == Some(Answer::Query) => {
+                sent_query = Some(value.clone());
                 match isolation::confine_query(&value, workspace_id) {
                     Ok(q) => {
                         if !q.strip_answer {
@@ -268,9 +272,10 @@ async fn read(
         Ok(upstream) => upstream,
         Err(e) => return prometheus_down(&e),
     };
-    let Some(kind) = strip else {
-        // Nothing to take out: the answer streams back as it arrives (a range query can be
-        // large).
+    // A query's answer may carry warnings and infos, whose positions are fixed here, so it
+    // is read whole; other answers with nothing to take out stream back as they arrive.
+    let is_query = answer == Some(Answer::Query);
+    if strip.is_none() && !is_query {
         let status = upstream.status().as_u16();
         let mut response = Response::builder().status(status);
         if let Some(v) = upstream.headers().get("content-type") {
@@ -279,28 +284,48 @@ async fn read(
         return response
             .body(stream_body(upstream))
             .unwrap_or_else(|e| ApiError::internal(e.to_string()).into_response());
-    };
+    }
     let (status, content_type, bytes) = match buffered(upstream).await {
         Ok(answer) => answer,
         Err(e) => return prometheus_down(&e),
     };
-    let bytes = if status == StatusCode::OK {
-        isolation::strip_label(kind, &bytes).unwrap_or_else(|| bytes.to_vec())
-    } else {
-        bytes.to_vec()
-    };
+    if status == StatusCode::BAD_REQUEST
+        && let Some(sent) = &sent_query
+        && bytes.windows(11).any(|w| w == b"parse error")
+        && let Some(theirs) = users_parse_error(app, sent).await
+    {
+        return theirs;
+    }
+    let mut bytes = bytes.to_vec();
+    if status == StatusCode::OK {
+        if let Some(stripped) = strip.and_then(|kind| isolation::strip_label(kind, &bytes)) {
+            bytes = stripped;
+        }
+        if is_query && let Some(fixed) = isolation::drop_annotation_positions(&bytes) {
+            bytes = fixed;
+        }
+    }
     (status, [("content-type", content_type)], bytes).into_response()
 }
 
 /// An expression our parser refused: Prometheus's own 400 (with its position) when it refuses
 /// it too, else ours. Either way it is never evaluated unconfined.
 async fn unparsable(app: &App, expr: &str, ours: &str) -> Response {
+    match users_parse_error(app, expr).await {
+        Some(theirs) => theirs,
+        None => bad_data(format!("invalid parameter \"query\": {ours}")),
+    }
+}
+
+/// Prometheus's own 400 for the expression as the user sent it (its position the user's),
+/// when it refuses to parse it.
+async fn users_parse_error(app: &App, expr: &str) -> Option<Response> {
     let params = [("query".to_owned(), expr.to_owned())];
     match get(app, "/api/v1/format_query", &params).await {
         Ok((status, content_type, bytes)) if status == StatusCode::BAD_REQUEST => {
-            (status, [("content-type", content_type)], bytes).into_response()
+            Some((status, [("content-type", content_type)], bytes).into_response())
         }
-        _ => bad_data(format!("invalid parameter \"query\": {ours}")),
+        _ => None,
     }
 }
 

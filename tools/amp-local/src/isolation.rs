@@ -272,12 +272,103 @@ fn parse(expr: &str) -> Result<Expr, String> {
     parser::parse(&out)
 }
 
+/// Function names the backing Prometheus (2.53) knows by another name than the parser
+/// (which follows Prometheus 3): the query is parsed with the parser's name and sent on with
+/// the one the user wrote, so that whatever the backing Prometheus accepts, a workspace does.
+const RENAMED_FUNCTIONS: [(&str, &str); 1] = [("holt_winters", "double_exponential_smoothing")];
+
+/// The default step of a subquery without one (`x[5m:]`): AMP's, a minute, as in a vanilla
+/// Prometheus with the default evaluation interval. The Prometheus behind amp-local evaluates
+/// rules every few seconds, and its own default would be that.
+pub const DEFAULT_SUBQUERY_STEP: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// `text` with every call of the function `from` (the identifier, then `(`) renamed `to`;
+/// strings and comments are copied as they are. `None` when there is no such call.
+fn rename_calls(text: &str, from: &str, to: &str) -> Option<String> {
+    let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut renamed = false;
+    let mut rest = text;
+    let mut previous: Option<char> = None;
+    while let Some(c) = rest.chars().next() {
+        match c {
+            '"' | '\'' | '`' => {
+                // A string, to its closing quote (escapes skipped, except in raw strings);
+                // an unterminated one runs to the end.
+                let body = &rest[1..];
+                let mut close = body.len();
+                let mut chars = body.char_indices();
+                while let Some((i, inner)) = chars.next() {
+                    if inner == '\\' && c != '`' {
+                        chars.next();
+                    } else if inner == c {
+                        close = i + 1;
+                        break;
+                    }
+                }
+                out.push_str(&rest[..1 + close]);
+                rest = &rest[1 + close..];
+                previous = Some(c);
+            }
+            '#' => {
+                let end = rest.find('\n').unwrap_or(rest.len());
+                out.push_str(&rest[..end]);
+                rest = &rest[end..];
+                previous = None;
+            }
+            _ if rest.starts_with(from)
+                && !previous.is_some_and(is_ident)
+                && rest[from.len()..].trim_start().starts_with('(') =>
+            {
+                out.push_str(to);
+                rest = &rest[from.len()..];
+                renamed = true;
+                previous = from.chars().last();
+            }
+            _ => {
+                out.push(c);
+                rest = &rest[c.len_utf8()..];
+                previous = Some(c);
+            }
+        }
+    }
+    renamed.then_some(out)
+}
+
+/// Function names to put back when a query is printed for the backing Prometheus:
+/// (the parser's, the user's).
+type NamesBack = Vec<(&'static str, &'static str)>;
+
+/// Parse a query as the user wrote it, with the names to put back when it is printed.
+fn parse_query(expr: &str) -> Result<(Expr, NamesBack), String> {
+    let mut text = std::borrow::Cow::Borrowed(expr);
+    let mut back = Vec::new();
+    for (theirs, parsers) in RENAMED_FUNCTIONS {
+        if let Some(renamed) = rename_calls(&text, theirs, parsers) {
+            text = std::borrow::Cow::Owned(renamed);
+            back.push((parsers, theirs));
+        }
+    }
+    Ok((parse(&text)?, back))
+}
+
+/// The confined expression as text for the backing Prometheus, with the user's function names.
+fn print(ast: &Expr, back: &[(&str, &str)]) -> String {
+    let mut text = ast.to_string();
+    for (parsers, theirs) in back {
+        if let Some(renamed) = rename_calls(&text, parsers, theirs) {
+            text = renamed;
+        }
+    }
+    text
+}
+
 /// `expr` with the workspace matcher on every selector, as text Prometheus parses. `Err` is
 /// the parser's message: an expression we cannot parse is never sent on unconfined.
 pub fn confine_expr(expr: &str, workspace_id: &str) -> Result<String, String> {
-    let mut ast = parse(expr)?;
+    let (mut ast, back) = parse_query(expr)?;
     confine(&mut ast, workspace_id);
-    Ok(ast.to_string())
+    Ok(print(&ast, &back))
 }
 
 /// A query (`query`, `query_range`) confined to the workspace, as sent to Prometheus.
@@ -292,19 +383,20 @@ pub struct ConfinedQuery {
 }
 
 pub fn confine_query(expr: &str, workspace_id: &str) -> Result<ConfinedQuery, String> {
-    let mut ast = parse(expr)?;
+    let (mut ast, back) = parse_query(expr)?;
     confine(&mut ast, workspace_id);
+    let text = print(&ast, &back);
     Ok(match ast.value_type() {
         ValueType::Vector => ConfinedQuery {
-            expr: format!("label_replace({ast}, \"{LABEL}\", \"\", \"\", \"\")"),
+            expr: format!("label_replace({text}, \"{LABEL}\", \"\", \"\", \"\")"),
             strip_answer: false,
         },
         ValueType::Matrix => ConfinedQuery {
-            expr: ast.to_string(),
+            expr: text,
             strip_answer: true,
         },
         ValueType::Scalar | ValueType::String => ConfinedQuery {
-            expr: ast.to_string(),
+            expr: text,
             strip_answer: false,
         },
     })
@@ -355,7 +447,10 @@ fn confine(expr: &mut Expr, workspace_id: &str) {
             confine(&mut binary.rhs, workspace_id);
         }
         Expr::Paren(paren) => confine(&mut paren.expr, workspace_id),
-        Expr::Subquery(sub) => confine(&mut sub.expr, workspace_id),
+        Expr::Subquery(sub) => {
+            sub.step.get_or_insert(DEFAULT_SUBQUERY_STEP);
+            confine(&mut sub.expr, workspace_id);
+        }
         Expr::Call(call) => {
             for arg in &mut call.args.args {
                 confine(arg, workspace_id);
@@ -407,6 +502,46 @@ pub fn strip_label(answer: Answer, body: &[u8]) -> Option<Vec<u8>> {
             .for_each(|item| item.get_mut("seriesLabels").into_iter().for_each(remove)),
     }
     serde_json::to_vec(&value).ok()
+}
+
+/// A query answer's warnings and infos without their `(line:column)`: Prometheus gives the
+/// position in the query it evaluated, which is the confined one, not the one the user sent
+/// (the workspace matcher and the wrapping shift every column). `None` when the answer has
+/// neither (the common case, found without parsing it).
+pub fn drop_annotation_positions(body: &[u8]) -> Option<Vec<u8>> {
+    let has = |key: &[u8]| body.windows(key.len()).any(|w| w == key);
+    if !has(b"\"warnings\"") && !has(b"\"infos\"") {
+        return None;
+    }
+    let mut value: Value = serde_json::from_slice(body).ok()?;
+    for key in ["warnings", "infos"] {
+        for item in value
+            .get_mut(key)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(text) = item.as_str() {
+                *item = Value::String(without_position(text).to_owned());
+            }
+        }
+    }
+    serde_json::to_vec(&value).ok()
+}
+
+/// `text` without a trailing ` (LINE:COLUMN)`.
+fn without_position(text: &str) -> &str {
+    let Some(open) = text.rfind(" (") else {
+        return text;
+    };
+    let Some(inner) = text[open + 2..].strip_suffix(')') else {
+        return text;
+    };
+    let digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+    match inner.split_once(':') {
+        Some((line, column)) if digits(line) && digits(column) => &text[..open],
+        _ => text,
+    }
 }
 
 #[cfg(test)]
@@ -480,6 +615,55 @@ mod tests {
             all.push(labels);
         }
         (all, raw)
+    }
+
+    #[test]
+    fn the_backing_prometheus_names_of_functions_are_kept() {
+        let q = confine_query("holt_winters(rate(x[5m])[10m:], 0.5, 0.5)", "ws-1").unwrap();
+        assert!(q.expr.contains("holt_winters(rate(x{"), "{}", q.expr);
+        assert!(!q.expr.contains("double_exponential"), "{}", q.expr);
+        // Only calls are renamed: a string, a longer name and a label stay as written.
+        assert_eq!(
+            rename_calls(
+                r#"my_holt_winters(x) + holt_winters (y{a="holt_winters("}[1m], 1, 1)"#,
+                "holt_winters",
+                "des"
+            ),
+            Some(r#"my_holt_winters(x) + des (y{a="holt_winters("}[1m], 1, 1)"#.to_owned())
+        );
+        assert_eq!(
+            rename_calls("x{holt_winters=\"1\"}", "holt_winters", "des"),
+            None
+        );
+        assert_eq!(
+            rename_calls("'it\\'s holt_winters(' + `raw`", "holt_winters", "des"),
+            None
+        );
+    }
+
+    #[test]
+    fn annotation_positions_of_the_confined_query_are_dropped() {
+        let answer = br#"{"status":"success","data":{"resultType":"vector","result":[]},"infos":["PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"g\" (1:20)"],"warnings":["kept as is (not a position)"]}"#;
+        let fixed: Value =
+            serde_json::from_slice(&drop_annotation_positions(answer).unwrap()).unwrap();
+        assert_eq!(
+            fixed["infos"][0],
+            "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"g\""
+        );
+        assert_eq!(fixed["warnings"][0], "kept as is (not a position)");
+        assert_eq!(fixed["data"]["resultType"], "vector");
+        assert_eq!(
+            drop_annotation_positions(br#"{"status":"success","data":{}}"#),
+            None
+        );
+    }
+
+    #[test]
+    fn a_subquery_without_a_step_gets_amps_default_step() {
+        let q = confine_expr("max_over_time(deriv(x[1m])[2m:])", "ws-1").unwrap();
+        assert!(q.ends_with("[2m:1m])"), "{q}");
+        let kept = confine_expr("max_over_time(deriv(x[1m])[2m:15s])", "ws-1").unwrap();
+        assert!(kept.ends_with("[2m:15s])"), "{kept}");
     }
 
     #[test]
