@@ -9,11 +9,14 @@
 use std::fmt::{Debug, Display};
 use std::time::Duration;
 
+/// The AWS configuration every client is made from (re-exported, so that a tool need not
+/// depend on aws-config to pass one on).
+pub use aws_config::SdkConfig;
 use aws_config::environment::region::EnvironmentVariableRegionProvider;
 use aws_config::meta::region::RegionProviderChain;
 use aws_config::profile::ProfileFileRegionProvider;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{BehaviorVersion, Region};
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;

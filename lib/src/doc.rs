@@ -56,12 +56,14 @@ pub enum ResourceKind {
     SnsTopicPolicyStatement,
     AmpRuleGroupsNamespace,
     AmpAlertManagerDefinition,
+    /// AMP's managed collector.
+    AmpScraper,
     /// Written by a newer (or older) ampkit.
     Other(String),
 }
 
 impl ResourceKind {
-    const KNOWN: [(ResourceKind, &'static str); 19] = [
+    const KNOWN: [(ResourceKind, &'static str); 20] = [
         (ResourceKind::AmpWorkspace, "amp-workspace"),
         (ResourceKind::IamOidcProvider, "iam-oidc-provider"),
         (ResourceKind::IamRole, "iam-role"),
@@ -99,6 +101,7 @@ impl ResourceKind {
             ResourceKind::AmpAlertManagerDefinition,
             "amp-alert-manager-definition",
         ),
+        (ResourceKind::AmpScraper, "amp-scraper"),
     ];
 
     /// Whether an entry of this kind must be deleted before a `newer` one, against the

@@ -13,12 +13,16 @@ use crate::error::{Error, Result};
 use crate::ledger::{self, Run, Verdict};
 use crate::sts::{arn_account, arn_region};
 
-/// What irsa-role needs of a cluster.
+/// What the tools need of a cluster: irsa-role its ARN and issuer, a managed collector its
+/// ARN and network (it scrapes from inside the cluster's VPC).
 #[derive(Debug, Clone, Default)]
 pub struct Cluster {
     pub arn: Option<String>,
     /// The OIDC issuer URL (IRSA's identity provider), when the cluster has one.
     pub issuer: Option<String>,
+    pub subnet_ids: Vec<String>,
+    /// The cluster's own security group first (EKS makes it), then the additional ones.
+    pub security_group_ids: Vec<String>,
 }
 
 /// A pod identity association as EKS describes it.
@@ -62,6 +66,16 @@ impl Eks {
                 let cluster = out
                     .cluster()
                     .ok_or_else(|| Error::remote(format!("EKS returned no cluster for {name}")))?;
+                let vpc = cluster.resources_vpc_config();
+                let security_group_ids = vpc
+                    .and_then(|v| v.cluster_security_group_id())
+                    .map(str::to_owned)
+                    .into_iter()
+                    .chain(
+                        vpc.map(|v| v.security_group_ids().to_vec())
+                            .unwrap_or_default(),
+                    )
+                    .collect();
                 Ok(Cluster {
                     arn: cluster.arn().map(str::to_owned),
                     issuer: cluster
@@ -69,6 +83,8 @@ impl Eks {
                         .and_then(|i| i.oidc())
                         .and_then(|o| o.issuer())
                         .map(str::to_owned),
+                    subnet_ids: vpc.map(|v| v.subnet_ids().to_vec()).unwrap_or_default(),
+                    security_group_ids,
                 })
             }
             Err(err)

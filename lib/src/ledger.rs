@@ -6,7 +6,8 @@
 //! The owner of a kind is the module that creates it, so what "ours" and "gone" mean is
 //! written once: `amp` (workspace), `amp::rules` (rule groups namespace, alert manager
 //! definition), `iam` (role, role policy, OIDC provider), `eks` (pod identity association),
-//! `kube` (namespace, service account), `sns` (topic, subscription, policy statement),
+//! `amp::scraper` (managed collector), `kube` (namespace, service account), `sns` (topic,
+//! subscription, policy statement),
 //! `grafana` (datasource, folder, dashboard), `grafana::alerting` (contact point, route, alert
 //! rule) and `grafana::amg` (AMG service account).
 
@@ -284,6 +285,7 @@ mod tests {
             K::AmpWorkspace => through::<amp::WorkspaceDetails>(r),
             K::AmpRuleGroupsNamespace => through::<amp::rules::NamespaceDetails>(r),
             K::AmpAlertManagerDefinition => through::<amp::rules::DefinitionDetails>(r),
+            K::AmpScraper => through::<amp::scraper::ScraperDetails>(r),
             K::IamRole => through::<iam::RoleDetails>(r),
             K::IamRolePolicy => through::<iam::RolePolicyDetails>(r),
             K::IamOidcProvider | K::K8sNamespace => r.details.clone(),
@@ -307,7 +309,11 @@ mod tests {
         let doc = StateDoc::parse(UNTYPED).unwrap();
         let ledger = doc.resources();
         let kinds: HashSet<&str> = ledger.iter().map(|r| r.kind.as_str()).collect();
-        assert_eq!(kinds.len(), 19, "every kind is in the fixture: {kinds:?}");
+        assert_eq!(
+            kinds.len(),
+            19,
+            "every kind 0.1 wrote is in the fixture: {kinds:?}"
+        );
         for r in &ledger {
             assert_eq!(retyped(r), r.details, "{} {}", r.kind, r.id);
         }

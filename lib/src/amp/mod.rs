@@ -8,6 +8,7 @@
 
 pub mod alerting;
 pub mod rules;
+pub mod scraper;
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -9,6 +9,8 @@
 //! AMP, so two workspaces with the same alias are an error to resolve by hand, never a silent
 //! pick. Workspaces we create are tagged `managed-by=ampkit`.
 
+mod scraper;
+
 use std::time::Duration;
 
 use ampkit::amp::{self, DELETED, WorkspaceListing, WorkspaceSection, Workspaces};
@@ -30,6 +32,7 @@ pub const TOOL: Tool = Tool {
         "amp-workspace ensure --alias AMP-APPMESH > state.json",
         "amp-workspace list --alias AMP- | jq -r '.workspaces[].workspaceId'",
         "amp-workspace delete --wait < state.json",
+        "render-agent-config --flavor managed-scraper --out out < state.json | amp-workspace scraper --cluster demo",
     ],
 };
 
@@ -90,6 +93,9 @@ pub enum Command {
         #[arg(long, default_value = "ACTIVE", value_parser = parse_status)]
         status: String,
     },
+    /// Create (or find) AMP's managed collector for an EKS cluster, writing to the workspace;
+    /// wait until ACTIVE
+    Scraper(scraper::ScraperArgs),
     /// Delete a workspace
     Delete {
         /// Workspace id [default: workspace.workspaceId of the document]
@@ -119,7 +125,7 @@ fn parse_status(text: &str) -> std::result::Result<String, String> {
 }
 
 /// The workspaces client and how this run waits.
-struct Run {
+pub(crate) struct Run {
     workspaces: Workspaces,
     timeout: Duration,
     progress: Progress,
@@ -136,6 +142,7 @@ pub async fn run(cli: Cli, doc: &mut StateDoc) -> Result<()> {
     let ws = &run.workspaces;
     match cli.command {
         Command::Ensure { alias, tags } => ensure(&run, &alias, &tags, doc).await,
+        Command::Scraper(args) => scraper::ensure(&run, &args, &config, doc).await,
         Command::Create {
             alias,
             tags,

@@ -82,6 +82,48 @@ pub fn cluster_role_binding(name: &str, placement: &Placement) -> ClusterRoleBin
     }
 }
 
+/// The Kubernetes user EKS maps a managed collector's role to (its access entry's username),
+/// and the names AWS's setup for it uses.
+pub const SCRAPER_USER: &str = "aps-collector-user";
+pub const SCRAPER_ROLE: &str = "aps-collector-role";
+pub const SCRAPER_BINDING: &str = "aps-collector-user-role-binding";
+
+/// What an AMP managed collector may read in the cluster. AWS's guide ("Configuring your
+/// Amazon EKS cluster", AMP User Guide, AMP-collector-how-to) grants read on nodes, services,
+/// endpoints, pods, ingresses and configmaps plus `/metrics`, for its default configuration;
+/// ampkit's scrape configuration discovers pods only, so the role reads pods only.
+pub fn scraper_cluster_role() -> ClusterRole {
+    let strings = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    ClusterRole {
+        metadata: meta(SCRAPER_ROLE, None),
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(strings(&[""])),
+            resources: Some(strings(&["pods"])),
+            verbs: strings(&["get", "list", "watch"]),
+            ..PolicyRule::default()
+        }]),
+        ..ClusterRole::default()
+    }
+}
+
+/// The collector's user bound to [`scraper_cluster_role`].
+pub fn scraper_cluster_role_binding() -> ClusterRoleBinding {
+    ClusterRoleBinding {
+        metadata: meta(SCRAPER_BINDING, None),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: SCRAPER_ROLE.into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "User".into(),
+            name: SCRAPER_USER.into(),
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            ..Subject::default()
+        }]),
+    }
+}
+
 /// One agent container reading its config from a ConfigMap mounted at `mount_path`.
 pub struct AgentContainer<'a> {
     pub name: &'a str,

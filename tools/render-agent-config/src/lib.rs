@@ -329,18 +329,23 @@ pub fn render_files(opts: &Cli, doc: &StateDoc) -> Result<(AgentModel, Vec<Rende
             &prometheus::config(&model),
             opts.format,
         )?],
-        Flavor::ManagedScraper => match opts.format {
-            Format::Yaml => vec![config_file(
-                "managed-scraper",
-                &managed_scraper::config(&model),
-                Format::Yaml,
-            )?],
-            Format::Json => vec![config_file(
-                "managed-scraper",
-                &managed_scraper::scrape_configuration(&model)?,
-                Format::Json,
-            )?],
-        },
+        Flavor::ManagedScraper => {
+            let configuration = match opts.format {
+                Format::Yaml => config_file(
+                    "managed-scraper",
+                    &managed_scraper::config(&model),
+                    Format::Yaml,
+                )?,
+                Format::Json => config_file(
+                    "managed-scraper",
+                    &managed_scraper::scrape_configuration(&model)?,
+                    Format::Json,
+                )?,
+            };
+            // The cluster side: what the collector's user may read, for `kubectl apply`.
+            let rbac = manifest_file("scraper-rbac", &managed_scraper::rbac()?, opts.format)?;
+            vec![configuration, rbac]
+        }
         Flavor::GrafanaAgent => {
             let placement = placement(opts, doc, grafana_agent::DEFAULT_IMAGE)?;
             vec![manifest_file(

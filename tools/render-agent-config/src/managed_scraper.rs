@@ -7,6 +7,7 @@
 use base64::Engine as _;
 use serde::Serialize;
 
+use super::k8s;
 use super::model::AgentModel;
 use super::prometheus::{self, PrometheusConfig};
 use ampkit::error::Result;
@@ -31,4 +32,13 @@ pub fn scrape_configuration(model: &AgentModel) -> Result<ScrapeConfiguration> {
     Ok(ScrapeConfiguration {
         configuration_blob: base64::engine::general_purpose::STANDARD.encode(yaml),
     })
+}
+
+/// The ClusterRole and binding the collector's Kubernetes user (`aps-collector-user`, which
+/// its EKS access entry maps the scraper's role to) needs to discover pods.
+pub fn rbac() -> Result<Vec<serde_json::Value>> {
+    Ok(vec![
+        k8s::to_value(&k8s::scraper_cluster_role())?,
+        k8s::to_value(&k8s::scraper_cluster_role_binding())?,
+    ])
 }

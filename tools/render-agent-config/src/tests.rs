@@ -365,6 +365,24 @@ fn managed_scraper_blob_is_a_scrape_only_config_that_passes_promtool() {
 }
 
 #[test]
+fn the_managed_collector_gets_read_on_pods_for_its_user_and_nothing_more() {
+    let (_, files) = render_files(&options(Flavor::ManagedScraper), &StateDoc::new()).unwrap();
+    assert_eq!(files[1].name, "scraper-rbac.yaml");
+    let objects = read_objects(&files[1].content).unwrap();
+    let kinds: Vec<&str> = objects.iter().map(|o| o["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["ClusterRole", "ClusterRoleBinding"]);
+    assert_eq!(
+        objects[0]["rules"],
+        json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}])
+    );
+    assert_eq!(
+        objects[1]["subjects"],
+        json!([{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "aps-collector-user"}])
+    );
+    assert_eq!(objects[1]["roleRef"]["name"], objects[0]["metadata"]["name"]);
+}
+
+#[test]
 fn invalid_input_is_exit_2() {
     let cases: Vec<(Cli, &str)> = vec![
         (

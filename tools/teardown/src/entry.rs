@@ -45,6 +45,7 @@ async fn take_down(ctx: &mut Context, r: &Resource) -> Result<Verdict> {
         ResourceKind::AmpWorkspace => amp::take_down_workspace(ctx, r).await,
         ResourceKind::AmpRuleGroupsNamespace => amp::rules::take_down_namespace(ctx, r).await,
         ResourceKind::AmpAlertManagerDefinition => amp::rules::take_down_definition(ctx, r).await,
+        ResourceKind::AmpScraper => amp::scraper::take_down_scraper(ctx, r).await,
         ResourceKind::IamRole => iam::take_down_role(ctx, r).await,
         ResourceKind::IamRolePolicy => iam::take_down_role_policy(ctx, r).await,
         ResourceKind::IamOidcProvider => iam::take_down_oidc_provider(ctx, r).await,
