@@ -17,6 +17,8 @@ use aws_config::meta::region::RegionProviderChain;
 use aws_config::profile::ProfileFileRegionProvider;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
+use aws_credential_types::provider::ProvideCredentials;
+use aws_credential_types::provider::error::CredentialsError;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
@@ -69,7 +71,77 @@ pub async fn load(args: &AwsArgs) -> Result<SdkConfig> {
     if let Some(profile) = &args.profile {
         loader = loader.profile_name(profile);
     }
-    Ok(loader.load().await)
+    let config = loader.load().await;
+    // Credentials are resolved once here, before any call: a missing or broken one is then
+    // said in one sentence naming its cause, rather than surfacing from the first request as
+    // the SDK's nested dispatch failure (with a network hint that sends people the wrong way).
+    if let Some(provider) = config.credentials_provider()
+        && let Err(e) = provider.provide_credentials().await
+    {
+        return Err(credentials_error(e, args));
+    }
+    Ok(config)
+}
+
+/// Where the default chain looks for credentials, in its order (said when it found none).
+const CREDENTIAL_SOURCES: &str = "the environment (AWS_ACCESS_KEY_ID), the profile's keys in \
+    ~/.aws/credentials and ~/.aws/config (static, SSO, credential_process, assumed role), web \
+    identity (AWS_WEB_IDENTITY_TOKEN_FILE), the container endpoint and instance metadata";
+
+/// A credentials failure as one line naming the cause and the fix (exit 2: it is the user's
+/// configuration to change), the SDK's error kept as the source.
+fn credentials_error(e: CredentialsError, args: &AwsArgs) -> Error {
+    let text = DisplayErrorContext(&e).to_string();
+    let named = args
+        .profile
+        .clone()
+        .or_else(|| std::env::var("AWS_PROFILE").ok().filter(|p| !p.is_empty()));
+    let profile = named.clone().unwrap_or_else(|| "default".to_owned());
+    let error = if named.is_some()
+        && (text.contains("was not defined")
+            || text.contains("ProfileNotDefined")
+            || text.contains("No profiles were defined"))
+    {
+        Error::usage(format!(
+            "profile `{profile}` is not in ~/.aws/config or ~/.aws/credentials"
+        ))
+        .with_hint(format!(
+            "list the profiles with `aws configure list-profiles`, or create it with `aws configure --profile {profile}`"
+        ))
+    } else if text.to_ascii_lowercase().contains("sso")
+        && (text.contains("expired") || text.contains("refresh"))
+    {
+        Error::usage(format!(
+            "the SSO session of profile `{profile}` has expired"
+        ))
+        .with_hint(format!("run `aws sso login --profile {profile}`"))
+    } else if text.contains("AssumeRole") || text.contains("assume role") {
+        Error::usage(format!(
+            "the role of profile `{profile}` could not be assumed: {}",
+            first_line(&text)
+        ))
+        .with_hint("check the profile's role_arn and source_profile, and that the role trusts the source identity")
+    } else if matches!(e, CredentialsError::CredentialsNotLoaded(_)) {
+        Error::usage(format!(
+            "no AWS credentials found: looked in {CREDENTIAL_SOURCES}"
+        ))
+        .with_hint(
+            "run `aws configure` (or `aws sso login`), set AWS_ACCESS_KEY_ID and \
+                 AWS_SECRET_ACCESS_KEY, or pass --profile",
+        )
+    } else {
+        Error::remote(format!(
+            "loading AWS credentials (profile `{profile}`) failed: {}",
+            first_line(&text)
+        ))
+        .with_hint("run again with -vv to see the whole chain of causes")
+    };
+    error.with_source(e)
+}
+
+/// The first line of a long message, which is the part that names the cause.
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or(text)
 }
 
 /// The region a loaded configuration uses (always set by [`load`]).
