@@ -91,10 +91,12 @@ fn counts() -> Value {
                     .is_ok(),
             );
         }
+        let scrapers = amp.list_scrapers().send().await.unwrap().scrapers().len();
         let iam = aws_sdk_iam::Client::new(&config);
         let sns = aws_sdk_sns::Client::new(&config);
         json!({
             "workspaces": workspaces.len(),
+            "scrapers": scrapers,
             "namespaces": namespaces,
             "definitions": definitions,
             "roles": iam.list_roles().max_items(1000).send().await.unwrap().roles().len(),
@@ -351,9 +353,10 @@ fn the_recipe_twice_creates_nothing_new_and_one_teardown_leaves_zero() {
     first.expect_code(0);
     let ledger = state_of(dir.path())["resources"].clone();
     let kinds = ampkit_e2e::ledger_kinds(&state_of(dir.path()));
+    // The default collector is AMP's managed one: a scraper, and no IAM role in the cluster.
     for kind in [
         "amp-workspace",
-        "iam-role",
+        "amp-scraper",
         "sns-topic",
         "amp-rule-groups-namespace",
         "amp-alert-manager-definition",
@@ -592,7 +595,9 @@ fn ten_seconds_of_load_sent_equals_envoy_counted_equals_the_increase_in_amp() {
 /// failed. Returns the run and the state file's document at that point.
 fn recipe_with(dir: &std::path::Path, name: &str, section: &str, service: &str) -> (Run, Value) {
     let state = dir.join("state.json");
+    // The IRSA path (role, then a collector of our own), whose steps these faults cut.
     let child = recipe_command(dir, name)
+        .env("AMPKIT_COLLECTOR", "prometheus-agent")
         .env("AMPKIT_WAIT", "5s")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
