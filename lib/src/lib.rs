@@ -14,6 +14,7 @@ pub mod error;
 pub mod http;
 pub mod kube;
 pub mod ledger;
+pub mod mesh;
 pub mod poll;
 pub mod timespec;
 

@@ -1245,3 +1245,45 @@ async fn amp_down_half_way_is_exit_1_with_the_ledger_and_teardown_clears_it() {
         down.doc()["teardown"]
     );
 }
+
+/// The default alert of every mesh is one `promtool check rules` takes, whose expression
+/// labels its series by `service` (Istio's `destination_service` copied), in milliseconds.
+#[test]
+fn every_meshs_default_alert_passes_promtool() {
+    use ampkit::mesh::Mesh;
+    use sns_alert::render::{AlertSpec, default_expr, rules_yaml};
+    for mesh in [Mesh::Appmesh, Mesh::EnvoyGateway, Mesh::Consul, Mesh::Istio] {
+        let query = default_expr(mesh, Duration::from_secs(60));
+        let expected = if mesh == Mesh::Istio {
+            "istio_request_duration_milliseconds_bucket{reporter=\"destination\"}"
+        } else {
+            "envoy_http_downstream_rq_time_bucket"
+        };
+        assert!(query.contains(expected), "{mesh}: {query}");
+        let spec = AlertSpec {
+            name: "DownstreamLatencyP99High".into(),
+            query,
+            threshold: 5.0,
+            for_: Duration::from_secs(60),
+            interval: Duration::from_secs(30),
+            group: "ampkit".into(),
+            severity: "warning".into(),
+            labels: Vec::new(),
+            annotations: Vec::new(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("rules.yml");
+        std::fs::write(&file, rules_yaml(&spec).unwrap()).unwrap();
+        let checked = std::process::Command::new(local_bin("promtool"))
+            .args(["check", "rules"])
+            .arg(&file)
+            .output()
+            .expect("promtool runs");
+        assert!(
+            checked.status.success(),
+            "{mesh}: promtool check rules: {}{}",
+            String::from_utf8_lossy(&checked.stdout),
+            String::from_utf8_lossy(&checked.stderr)
+        );
+    }
+}

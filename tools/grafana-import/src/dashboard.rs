@@ -9,12 +9,20 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use ampkit::error::{Error, Result};
+use ampkit::mesh::{Mesh, MetricFamily};
 
-/// The dashboards shipped in the binary, by the name after `builtin:`.
-pub const BUILTINS: &[(&str, &str)] = &[(
-    "envoy-global",
-    include_str!("../dashboards/envoy-global.json"),
-)];
+/// The dashboards shipped in the binary, by the name after `builtin:`: one per family of mesh
+/// metrics (Envoy's own statistics; Istio's standard metrics).
+pub const BUILTINS: &[(&str, &str)] = &[
+    (
+        "envoy-global",
+        include_str!("../dashboards/envoy-global.json"),
+    ),
+    ("istio", include_str!("../dashboards/istio.json")),
+];
+
+/// `builtin:mesh`: the built-in dashboard of the document's mesh profile.
+pub const MESH_BUILTIN: &str = "mesh";
 
 /// Where a `--dashboard` comes from.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,10 +40,13 @@ impl Source {
     /// `FILE`, `builtin:NAME` or `gnet:ID[@REV]`, as `--dashboard` takes them.
     pub fn parse(text: &str) -> std::result::Result<Source, String> {
         if let Some(name) = text.strip_prefix("builtin:") {
+            if name == MESH_BUILTIN {
+                return Ok(Source::Builtin(name.to_owned()));
+            }
             return match BUILTINS.iter().find(|(n, _)| *n == name) {
                 Some(_) => Ok(Source::Builtin(name.to_owned())),
                 None => Err(format!(
-                    "no built-in dashboard `{name}`; there is: {}",
+                    "no built-in dashboard `{name}`; there is: {}, and {MESH_BUILTIN} (the mesh profile's)",
                     BUILTINS
                         .iter()
                         .map(|(n, _)| *n)
@@ -65,6 +76,20 @@ impl Source {
             return Err("an empty dashboard name: give FILE, builtin:NAME or gnet:ID[@REV]".into());
         }
         Ok(Source::File(PathBuf::from(text)))
+    }
+
+    /// `builtin:mesh` as the built-in of `mesh`'s metric family; any other source as it is.
+    pub fn for_mesh(&self, mesh: Mesh) -> Source {
+        match self {
+            Source::Builtin(name) if name == MESH_BUILTIN => Source::Builtin(
+                match mesh.family() {
+                    MetricFamily::RawEnvoy => "envoy-global",
+                    MetricFamily::Istio => "istio",
+                }
+                .to_owned(),
+            ),
+            other => other.clone(),
+        }
     }
 
     /// How the source is named in messages and in the section.

@@ -58,10 +58,14 @@ pub struct Cli {
     /// Folder the dashboards go into (found or made by a uid derived from the title)
     #[arg(long, value_name = "TITLE", default_value = "Service mesh")]
     pub folder: String,
-    /// A dashboard: a JSON FILE, builtin:envoy-global, or gnet:ID[@REV] from grafana.com
+    /// A dashboard: a JSON FILE, builtin:envoy-global, builtin:istio, builtin:mesh (the mesh
+    /// profile's), or gnet:ID[@REV] from grafana.com
     /// (repeatable)
     #[arg(long = "dashboard", value_name = "SOURCE", value_parser = Source::parse)]
     pub dashboards: Vec<Source>,
+    /// The mesh, for builtin:mesh [default: the document's mesh.profile, else appmesh]
+    #[arg(long, value_enum, value_name = "MESH")]
+    pub mesh: Option<ampkit::mesh::Mesh>,
     /// A value for a non-datasource `__inputs` entry, NAME=VALUE (repeatable)
     #[arg(long = "input", value_name = "NAME=VALUE", value_parser = parse_input)]
     pub inputs: Vec<(String, String)>,
@@ -287,8 +291,10 @@ async fn plan(cli: &Cli, doc: &StateDoc) -> Result<Plan> {
         }
     }
     let datasource_uid = uid_from("ampkit", workspace_id);
+    let mesh = ampkit::mesh::Mesh::resolve(cli.mesh, doc)?;
     let mut prepared = Vec::new();
     for source in &cli.dashboards {
+        let source = &source.for_mesh(mesh);
         let dashboard = source.load(&cli.grafana_com_url).await?;
         let inputs = inputs_for(&source.label(), &dashboard, &datasource_uid, &cli.inputs)?;
         prepared.push(Prepared {

@@ -26,6 +26,7 @@ use ampkit::doc::StateDoc;
 use ampkit::error::{Error, Result};
 use ampkit::iam::IrsaSection;
 use ampkit::kube::NameRule;
+use ampkit::mesh::Mesh;
 use ampkit::timespec::{format_duration, parse_positive_duration};
 use model::{AgentModel, RemoteWrite, Targets};
 
@@ -106,12 +107,18 @@ pub struct Cli {
     /// Scrape job name
     #[arg(long, value_name = "NAME", default_value = "envoy")]
     pub job_name: String,
-    /// Name of the Envoy container to scrape in discovered pods
-    #[arg(long, value_name = "NAME", default_value = "envoy")]
-    pub container: String,
-    /// Envoy admin port used when a pod has no prometheus.io/port annotation
-    #[arg(long, value_name = "PORT", default_value_t = 9901)]
-    pub admin_port: u16,
+    /// The mesh whose proxies are scraped: what to scrape and how `service` and `namespace`
+    /// are labelled [default: the document's mesh.profile, else appmesh]
+    #[arg(long, value_enum, value_name = "MESH")]
+    pub mesh: Option<Mesh>,
+    /// Name of the proxy container to scrape in discovered pods [default: the mesh's: envoy,
+    /// consul-dataplane, istio-proxy]
+    #[arg(long, value_name = "NAME")]
+    pub container: Option<String>,
+    /// The proxy's metrics port when a pod has no prometheus.io/port annotation [default:
+    /// the mesh's: 9901 App Mesh, 19001 Envoy Gateway, 20200 Consul, 15020 Istio]
+    #[arg(long, value_name = "PORT")]
+    pub admin_port: Option<u16>,
     /// Namespace of the agent [default: the document's irsa.namespace, else grafana-agent]
     #[arg(long, value_name = "NAME")]
     pub namespace: Option<String>,
@@ -234,7 +241,14 @@ pub fn build_model(opts: &Cli, doc: &StateDoc) -> Result<AgentModel> {
     if opts.job_name.trim().is_empty() {
         return Err(Error::usage("--job-name is empty").with_hint("pass a job name such as envoy"));
     }
-    NameRule::Dns1123Label.validate("--container", &opts.container)?;
+    let mesh = Mesh::resolve(opts.mesh, doc)?;
+    let scrape = mesh.scrape();
+    let container = opts
+        .container
+        .clone()
+        .unwrap_or_else(|| scrape.container.to_owned());
+    let port = opts.admin_port.unwrap_or(scrape.port);
+    NameRule::Dns1123Label.validate("--container", &container)?;
     let mut external_labels = BTreeMap::new();
     for spec in &opts.external_labels {
         let (name, value) = model::parse_label(spec, "--external-label")?;
@@ -243,10 +257,10 @@ pub fn build_model(opts: &Cli, doc: &StateDoc) -> Result<AgentModel> {
     let (targets, relabel) = if opts.targets.is_empty() {
         (
             Targets::Kubernetes {
-                container: opts.container.clone(),
-                admin_port: opts.admin_port,
+                container: container.clone(),
+                admin_port: port,
             },
-            model::envoy_pod_rules(&opts.container, opts.admin_port),
+            model::proxy_pod_rules(&container, port, &scrape),
         )
     } else {
         let targets = opts
@@ -264,7 +278,7 @@ pub fn build_model(opts: &Cli, doc: &StateDoc) -> Result<AgentModel> {
         job_name: opts.job_name.clone(),
         // Written in Prometheus's own form: `90` may be typed, `1m30s` is written.
         scrape_interval: format_duration(opts.scrape_interval),
-        metrics_path: model::ENVOY_METRICS_PATH.to_owned(),
+        metrics_path: scrape.path.to_owned(),
         targets,
         relabel,
         remote_write,
@@ -393,6 +407,8 @@ pub fn render(opts: &Cli, doc: &mut StateDoc) -> Result<()> {
     })?;
     let (model, files) = render_files(opts, doc)?;
     let written = write_files(&dir, &files)?;
+    // The tools downstream (dashboards, the alert) follow the mesh this scrape is for.
+    Mesh::resolve(opts.mesh, doc)?.record(doc)?;
     let remote_write = model.remote_write.as_ref();
     doc.set_section(
         "agent",

@@ -10,11 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use ampkit::error::{Error, Result};
-
-/// Envoy's admin port in App Mesh sidecars and in the recipe.
-pub const ENVOY_ADMIN_PORT: u16 = 9901;
-/// Where Envoy's admin serves the Prometheus text format.
-pub const ENVOY_METRICS_PATH: &str = "/stats/prometheus";
+use ampkit::mesh::ProxyScrape;
 
 /// The collector's whole job, independent of any syntax.
 #[derive(Debug, Clone, PartialEq)]
@@ -118,16 +114,18 @@ pub struct RemoteWrite {
     pub batch_send_deadline: Option<String>,
 }
 
-/// The relabel rules of the recipe's `appmesh-envoy` job, with its address rewrite fixed.
+/// The relabel rules of a mesh's proxy pods: the recipe's `appmesh-envoy` job, with its
+/// address rewrite fixed, and with `service` and `namespace` taken from where each mesh keeps
+/// them, so that they mean the same thing in every profile.
 ///
 /// The recipe rewrote `__address__` only when a `prometheus.io/port` annotation existed (its
 /// regex needs the `;port` part), so unannotated sidecars were scraped on whatever port the pod
-/// declared first — silently wrong. Here the admin port is always set, and the annotation, when
-/// present, overrides it. The labels dashboard 11022 groups by (`service`, `namespace`) and
-/// `kubernetes_pod_name` are kept as the recipe named them.
-pub fn envoy_pod_rules(container: &str, admin_port: u16) -> Vec<RelabelRule> {
+/// declared first — silently wrong. Here the proxy's metrics port is always set, and the
+/// annotation, when present, overrides it. The labels dashboard 11022 groups by (`service`,
+/// `namespace`) and `kubernetes_pod_name` are kept as the recipe named them.
+pub fn proxy_pod_rules(container: &str, port: u16, scrape: &ProxyScrape) -> Vec<RelabelRule> {
     use RelabelAction::*;
-    vec![
+    let mut rules = vec![
         RelabelRule::new(Keep)
             .sources(&["__meta_kubernetes_pod_container_name"])
             .regex(regex_literal(container)),
@@ -135,7 +133,7 @@ pub fn envoy_pod_rules(container: &str, admin_port: u16) -> Vec<RelabelRule> {
             .sources(&["__address__"])
             .regex(r"([^:]+)(?::\d+)?")
             .target("__address__")
-            .replacement(format!("${{1}}:{admin_port}")),
+            .replacement(format!("${{1}}:{port}")),
         RelabelRule::new(Replace)
             .sources(&[
                 "__address__",
@@ -145,16 +143,32 @@ pub fn envoy_pod_rules(container: &str, admin_port: u16) -> Vec<RelabelRule> {
             .target("__address__")
             .replacement("${1}:${2}"),
         RelabelRule::new(Labelmap).regex("__meta_kubernetes_pod_label_(.+)"),
+    ];
+    let namespace_source = match scrape.namespace_label {
+        Some(label) => format!("__meta_kubernetes_pod_label_{label}"),
+        None => "__meta_kubernetes_namespace".to_owned(),
+    };
+    rules.push(
         RelabelRule::new(Replace)
-            .sources(&["__meta_kubernetes_namespace"])
+            .sources(&[namespace_source.as_str()])
             .target("namespace"),
-        RelabelRule::new(Replace)
-            .sources(&["__meta_kubernetes_pod_label_app"])
-            .target("service"),
+    );
+    // The first label present wins: the rules run last to first, each replacing only when
+    // its label is not empty.
+    for label in scrape.service_labels.iter().rev() {
+        rules.push(
+            RelabelRule::new(Replace)
+                .sources(&[format!("__meta_kubernetes_pod_label_{label}").as_str()])
+                .regex("(.+)")
+                .target("service"),
+        );
+    }
+    rules.push(
         RelabelRule::new(Replace)
             .sources(&["__meta_kubernetes_pod_name"])
             .target("kubernetes_pod_name"),
-    ]
+    );
+    rules
 }
 
 /// Escape regex metacharacters so a container name matches only itself.
@@ -282,7 +296,7 @@ mod tests {
 
     #[test]
     fn the_address_is_rewritten_without_an_annotation() {
-        let rules = envoy_pod_rules("envoy", 9901);
+        let rules = proxy_pod_rules("envoy", 9901, &ampkit::mesh::Mesh::Appmesh.scrape());
         let unconditional = &rules[1];
         assert_eq!(unconditional.source_labels, ["__address__"]);
         assert_eq!(unconditional.replacement.as_deref(), Some("${1}:9901"));

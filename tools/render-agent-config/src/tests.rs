@@ -23,8 +23,9 @@ fn options(flavor: Flavor) -> Cli {
         batch_send_deadline: None,
         external_labels: Vec::new(),
         job_name: "envoy".into(),
-        container: "envoy".into(),
-        admin_port: 9901,
+        mesh: None,
+        container: None,
+        admin_port: None,
         namespace: None,
         service_account: None,
         image: None,
@@ -369,7 +370,10 @@ fn the_managed_collector_gets_read_on_pods_for_its_user_and_nothing_more() {
     let (_, files) = render_files(&options(Flavor::ManagedScraper), &StateDoc::new()).unwrap();
     assert_eq!(files[1].name, "scraper-rbac.yaml");
     let objects = read_objects(&files[1].content).unwrap();
-    let kinds: Vec<&str> = objects.iter().map(|o| o["kind"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = objects
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds, ["ClusterRole", "ClusterRoleBinding"]);
     assert_eq!(
         objects[0]["rules"],
@@ -379,7 +383,136 @@ fn the_managed_collector_gets_read_on_pods_for_its_user_and_nothing_more() {
         objects[1]["subjects"],
         json!([{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "aps-collector-user"}])
     );
-    assert_eq!(objects[1]["roleRef"]["name"], objects[0]["metadata"]["name"]);
+    assert_eq!(
+        objects[1]["roleRef"]["name"],
+        objects[0]["metadata"]["name"]
+    );
+}
+
+#[test]
+fn every_mesh_renders_for_every_flavor_with_its_port_path_and_labels_and_passes_promtool() {
+    use ampkit::mesh::Mesh;
+    let cases = [
+        (
+            Mesh::Appmesh,
+            "envoy",
+            "9901",
+            "/stats/prometheus",
+            "app",
+            "__meta_kubernetes_namespace",
+        ),
+        (
+            Mesh::EnvoyGateway,
+            "envoy",
+            "19001",
+            "/stats/prometheus",
+            "gateway_envoyproxy_io_owning_gateway_name",
+            "__meta_kubernetes_pod_label_gateway_envoyproxy_io_owning_gateway_namespace",
+        ),
+        (
+            Mesh::Consul,
+            "consul-dataplane",
+            "20200",
+            "/metrics",
+            "app",
+            "__meta_kubernetes_namespace",
+        ),
+        (
+            Mesh::Istio,
+            "istio-proxy",
+            "15020",
+            "/stats/prometheus",
+            "service_istio_io_canonical_name",
+            "__meta_kubernetes_namespace",
+        ),
+    ];
+    for (mesh, container, port, path, service_label, namespace_source) in cases {
+        let opts = Cli {
+            mesh: Some(mesh),
+            ..options(Flavor::PrometheusAgent)
+        };
+        let (_, files) = render_files(&opts, &workspace_doc()).unwrap();
+        let config: PrometheusConfig = serde_norway::from_str(&files[0].content).unwrap();
+        let job = &config.scrape_configs[0];
+        assert_eq!(job.metrics_path.as_deref(), Some(path), "{mesh}");
+        let rules = &job.relabel_configs;
+        assert_eq!(rules[0].regex.as_deref(), Some(container), "{mesh}: keep");
+        assert_eq!(
+            rules[1].replacement.as_deref(),
+            Some(format!("${{1}}:{port}").as_str())
+        );
+        let setting = |label: &str| -> Vec<String> {
+            rules
+                .iter()
+                .filter(|r| r.target_label.as_deref() == Some(label))
+                .flat_map(|r| r.source_labels.clone())
+                .collect()
+        };
+        assert_eq!(setting("namespace"), [namespace_source], "{mesh}");
+        // The last rule that sets `service` wins: the mesh's preferred label.
+        assert_eq!(
+            setting("service").last().map(String::as_str),
+            Some(format!("__meta_kubernetes_pod_label_{service_label}").as_str()),
+            "{mesh}"
+        );
+        promtool_check(&config, true, false);
+
+        for flavor in [Flavor::ManagedScraper, Flavor::GrafanaAgent] {
+            let opts = Cli {
+                mesh: Some(mesh),
+                ..options(flavor)
+            };
+            let (_, files) = render_files(&opts, &workspace_doc()).unwrap();
+            let configs: Vec<PrometheusConfig> = if flavor == Flavor::ManagedScraper {
+                vec![serde_norway::from_str(&files[0].content).unwrap()]
+            } else {
+                grafana_agent::prometheus_configs_in_manifests(&files[0].content).unwrap()
+            };
+            assert!(
+                configs
+                    .iter()
+                    .flat_map(|c| &c.scrape_configs)
+                    .any(|j| j.metrics_path.as_deref() == Some(path)),
+                "{mesh} {flavor:?}"
+            );
+            for config in &configs {
+                // The Agent's API server job names files that exist only in a pod.
+                promtool_check(config, false, flavor == Flavor::GrafanaAgent);
+            }
+        }
+        let opts = Cli {
+            mesh: Some(mesh),
+            ..options(Flavor::Alloy)
+        };
+        let (_, files) = render_files(&opts, &workspace_doc()).unwrap();
+        assert!(
+            files[1].content.contains(path),
+            "{mesh}: {}",
+            files[1].content
+        );
+    }
+}
+
+#[test]
+fn the_mesh_comes_from_the_document_and_is_recorded_for_the_tools_downstream() {
+    let mut doc = workspace_doc();
+    doc.set_section("mesh", json!({"profile": "istio"}))
+        .unwrap();
+    let (_, files) = render_files(&options(Flavor::PrometheusAgent), &doc).unwrap();
+    assert!(
+        files[0].content.contains("istio-proxy"),
+        "{}",
+        files[0].content
+    );
+    let dir = tempfile_dir();
+    let opts = Cli {
+        out: Some(dir.clone()),
+        mesh: Some(ampkit::mesh::Mesh::Consul),
+        ..options(Flavor::PrometheusAgent)
+    };
+    render(&opts, &mut doc).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(doc.str_field("mesh", "profile"), Some("consul"));
 }
 
 #[test]
@@ -394,7 +527,7 @@ fn invalid_input_is_exit_2() {
         ),
         (
             Cli {
-                container: "Envoy".into(),
+                container: Some("Envoy".into()),
                 ..options(Flavor::PrometheusAgent)
             },
             "--container",

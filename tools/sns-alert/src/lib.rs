@@ -123,10 +123,14 @@ pub struct CreateArgs {
     /// Subscribe this address (repeatable); it stays pending until its owner confirms
     #[arg(long = "email", value_name = "ADDR")]
     pub emails: Vec<String>,
-    /// The query, without the comparison [default: p99 of envoy_http_downstream_rq_time by
-    /// service, admin listener excluded, in ms]
+    /// The query, without the comparison [default: the mesh's p99 request latency in ms by
+    /// service: Envoy's downstream request time (admin listener excluded), or for Istio its
+    /// destination-reported request duration]
     #[arg(long, value_name = "PROMQL")]
     pub expr: Option<String>,
+    /// The mesh, for the default expression [default: the document's mesh.profile, else appmesh]
+    #[arg(long, value_enum, value_name = "MESH")]
+    pub mesh: Option<ampkit::mesh::Mesh>,
     /// The rate window of the default expression
     #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = positive_duration)]
     pub rate_window: Duration,
@@ -340,7 +344,7 @@ async fn plan(
             );
         }
     }
-    let alert = alert_spec(args)?;
+    let alert = alert_spec(args, doc)?;
     let topic = topic_choice(args, &region)?;
     let amp = if args.target.amp() {
         Some(amp_plan(args, config, doc, &alert, &region).await?)
@@ -382,16 +386,17 @@ async fn plan(
 
 /// The alert the flags describe; its expression is parsed offline, so one that does not
 /// parse never reaches a service.
-fn alert_spec(args: &CreateArgs) -> Result<AlertSpec> {
+fn alert_spec(args: &CreateArgs, doc: &StateDoc) -> Result<AlertSpec> {
     if args.alert_name.trim().is_empty() || args.severity.trim().is_empty() {
         return Err(Error::usage(
             "--alert-name and --severity must not be empty",
         ));
     }
+    let mesh = ampkit::mesh::Mesh::resolve(args.mesh, doc)?;
     let query = args
         .expr
         .clone()
-        .unwrap_or_else(|| render::default_expr(args.rate_window));
+        .unwrap_or_else(|| render::default_expr(mesh, args.rate_window));
     let alert = AlertSpec {
         name: args.alert_name.clone(),
         query,

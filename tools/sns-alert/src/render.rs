@@ -6,19 +6,29 @@ use std::time::Duration;
 
 use ampkit::amp::alerting::{validate_definition, validate_rules};
 use ampkit::error::{Error, Result};
+use ampkit::mesh::{Mesh, MetricFamily};
 use ampkit::timespec::format_duration;
 use serde_norway::{Mapping, Value};
 
 /// The label every alert of ours carries; Grafana's policy route and teardown match on it.
 pub const MANAGED_LABEL: (&str, &str) = ("managed_by", "ampkit");
 
-/// The recipe's latency, per service: p99 of Envoy's downstream request time in ms, the
-/// admin listener left out (its scrapes of /stats/prometheus would dilute the p99).
-pub fn default_expr(window: Duration) -> String {
-    format!(
-        "histogram_quantile(0.99, sum by (le, service) (rate(envoy_http_downstream_rq_time_bucket{{envoy_http_conn_manager_prefix!=\"admin\"}}[{}])))",
-        format_duration(window)
-    )
+/// The recipe's latency, per service, in milliseconds, as the mesh measures it. Raw Envoy:
+/// p99 of the downstream request time, the admin listener left out (its scrapes of
+/// /stats/prometheus would dilute the p99). Istio: p99 of `istio_request_duration_milliseconds`
+/// as the receiving side reports it (`reporter="destination"`: each request once, timed where
+/// it is served), by `destination_service`, copied to `service` so that the alert's labels and
+/// subject read the same in every mesh.
+pub fn default_expr(mesh: Mesh, window: Duration) -> String {
+    let window = format_duration(window);
+    match mesh.family() {
+        MetricFamily::RawEnvoy => format!(
+            "histogram_quantile(0.99, sum by (le, service) (rate(envoy_http_downstream_rq_time_bucket{{envoy_http_conn_manager_prefix!=\"admin\"}}[{window}])))"
+        ),
+        MetricFamily::Istio => format!(
+            "label_replace(histogram_quantile(0.99, sum by (le, destination_service) (rate(istio_request_duration_milliseconds_bucket{{reporter=\"destination\"}}[{window}]))), \"service\", \"$1\", \"destination_service\", \"(.*)\")"
+        ),
+    }
 }
 
 /// What the alert is, whatever the target.
@@ -262,7 +272,7 @@ mod tests {
     pub fn spec() -> AlertSpec {
         AlertSpec {
             name: "DownstreamLatencyP99High".into(),
-            query: default_expr(Duration::from_secs(60)),
+            query: default_expr(Mesh::Appmesh, Duration::from_secs(60)),
             threshold: 5.0,
             for_: Duration::from_secs(60),
             interval: Duration::from_secs(60),
