@@ -20,6 +20,7 @@ mod grafana_import;
 mod grafana_verify;
 mod irsa_role;
 mod local_stack;
+mod mesh_profiles;
 mod promql;
 mod recipe;
 mod render_agent_config;
