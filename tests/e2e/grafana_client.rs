@@ -7,7 +7,7 @@ use ampkit::grafana::{DatasourceSpec, Grafana, ImportInput, Outcome, Token, Vers
 use ampkit_e2e::grafana::{GrafanaFixture, crc32, mint_token, token_valid};
 use serde_json::json;
 
-const VERSIONS: [&str; 2] = ["10.4.1", "12.0.2"];
+const VERSIONS: [&str; 3] = ["10.4.1", "12.0.2", "13.0.0"];
 
 fn spec(region: &str) -> DatasourceSpec {
     DatasourceSpec {

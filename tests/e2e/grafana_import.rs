@@ -50,7 +50,7 @@ fn import(fixture: &GrafanaFixture, token: &str, doc: &Value, extra: &[&str]) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn datasource_folder_and_dashboard_are_ensured_and_ledgered_once() {
-    for version in ["10.4.1", "12.0.2"] {
+    for version in ["10.4.1", "12.0.2", "13.0.0"] {
         let mut fixture = GrafanaFixture::start(version).await;
         fixture.expect(&[
             "GET /api/health",
@@ -98,6 +98,23 @@ async fn datasource_folder_and_dashboard_are_ensured_and_ledgered_once() {
         // A re-run with its own output: nothing new in the ledger, the dashboard updated.
         let again = tokio::task::block_in_place(|| import(&fixture, &token, &doc, &args));
         again.expect_code(0);
+        // Grafana 13 moved the SigV4 datasource to the Amazon Prometheus plugin's type by
+        // itself; the re-run takes it as the same datasource and does not put it back.
+        let stored_type = &fixture.datasource("ampkit-ws-1234").unwrap()["type"];
+        let expected_type = if version.starts_with("13.") {
+            "grafana-amazonprometheus-datasource"
+        } else {
+            "prometheus"
+        };
+        assert_eq!(stored_type, expected_type, "{version}");
+        assert!(
+            !fixture
+                .calls()
+                .iter()
+                .any(|c| c.starts_with("PUT /api/datasources")),
+            "{version}: the datasource is left as it is: {:?}",
+            fixture.calls()
+        );
         let doc2 = again.doc();
         assert_eq!(doc2["resources"], doc["resources"]);
         assert_eq!(doc2["grafana"]["dashboards"][0]["version"], 2);
@@ -220,7 +237,7 @@ async fn bad_input_and_a_refused_token_are_exit_2_and_change_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_export_the_builtin_and_a_legacy_dashboard_import_with_dangling_references_rewritten() {
     let export = ampkit_e2e::fixture("dashboards/mesh-export.json");
-    for version in ["10.4.1", "12.0.2"] {
+    for version in ["10.4.1", "12.0.2", "13.0.0"] {
         let mut fixture = GrafanaFixture::start(version).await;
         fixture.seed_datasource(json!({"uid": "team-prom", "name": "Team Prometheus", "type": "prometheus", "url": "http://prom:9090", "access": "proxy"}));
         fixture.expect(&[
@@ -553,7 +570,7 @@ async fn an_unreachable_grafana_is_exit_1_and_a_failure_half_way_keeps_the_ledge
 #[ignore = "reads third-party fixtures: set AMPKIT_THIRD_PARTY_FIXTURES (make test then runs it)"]
 async fn grafana_coms_11022_imports_on_both_versions_with_nothing_rewritten() {
     let gnet = ampkit_e2e::third_party_fixture("dashboards/envoy-global-11022.json");
-    for version in ["10.4.1", "12.0.2"] {
+    for version in ["10.4.1", "12.0.2", "13.0.0"] {
         let mut fixture = GrafanaFixture::start(version).await;
         fixture.expect(&["POST /api/dashboards/import"]);
         let token = mint_token(5);
@@ -573,4 +590,57 @@ async fn grafana_coms_11022_imports_on_both_versions_with_nothing_rewritten() {
             original["panels"].as_array().map(Vec::len)
         );
     }
+}
+
+/// A v2-schema dashboard (Grafana 12+'s dynamic dashboards, which Grafana 13 turns on) is
+/// refused before anything is made, saying what it is and how to export a classic one:
+/// Grafana's import API would answer it 400 "Dashboard title cannot be empty".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v2_schema_dashboard_is_refused_clearly_before_any_change() {
+    let fixture = GrafanaFixture::start("13.0.0").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("v2.json");
+    let v2 = json!({
+        "apiVersion": "dashboard.grafana.app/v2beta1",
+        "kind": "Dashboard",
+        "metadata": {"name": "mesh"},
+        "spec": {
+            "title": "Mesh",
+            "elements": {"panel-1": {"kind": "Panel", "spec": {"title": "Requests"}}},
+            "layout": {"kind": "GridLayout", "spec": {"items": []}}
+        }
+    });
+    std::fs::write(&file, v2.to_string()).unwrap();
+    let token = mint_token(3);
+    let run = tokio::task::block_in_place(|| {
+        import(
+            &fixture,
+            &token,
+            &workspace_doc(),
+            &["--dashboard", file.to_str().unwrap()],
+        )
+    });
+    run.expect_code(2);
+    let err = run.error();
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("v2-schema"),
+        "{err}"
+    );
+    assert!(
+        err["error"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("classic JSON")
+    );
+    assert!(
+        !fixture
+            .calls()
+            .iter()
+            .any(|c| c.starts_with("POST") || c.starts_with("PUT")),
+        "nothing was made: {:?}",
+        fixture.calls()
+    );
 }

@@ -634,7 +634,7 @@ const OUR_MATCHERS: &str =
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grafana_target_adds_contact_point_route_and_rule_keeping_the_tree() {
     let stack = stack();
-    for version in ["10.4.1", "12.0.2"] {
+    for version in ["10.4.1", "12.0.2", "13.0.0"] {
         let mut fixture = GrafanaFixture::start(version).await;
         fixture.seed_route("team-pager", json!([["team", "=", "payments"]]));
         fixture.expect(&[

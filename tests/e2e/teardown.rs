@@ -109,7 +109,7 @@ fn teardown(token: &str, doc: &Value, extra: &[&str]) -> ampkit_e2e::Run {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grafana_objects_we_made_go_and_foreign_ones_stay_and_a_dry_run_only_reads() {
-    for version in ["10.4.1", "12.0.2"] {
+    for version in ["10.4.1", "12.0.2", "13.0.0"] {
         let fixture = GrafanaFixture::start(version).await;
         let token = mint_token(21);
         let dir = tempfile::tempdir().unwrap();
@@ -972,7 +972,7 @@ fn a_ledgered_topic_whose_tag_was_removed_is_kept() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grafana_alerting_goes_route_rule_contact_point_folder_and_the_tree_keeps_the_rest() {
-    for version in ["10.4.1", "12.0.2"] {
+    for version in ["10.4.1", "12.0.2", "13.0.0"] {
         let fixture = GrafanaFixture::start(version).await;
         fixture.seed_route("team-pager", json!([["team", "=", "payments"]]));
         let token = mint_token(23);

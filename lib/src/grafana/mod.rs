@@ -172,9 +172,19 @@ impl DatasourceSpec {
     }
 
     /// Whether an existing datasource already is this one (fields Grafana adds are ignored).
+    /// A SigV4 Prometheus datasource is the same whether its type is core `prometheus` or the
+    /// Amazon Prometheus plugin's: Grafana 13 migrates the one to the other by itself, and
+    /// putting the old type back on every run would only be undone again.
     fn matches(&self, existing: &Value) -> bool {
+        const SIGV4_PROMETHEUS: [&str; 2] = ["prometheus", "grafana-amazonprometheus-datasource"];
+        let same_type = existing["type"] == self.kind.as_str()
+            || (self.json_data["sigV4Auth"] == true
+                && SIGV4_PROMETHEUS.contains(&self.kind.as_str())
+                && existing["type"]
+                    .as_str()
+                    .is_some_and(|t| SIGV4_PROMETHEUS.contains(&t)));
         existing["name"] == self.name.as_str()
-            && existing["type"] == self.kind.as_str()
+            && same_type
             && existing["url"] == self.url.as_str()
             && existing["access"] == "proxy"
             && self

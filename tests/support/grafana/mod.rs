@@ -218,6 +218,21 @@ fn refusal(headers: &HeaderMap) -> Option<Response> {
     }
 }
 
+/// Grafana 13 moves core Prometheus datasources that sign with SigV4 to the Amazon Prometheus
+/// plugin's type (its `prometheusTypeMigration`, on by default; Amazon Managed Grafana's
+/// "Using Grafana version 13" page): a datasource created or updated as `prometheus` with
+/// `sigV4Auth` is stored, and read back, as `grafana-amazonprometheus-datasource`.
+fn migrate_prometheus_type(version: &str, ds: &mut Value) {
+    let major = version
+        .split('.')
+        .next()
+        .and_then(|p| p.parse::<u32>().ok())
+        .unwrap_or(0);
+    if major >= 13 && ds["type"] == "prometheus" && ds["jsonData"]["sigV4Auth"] == true {
+        ds["type"] = json!("grafana-amazonprometheus-datasource");
+    }
+}
+
 fn before_11_3(version: &str) -> bool {
     let mut parts = version.split('.').filter_map(|p| p.parse::<u32>().ok());
     let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
@@ -293,6 +308,7 @@ async fn handle(State(db): State<Shared>, request: Request) -> Response {
             ds["version"] = json!(1);
             ds["readOnly"] = json!(false);
             secure_fields(&mut ds, None);
+            migrate_prometheus_type(&db.version, &mut ds);
             db.datasources.push(ds.clone());
             answer(
                 StatusCode::OK,
@@ -335,6 +351,7 @@ async fn handle(State(db): State<Shared>, request: Request) -> Response {
             update["version"] = json!(stored_version + 1);
             update["readOnly"] = json!(false);
             secure_fields(&mut update, Some(&stored));
+            migrate_prometheus_type(&db.version, &mut update);
             db.datasources[index] = update.clone();
             answer(
                 StatusCode::OK,

@@ -193,6 +193,28 @@ pub fn check_is_dashboard(label: &str, dashboard: &Value) -> Result<()> {
         ))
         .with_hint("give the dashboard JSON itself, not a list of them"));
     };
+    // Grafana 12+'s dynamic dashboards (schema v2: `elements` and `layout`, often wrapped as a
+    // resource with `apiVersion` and `spec`). Grafana's import API takes only the classic
+    // schema and answers a v2 one with 400 "Dashboard title cannot be empty".
+    let spec = object
+        .get("spec")
+        .and_then(Value::as_object)
+        .unwrap_or(object);
+    let v2 = object
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .is_some_and(|v| v.starts_with("dashboard.grafana.app/v2"))
+        || (spec.contains_key("elements") && spec.contains_key("layout"));
+    if v2 {
+        return Err(Error::input(format!(
+            "--dashboard {label} is a v2-schema (dynamic) dashboard; Grafana's import API takes \
+             the classic (v1) schema only"
+        ))
+        .with_hint(
+            "export it from Grafana as classic JSON (Export > Export as JSON with the v1 \
+             resource option), or from a Grafana without dynamic dashboards",
+        ));
+    }
     if object.contains_key("dashboard") && object.contains_key("meta") {
         return Err(Error::input(format!(
             "--dashboard {label} is Grafana's API answer, not the dashboard"
