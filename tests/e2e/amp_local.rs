@@ -1666,3 +1666,673 @@ async fn subqueries_step_as_amp_does_and_annotations_carry_no_foreign_position()
     );
     delete_workspace(&client, &id).await;
 }
+
+// ---- scrapers (AMP's managed collector), run for real by amp-local -----------------------
+
+/// A scraper's configuration as ampkit renders it (render-agent-config's managed-scraper
+/// flavour): Kubernetes pod discovery, only `envoy` containers, the port from the
+/// `prometheus.io/port` annotation, pod labels mapped, `service` from the `app` label.
+const SCRAPER_BLOB: &str = r"global:
+  scrape_interval: 5s
+scrape_configs:
+- job_name: envoy
+  metrics_path: /stats/prometheus
+  kubernetes_sd_configs:
+  - role: pod
+  relabel_configs:
+  - source_labels: [__meta_kubernetes_pod_container_name]
+    regex: envoy
+    action: keep
+  - source_labels: [__address__]
+    regex: ([^:]+)(?::\d+)?
+    target_label: __address__
+    replacement: ${1}:9901
+    action: replace
+  - source_labels: [__address__, __meta_kubernetes_pod_annotation_prometheus_io_port]
+    regex: ([^:]+)(?::\d+)?;(\d+)
+    target_label: __address__
+    replacement: ${1}:${2}
+    action: replace
+  - regex: __meta_kubernetes_pod_label_(.+)
+    action: labelmap
+  - source_labels: [__meta_kubernetes_namespace]
+    target_label: namespace
+    action: replace
+  - source_labels: [__meta_kubernetes_pod_label_app]
+    target_label: service
+    action: replace
+  - source_labels: [__meta_kubernetes_pod_name]
+    target_label: kubernetes_pod_name
+    action: replace
+";
+
+/// The ARN of a workspace, as DescribeWorkspace gives it.
+async fn workspace_arn(client: &aws_sdk_amp::Client, id: &str) -> String {
+    client
+        .describe_workspace()
+        .workspace_id(id)
+        .send()
+        .await
+        .expect("DescribeWorkspace")
+        .workspace()
+        .map(|w| w.arn().to_owned())
+        .expect("a workspace")
+}
+
+/// CreateScraper for `workspace_arn` with `blob`, from an EKS cluster (which amp-local does
+/// not look up: its discovery is the local mesh).
+fn create_scraper(
+    client: &aws_sdk_amp::Client,
+    region: &str,
+    alias: &str,
+    workspace_arn: &str,
+    blob: &str,
+) -> aws_sdk_amp::operation::create_scraper::builders::CreateScraperFluentBuilder {
+    use aws_sdk_amp::types::{
+        AmpConfiguration, Destination, EksConfiguration, ScrapeConfiguration, Source,
+    };
+    let source = EksConfiguration::builder()
+        .cluster_arn(format!(
+            "arn:aws:eks:{region}:123456789012:cluster/ampkit-local"
+        ))
+        .subnet_ids("subnet-0a1b2c3d")
+        .security_group_ids("sg-0a1b2c3d")
+        .build()
+        .expect("an EKS source");
+    let destination = AmpConfiguration::builder()
+        .workspace_arn(workspace_arn)
+        .build()
+        .expect("an AMP destination");
+    client
+        .create_scraper()
+        .alias(alias)
+        .source(Source::EksConfiguration(source))
+        .destination(Destination::AmpConfiguration(destination))
+        .scrape_configuration(ScrapeConfiguration::ConfigurationBlob(Blob::new(blob)))
+}
+
+/// The status of a scraper, or `None` once DescribeScraper says it does not exist (any other
+/// failure fails the test).
+async fn scraper_status(client: &aws_sdk_amp::Client, id: &str) -> Option<(String, String)> {
+    match client.describe_scraper().scraper_id(id).send().await {
+        Ok(out) => {
+            let s = out.scraper().expect("a scraper");
+            Some((
+                s.status()
+                    .map(|st| st.status_code().as_str().to_owned())
+                    .unwrap_or_default(),
+                s.status_reason().unwrap_or_default().to_owned(),
+            ))
+        }
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_resource_not_found_exception()) =>
+        {
+            None
+        }
+        Err(e) => panic!("DescribeScraper {id}: {e:?}"),
+    }
+}
+
+/// Wait until a scraper leaves CREATING; its status and reason then.
+async fn settled_scraper(client: &aws_sdk_amp::Client, id: &str) -> (String, String) {
+    eventually(
+        "the scraper to leave CREATING",
+        Duration::from_secs(60),
+        || async {
+            scraper_status(client, id)
+                .await
+                .filter(|(status, _)| status != "CREATING")
+        },
+    )
+    .await
+}
+
+/// The agent amp-local runs for a scraper: its PID and address, from the files amp-local
+/// keeps in `data_dir/scrapers/<id>/`.
+fn scraper_agent(data_dir: &std::path::Path, id: &str) -> Option<(u32, String)> {
+    let dir = data_dir.join("scrapers").join(id);
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).ok();
+    let pid = read("agent.pid")?.trim().parse().ok()?;
+    Some((pid, read("agent.listen")?.trim().to_owned()))
+}
+
+/// Whether `pid` is a live process running the agent of the scraper whose files are in
+/// `dir` (a PID reused by something else does not count).
+fn agent_runs(pid: u32, dir: &std::path::Path) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let zombie = stat
+        .rsplit_once(')')
+        .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    !zombie
+        && String::from_utf8_lossy(&cmdline).contains(&format!(
+            "--config.file={}",
+            dir.join("agent.yml").display()
+        ))
+}
+
+#[tokio::test]
+async fn a_scraper_runs_an_agent_that_writes_the_mesh_into_its_workspace_until_deleted() {
+    let (stack, client, ws) = fresh_workspace("amp-local-scraper").await;
+    let ws_arn = workspace_arn(&client, &ws).await;
+    let alias = unique_name("scraper");
+    let created = create_scraper(&client, &stack.region, &alias, &ws_arn, SCRAPER_BLOB)
+        .tags("team", "obs")
+        .send()
+        .await
+        .expect("CreateScraper");
+    let id = created.scraper_id().to_owned();
+    assert!(id.starts_with("s-"), "{id}");
+    assert_eq!(
+        created.arn(),
+        format!("arn:aws:aps:{}:123456789012:scraper/{id}", stack.region)
+    );
+    assert_eq!(
+        created.status().map(|s| s.status_code().as_str()),
+        Some("CREATING")
+    );
+
+    // DescribeScraper gives back what was asked for, CREATING for the activation delay.
+    let described = client
+        .describe_scraper()
+        .scraper_id(&id)
+        .send()
+        .await
+        .expect("DescribeScraper");
+    let s = described.scraper().expect("a scraper");
+    assert_eq!(
+        s.status().map(|st| st.status_code().as_str()),
+        Some("CREATING")
+    );
+    assert_eq!(s.alias(), Some(alias.as_str()));
+    assert!(
+        s.role_arn().starts_with(
+            "arn:aws:iam::123456789012:role/aws-service-role/scraper.aps.amazonaws.com/AWSServiceRoleForAmazonPrometheusScraper_"
+        ),
+        "{}",
+        s.role_arn()
+    );
+    let blob = s
+        .scrape_configuration()
+        .and_then(|c| c.as_configuration_blob().ok())
+        .expect("the configuration blob");
+    assert_eq!(blob.as_ref(), SCRAPER_BLOB.as_bytes());
+    let eks = s
+        .source()
+        .and_then(|src| src.as_eks_configuration().ok())
+        .expect("the EKS source");
+    assert!(eks.cluster_arn().ends_with(":cluster/ampkit-local"));
+    assert_eq!(eks.subnet_ids(), ["subnet-0a1b2c3d"]);
+    assert_eq!(
+        s.destination()
+            .and_then(|d| d.as_amp_configuration().ok())
+            .map(|a| a.workspace_arn()),
+        Some(ws_arn.as_str())
+    );
+    assert_eq!(
+        s.tags().and_then(|t| t.get("team")).map(String::as_str),
+        Some("obs")
+    );
+
+    let (status, reason) = settled_scraper(&client, &id).await;
+    assert_eq!(status, "ACTIVE", "{reason}");
+
+    // The agent: a real process on its own port, answering as a Prometheus agent does.
+    let data_dir = stack.stack_dir.join("amp-local");
+    let agent_dir = data_dir.join("scrapers").join(&id);
+    let (pid, listen) = scraper_agent(&data_dir, &id).expect("the agent's pid and address");
+    assert!(agent_runs(pid, &agent_dir), "pid {pid} is not the agent");
+    let ready = http()
+        .get(format!("http://{listen}/-/ready"))
+        .send()
+        .await
+        .expect("the agent answers");
+    assert!(ready.status().is_success());
+
+    // What it scrapes arrives in the workspace, labelled by the scraper's own relabelling
+    // from the labels the emulated pod discovery gave the three Envoys.
+    let query = "envoy_server_live{namespace=\"prod\"}";
+    let series = eventually(
+        "the scraper's series in its workspace",
+        Duration::from_secs(90),
+        || async {
+            let (status, body) = amp_query(&stack, &ws, query).await;
+            assert_eq!(status, 200, "{body}");
+            let result = body["data"]["result"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            (result.len() == 3).then_some(result)
+        },
+    )
+    .await;
+    let mut services: Vec<&str> = series
+        .iter()
+        .map(|s| s["metric"]["service"].as_str().unwrap_or_default())
+        .collect();
+    services.sort_unstable();
+    assert_eq!(services, ["dj", "jazz", "metal"], "{series:?}");
+    for s in &series {
+        let m = &s["metric"];
+        let service = m["service"].as_str().unwrap_or_default();
+        assert_eq!(m["job"], "envoy", "{m}");
+        assert_eq!(m["app"], service, "pod labels are mapped: {m}");
+        assert_eq!(m["kubernetes_pod_name"], format!("{service}-0"), "{m}");
+        assert!(m.get("ampkit_workspace").is_none(), "{m}");
+    }
+    let (_, upstream) = amp_query(
+        &stack,
+        &ws,
+        "count by (service) (envoy_cluster_upstream_rq_total{service=\"dj\", namespace=\"prod\"})",
+    )
+    .await;
+    assert_eq!(
+        upstream["data"]["result"].as_array().map(Vec::len),
+        Some(1),
+        "dj's upstream counters arrive too: {upstream}"
+    );
+
+    // ListScrapers lists it, by alias and by status.
+    let listed = client
+        .list_scrapers()
+        .filters("alias", vec![alias.clone()])
+        .filters("status", vec!["ACTIVE".to_owned()])
+        .send()
+        .await
+        .expect("ListScrapers");
+    let ids: Vec<&str> = listed.scrapers().iter().map(|s| s.scraper_id()).collect();
+    assert_eq!(ids, [id.as_str()]);
+    assert_eq!(listed.scrapers()[0].role_arn(), s.role_arn());
+    let creating = client
+        .list_scrapers()
+        .filters("alias", vec![alias.clone()])
+        .filters("status", vec!["CREATING".to_owned()])
+        .send()
+        .await
+        .expect("ListScrapers");
+    assert!(creating.scrapers().is_empty());
+
+    // DeleteScraper: DELETING, then gone; the agent stops and its port closes.
+    let deleted = client
+        .delete_scraper()
+        .scraper_id(&id)
+        .send()
+        .await
+        .expect("DeleteScraper");
+    assert_eq!(
+        deleted.status().map(|s| s.status_code().as_str()),
+        Some("DELETING")
+    );
+    assert_eq!(
+        scraper_status(&client, &id)
+            .await
+            .map(|(s, _)| s)
+            .as_deref(),
+        Some("DELETING")
+    );
+    eventually(
+        "the scraper to be gone",
+        Duration::from_secs(60),
+        || async { scraper_status(&client, &id).await.is_none().then_some(()) },
+    )
+    .await;
+    assert!(
+        !agent_runs(pid, &agent_dir),
+        "the agent (pid {pid}) still runs"
+    );
+    assert!(
+        std::net::TcpStream::connect(&listen).is_err(),
+        "something still listens on the agent's {listen}"
+    );
+    assert!(!agent_dir.exists(), "its files are removed");
+    let err = client
+        .delete_scraper()
+        .scraper_id(&id)
+        .send()
+        .await
+        .expect_err("a deleted scraper is not found");
+    assert!(
+        err.as_service_error()
+            .is_some_and(|e| e.is_resource_not_found_exception())
+    );
+    delete_workspace(&client, &ws).await;
+}
+
+#[tokio::test]
+async fn scraper_requests_amp_would_refuse_are_refused_and_make_nothing() {
+    let (stack, client, ws) = fresh_workspace("amp-local-scraper-bad").await;
+    let ws_arn = workspace_arn(&client, &ws).await;
+    let alias = unique_name("refused");
+
+    // Unknown ids: 404 ResourceNotFoundException, as for workspaces.
+    let unknown = "s-00000000-0000-4000-8000-000000000000";
+    let err = client
+        .describe_scraper()
+        .scraper_id(unknown)
+        .send()
+        .await
+        .expect_err("no such scraper");
+    assert!(
+        err.as_service_error()
+            .is_some_and(|e| e.is_resource_not_found_exception()),
+        "{err:?}"
+    );
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(404));
+    let err = client
+        .delete_scraper()
+        .scraper_id(unknown)
+        .send()
+        .await
+        .expect_err("no such scraper");
+    assert!(
+        err.as_service_error()
+            .is_some_and(|e| e.is_resource_not_found_exception())
+    );
+
+    // Configurations AMP refuses, and destinations that are no workspace of this account and
+    // region: 400 ValidationException, saying what is wrong.
+    let other_region = ws_arn.replace(&format!(":{}:", stack.region), ":us-east-2:");
+    let missing_ws = format!(
+        "arn:aws:aps:{}:123456789012:workspace/ws-00000000-0000-0000-0000-000000000000",
+        stack.region
+    );
+    let bad_relabel = SCRAPER_BLOB.replace("action: keep", "action: keeep");
+    for (destination, blob, fragment) in [
+        (ws_arn.as_str(), "scrape_configs: [", "not YAML"),
+        (
+            ws_arn.as_str(),
+            "global:\n  scrape_interval: 5s\n",
+            "no scrape_configs",
+        ),
+        (
+            ws_arn.as_str(),
+            "scrape_configs:\n- job_name: a\nremote_write:\n- url: http://x/\n",
+            "remote_write",
+        ),
+        // Valid as YAML, refused by Prometheus itself (promtool beside it).
+        (
+            ws_arn.as_str(),
+            bad_relabel.as_str(),
+            "Prometheus refuses it",
+        ),
+        (missing_ws.as_str(), SCRAPER_BLOB, "names no workspace"),
+        (
+            other_region.as_str(),
+            SCRAPER_BLOB,
+            "not a workspace ARN of this account and region",
+        ),
+    ] {
+        let err = create_scraper(&client, &stack.region, &alias, destination, blob)
+            .send()
+            .await
+            .expect_err(fragment);
+        let service = err.as_service_error();
+        assert!(
+            service.is_some_and(|e| e.is_validation_exception()),
+            "{fragment}: {err:?}"
+        );
+        let message = service.and_then(|e| e.meta().message()).unwrap_or_default();
+        assert!(message.contains(fragment), "`{fragment}` not in: {message}");
+        assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(400));
+    }
+
+    // Bodies the SDK would not send, raw: no source, a blob that is not base64.
+    let url = format!("{}/scrapers", amp_url(&stack));
+    for (body, fragment) in [
+        (
+            serde_json::json!({
+                "destination": {"ampConfiguration": {"workspaceArn": ws_arn}},
+                "scrapeConfiguration": {"configurationBlob": "Z2xvYmFsOiB7fQo="},
+            }),
+            "source is required",
+        ),
+        (
+            serde_json::json!({
+                "source": {"eksConfiguration": {"clusterArn": "arn:aws:eks:eu-west-1:123456789012:cluster/c", "subnetIds": ["subnet-1"]}},
+                "destination": {"ampConfiguration": {"workspaceArn": ws_arn}},
+                "scrapeConfiguration": {"configurationBlob": "not base64!"},
+            }),
+            "not base64",
+        ),
+        (
+            serde_json::json!({
+                "source": {"eksConfiguration": {"clusterArn": "arn:aws:eks:eu-west-1:123456789012:cluster/c", "subnetIds": ["subnet-1"]}},
+                "scrapeConfiguration": {"configurationBlob": "Z2xvYmFsOiB7fQo="},
+            }),
+            "destination is required",
+        ),
+    ] {
+        let response = Signer::for_stack(&stack)
+            .request(
+                &http(),
+                "POST",
+                &url,
+                &[("content-type", "application/json")],
+                body.to_string().into_bytes(),
+            )
+            .send()
+            .await
+            .expect("amp-local answers");
+        assert_eq!(response.status().as_u16(), 400, "{fragment}");
+        assert_eq!(
+            response
+                .headers()
+                .get("x-amzn-errortype")
+                .and_then(|v| v.to_str().ok()),
+            Some("ValidationException")
+        );
+        let answer: Value = response.json().await.expect("a JSON error");
+        let message = answer["message"].as_str().unwrap_or_default();
+        assert!(message.contains(fragment), "`{fragment}` not in: {answer}");
+    }
+
+    // None of it made a scraper.
+    let listed = client
+        .list_scrapers()
+        .filters("alias", vec![alias.clone()])
+        .send()
+        .await
+        .expect("ListScrapers");
+    assert!(listed.scrapers().is_empty(), "{listed:?}");
+    delete_workspace(&client, &ws).await;
+}
+
+/// An amp-local of the test's own for scrapers: its own port and data dir, in front of the
+/// stack's Prometheus, the mesh's Envoys as its pods, Prometheus from `prometheus_bin`.
+fn start_scraper_amp_local(
+    stack: &Stack,
+    port: u16,
+    dir: &std::path::Path,
+    prometheus_bin: &std::path::Path,
+) -> Process {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("amp-local.log"))
+        .expect("log file");
+    let mut command = Command::new(ampkit_e2e::bin("amp-local"));
+    command
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--prometheus-url")
+        .arg(&stack.prometheus_url)
+        .arg("--rules-dir")
+        .arg(dir.join("rules"))
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--region")
+        .arg(&stack.region)
+        .arg("--activation-delay")
+        .arg("1s")
+        .arg("--prometheus-bin")
+        .arg(prometheus_bin)
+        .arg("-v");
+    for (service, url) in ["dj", "jazz", "metal"].iter().zip(&stack.envoy_admin_urls) {
+        command.arg("--scraper-pod").arg(format!(
+            "{},namespace=prod,name={service}-0,container=envoy,app={service}",
+            url.trim_start_matches("http://")
+        ));
+    }
+    Process(
+        command
+            .env("AWS_ACCESS_KEY_ID", &stack.access_key_id)
+            .env("AWS_SECRET_ACCESS_KEY", &stack.secret_access_key)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("amp-local starts"),
+    )
+}
+
+async fn healthy(endpoint: &str) -> Option<()> {
+    http()
+        .get(format!("{endpoint}/healthz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+        .then_some(())
+}
+
+#[tokio::test]
+async fn a_scraper_whose_agent_cannot_start_fails_saying_why() {
+    let stack = stack();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let missing = dir.path().join("no-such-prometheus");
+    let _amp = start_scraper_amp_local(&stack, port, dir.path(), &missing);
+    eventually("amp-local to answer", Duration::from_secs(30), || {
+        healthy(&endpoint)
+    })
+    .await;
+    let client = amp_sdk(&endpoint).await;
+    let ws = active_workspace(&client, "no-agent").await;
+    let ws_arn = workspace_arn(&client, &ws).await;
+    let id = create_scraper(&client, &stack.region, "no-agent", &ws_arn, SCRAPER_BLOB)
+        .send()
+        .await
+        .expect("CreateScraper accepts it: the binary is looked for when the agent starts")
+        .scraper_id()
+        .to_owned();
+    let (status, reason) = settled_scraper(&client, &id).await;
+    assert_eq!(status, "CREATION_FAILED");
+    assert!(
+        reason.contains(&missing.display().to_string()) && reason.contains("--prometheus-bin"),
+        "the reason names the binary and the fix: {reason}"
+    );
+    // A failed scraper is deleted like any other.
+    client
+        .delete_scraper()
+        .scraper_id(&id)
+        .send()
+        .await
+        .expect("DeleteScraper");
+    eventually(
+        "the scraper to be gone",
+        Duration::from_secs(30),
+        || async { scraper_status(&client, &id).await.is_none().then_some(()) },
+    )
+    .await;
+}
+
+/// Kills (by PID) the agents still named in a data dir's pid files when the test ends: a test
+/// that fails after killing its amp-local must not leave that amp-local's agents running.
+struct AgentsLeftBehind(std::path::PathBuf);
+
+impl Drop for AgentsLeftBehind {
+    fn drop(&mut self) {
+        let Ok(scrapers) = std::fs::read_dir(self.0.join("scrapers")) else {
+            return;
+        };
+        for dir in scrapers.flatten().map(|e| e.path()) {
+            let pid = std::fs::read_to_string(dir.join("agent.pid"))
+                .ok()
+                .and_then(|p| p.trim().parse::<u32>().ok());
+            if let Some(pid) = pid.filter(|pid| agent_runs(*pid, &dir)) {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn scrapers_survive_an_amp_local_restart_and_their_agents_stop_with_it() {
+    let stack = stack();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let _reaper = AgentsLeftBehind(data.clone());
+    let port = free_port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let prometheus = ampkit_e2e::amp_local::local_bin("prometheus");
+
+    let first = start_scraper_amp_local(&stack, port, dir.path(), &prometheus);
+    eventually("amp-local to answer", Duration::from_secs(30), || {
+        healthy(&endpoint)
+    })
+    .await;
+    let client = amp_sdk(&endpoint).await;
+    let ws = active_workspace(&client, "restart-scraper").await;
+    let ws_arn = workspace_arn(&client, &ws).await;
+    let id = create_scraper(&client, &stack.region, "restart", &ws_arn, SCRAPER_BLOB)
+        .send()
+        .await
+        .expect("CreateScraper")
+        .scraper_id()
+        .to_owned();
+    let (status, reason) = settled_scraper(&client, &id).await;
+    assert_eq!(status, "ACTIVE", "{reason}");
+    let agent_dir = data.join("scrapers").join(&id);
+    let (old_pid, _) = scraper_agent(&data, &id).expect("the agent's files");
+    assert!(agent_runs(old_pid, &agent_dir));
+
+    // amp-local killed outright leaves its agent behind; the next one stops that agent and
+    // starts a new one, and the scraper is still ACTIVE.
+    drop(first);
+    assert!(
+        agent_runs(old_pid, &agent_dir),
+        "KILL gives amp-local no chance to stop it"
+    );
+    let mut second = start_scraper_amp_local(&stack, port, dir.path(), &prometheus);
+    eventually("amp-local to answer again", Duration::from_secs(30), || {
+        healthy(&endpoint)
+    })
+    .await;
+    let (new_pid, new_listen) = eventually(
+        "a new agent for the scraper",
+        Duration::from_secs(60),
+        || async { scraper_agent(&data, &id).filter(|(pid, _)| *pid != old_pid) },
+    )
+    .await;
+    assert!(
+        !agent_runs(old_pid, &agent_dir),
+        "the agent left behind (pid {old_pid}) was stopped"
+    );
+    assert!(agent_runs(new_pid, &agent_dir));
+    assert_eq!(
+        scraper_status(&client, &id)
+            .await
+            .map(|(s, _)| s)
+            .as_deref(),
+        Some("ACTIVE")
+    );
+
+    // TERM: amp-local stops its agents before it exits.
+    let pid = second.0.id().to_string();
+    let term = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(term.success());
+    let exited = ampkit_e2e::poll_until(Duration::from_secs(20), ampkit_e2e::POLL_EVERY, || {
+        second.0.try_wait().ok().flatten()
+    });
+    assert!(exited.is_some(), "amp-local exits within 20 s of TERM");
+    assert!(
+        !agent_runs(new_pid, &agent_dir),
+        "the agent (pid {new_pid}) stopped with amp-local"
+    );
+    assert!(std::net::TcpStream::connect(&new_listen).is_err());
+}

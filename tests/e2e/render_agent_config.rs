@@ -69,8 +69,16 @@ fn every_flavor_writes_its_files_and_the_agent_section() {
         ("grafana-agent", "yaml", vec!["grafana-agent.yaml"]),
         ("grafana-agent", "json", vec!["grafana-agent.json"]),
         ("alloy", "yaml", vec!["alloy.yaml", "config.alloy"]),
-        ("managed-scraper", "yaml", vec!["managed-scraper.yml"]),
-        ("managed-scraper", "json", vec!["managed-scraper.json"]),
+        (
+            "managed-scraper",
+            "yaml",
+            vec!["managed-scraper.yml", "scraper-rbac.yaml"],
+        ),
+        (
+            "managed-scraper",
+            "json",
+            vec!["managed-scraper.json", "scraper-rbac.json"],
+        ),
     ];
     for (flavor, format, names) in cases {
         let run = tool("render-agent-config")

@@ -7,8 +7,8 @@
 use ampkit_e2e::{amp_sdk, create_eks_cluster, new_workspace, runtime, stack, tool, unique_name};
 use serde_json::Value;
 
-/// The scrapers amp-local describes (any status).
-fn scrapers() -> Vec<String> {
+/// The scrapers amp-local describes (any status), as (id, source cluster ARN).
+fn scrapers() -> Vec<(String, String)> {
     runtime().block_on(async {
         amp_sdk(&stack().amp_url)
             .await
@@ -18,7 +18,14 @@ fn scrapers() -> Vec<String> {
             .unwrap()
             .scrapers()
             .iter()
-            .map(|s| s.scraper_id().to_owned())
+            .map(|s| {
+                let cluster = s
+                    .source()
+                    .and_then(|source| source.as_eks_configuration().ok())
+                    .map(|eks| eks.cluster_arn().to_owned())
+                    .unwrap_or_default();
+                (s.scraper_id().to_owned(), cluster)
+            })
             .collect()
     })
 }
@@ -97,7 +104,10 @@ fn the_recipe_makes_a_scraper_whose_series_arrive_and_teardown_deletes_it() {
     let torn = tool("teardown").on(&stack).stdin_doc(&doc).run();
     torn.expect_code(0);
     assert_eq!(torn.doc()["resources"], serde_json::json!([]));
-    assert!(!scrapers().contains(&id), "AMP no longer describes {id}");
+    assert!(
+        !scrapers().iter().any(|(s, _)| *s == id),
+        "AMP no longer describes {id}"
+    );
 }
 
 #[test]
@@ -105,7 +115,13 @@ fn a_configuration_amp_would_refuse_is_exit_2_and_makes_nothing() {
     let stack = stack();
     let dir = tempfile::tempdir().unwrap();
     let (cluster, doc) = prepared(dir.path(), "scraper-bad");
-    let before = scrapers();
+    // Other tests make scrapers meanwhile: only this test's cluster counts.
+    let of_this_cluster = || -> usize {
+        scrapers()
+            .iter()
+            .filter(|(_, arn)| arn.ends_with(&format!("/{cluster}")))
+            .count()
+    };
 
     let writes = dir.path().join("writes.yml");
     std::fs::write(
@@ -150,5 +166,5 @@ fn a_configuration_amp_would_refuse_is_exit_2_and_makes_nothing() {
         .stdin_doc(&doc)
         .run();
     missing.expect_code(3);
-    assert_eq!(scrapers(), before, "nothing was made");
+    assert_eq!(of_this_cluster(), 0, "nothing was made");
 }

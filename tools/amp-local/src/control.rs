@@ -4,7 +4,8 @@
 //!
 //! Workspaces start CREATING and turn ACTIVE one `--activation-delay` later, and a deleted
 //! one stays DELETING for as long before it is gone, so that callers' waiting (the SDK's
-//! waiters) is exercised as against AMP.
+//! waiters) is exercised as against AMP. Scrapers have their own module ([`super::scrapers`]):
+//! they run a process each.
 
 use std::collections::BTreeMap;
 
@@ -14,15 +15,15 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 use super::store::{AlertManagerDefinition, RuleGroupsNamespace, State, Workspace};
-use super::{ApiError, App, alerting};
+use super::{ApiError, App, alerting, scrapers};
 
-type Answer = Result<Response, ApiError>;
+pub(crate) type Answer = Result<Response, ApiError>;
 
-fn ok(status: StatusCode, body: Value) -> Answer {
+pub(crate) fn ok(status: StatusCode, body: Value) -> Answer {
     Ok((status, axum::Json(body)).into_response())
 }
 
-fn parse_body(body: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> {
+pub(crate) fn parse_body(body: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> {
     if body.is_empty() {
         return Ok(serde_json::Map::new());
     }
@@ -37,7 +38,7 @@ fn parse_body(body: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> {
     }
 }
 
-fn opt_string(
+pub(crate) fn opt_string(
     body: &serde_json::Map<String, Value>,
     field: &str,
 ) -> Result<Option<String>, ApiError> {
@@ -48,7 +49,9 @@ fn opt_string(
     }
 }
 
-fn tags_of(body: &serde_json::Map<String, Value>) -> Result<BTreeMap<String, String>, ApiError> {
+pub(crate) fn tags_of(
+    body: &serde_json::Map<String, Value>,
+) -> Result<BTreeMap<String, String>, ApiError> {
     match body.get("tags") {
         None | Some(Value::Null) => Ok(BTreeMap::new()),
         Some(Value::Object(map)) => {
@@ -96,7 +99,7 @@ fn encode_data(text: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(text.as_bytes())
 }
 
-fn query_pairs(query: &str) -> Vec<(String, String)> {
+pub(crate) fn query_pairs(query: &str) -> Vec<(String, String)> {
     form_urlencoded::parse(query.as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
@@ -110,7 +113,10 @@ fn query_value(query: &str, name: &str) -> Option<String> {
 }
 
 /// `maxResults`/`nextToken` pagination over a sorted list; the token is the next offset.
-fn page<T: Clone>(items: &[T], query: &str) -> Result<(Vec<T>, Option<String>), ApiError> {
+pub(crate) fn page<T: Clone>(
+    items: &[T],
+    query: &str,
+) -> Result<(Vec<T>, Option<String>), ApiError> {
     let max = match query_value(query, "maxResults") {
         Some(v) => v
             .parse::<usize>()
@@ -292,6 +298,10 @@ pub async fn handle(
         ("DELETE", ["workspaces", id, "alertmanager", "definition"]) => {
             delete_definition(app, id).await
         }
+        ("POST", ["scrapers"]) => scrapers::create(app, body).await,
+        ("GET", ["scrapers"]) => scrapers::list(app, query),
+        ("GET", ["scrapers", id]) => scrapers::describe(app, id),
+        ("DELETE", ["scrapers", id]) => scrapers::delete(app, id).await,
         ("POST", ["tags", arn]) => tag_resource(app, arn, body).await,
         ("DELETE", ["tags", arn]) => untag_resource(app, arn, query).await,
         ("GET", ["tags", arn]) => list_tags(app, arn),
@@ -649,7 +659,8 @@ async fn delete_definition(app: &App, id: &str) -> Answer {
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
-/// The tag map of the resource an ARN names (a workspace or a rule groups namespace).
+/// The tag map of the resource an ARN names (a workspace, a rule groups namespace or a
+/// scraper).
 fn tags_mut<'a>(
     app: &App,
     state: &'a mut State,
@@ -661,6 +672,7 @@ fn tags_mut<'a>(
     let parts: Vec<&str> = rest.split('/').collect();
     match parts.as_slice() {
         ["workspace", id] => Ok(&mut workspace_mut(state, id).map_err(|_| missing())?.tags),
+        ["scraper", id] => Ok(&mut state.scrapers.get_mut(*id).ok_or_else(missing)?.tags),
         ["rulegroupsnamespace", id, name] => Ok(&mut workspace_mut(state, id)
             .map_err(|_| missing())?
             .rule_groups_namespaces

@@ -3,8 +3,8 @@
 //! Every AMP call the tools make goes to the same API shape locally as on AWS, with
 //! signatures checked as AMP checks them, so no tool needs a "local mode" and signing bugs
 //! are caught on a laptop rather than in a user's account. Three parts:
-//! - the control plane (workspaces, rule groups namespaces, alert manager definitions, tags),
-//!   REST-JSON as the AWS SDK for Rust sends it ([`control`]);
+//! - the control plane (workspaces, rule groups namespaces, alert manager definitions, tags,
+//!   scrapers), REST-JSON as the AWS SDK for Rust sends it ([`control`], [`scrapers`]);
 //! - the data plane under `/workspaces/<id>/api/v1/`, forwarded to the Prometheus ([`data`]);
 //! - SigV4 verification of every request except `GET /healthz` ([`sigv4_verify`]).
 //!
@@ -17,11 +17,19 @@
 //! queries and rules are confined to their workspace ([`isolation`]), alerts routed apart
 //! ([`alerting`]). amp-local is for one machine, never production: fidelity to AMP's API,
 //! signatures and isolation is its job, not scale.
+//!
+//! A scraper (AMP's managed collector) is run for real: one Prometheus in agent mode per
+//! ACTIVE scraper ([`agents`]), on the scraper's own configuration with Kubernetes discovery
+//! answered by the local pods given as `--scraper-pod` ([`discovery`]), writing into its
+//! workspace through amp-local like any other writer.
 
+pub mod agents;
 pub mod alerting;
 pub mod control;
 pub mod data;
+pub mod discovery;
 pub mod isolation;
+pub mod scrapers;
 pub mod sigv4_verify;
 pub mod store;
 
@@ -70,6 +78,10 @@ pub struct Options {
     pub credentials: BTreeMap<String, String>,
     pub activation_delay: Duration,
     pub sns_endpoint: Option<String>,
+    /// The Prometheus binary each scraper's agent runs.
+    pub prometheus_bin: PathBuf,
+    /// The pods scrapers' Kubernetes discovery finds.
+    pub scraper_pods: Vec<discovery::Pod>,
 }
 
 /// The program's name, as in the ledger and in error lines.
@@ -82,13 +94,15 @@ pub const TOOL: Tool = Tool {
     examples: &[
         "amp-local --prometheus-url http://127.0.0.1:9090 --rules-dir rules/ --data-dir data/ --region eu-west-1",
         "amp-local --listen 127.0.0.1:18501 --prometheus-url http://127.0.0.1:18502 --rules-dir r/ --data-dir d/ --alertmanager-url http://127.0.0.1:18503 --alertmanager-config am.yml --credentials keys.txt",
+        "amp-local ... --prometheus-bin .local/bin/prometheus --scraper-pod 127.0.0.1:18511,namespace=prod,name=dj-0,container=envoy,app=dj",
         "scripts/local-stack up   # starts it with the rest of the local stack",
     ],
 };
 
-/// Serve AMP's API (workspaces, rule groups namespaces, alert manager definitions, remote
-/// write and queries) on 127.0.0.1, verifying every request's SigV4 signature, and back it
-/// with a real Prometheus (rules, data) and Alertmanager (alerts).
+/// Serve AMP's API (workspaces, rule groups namespaces, alert manager definitions, scrapers,
+/// remote write and queries) on 127.0.0.1, verifying every request's SigV4 signature, and back
+/// it with a real Prometheus (rules, data), Alertmanager (alerts) and, per scraper, a
+/// Prometheus agent.
 #[derive(clap::Parser, Debug)]
 pub struct Cli {
     /// Address to listen on
@@ -128,6 +142,16 @@ pub struct Cli {
     /// SNS endpoint the Alertmanager publishes to [default: AWS_ENDPOINT_URL_SNS, AWS_ENDPOINT_URL]
     #[arg(long, value_name = "URL")]
     pub sns_endpoint: Option<String>,
+    /// The Prometheus binary run in agent mode for each ACTIVE scraper [default:
+    /// $AMPKIT_HOME/bin/prometheus, else .local/bin/prometheus]
+    #[arg(long, value_name = "PATH")]
+    pub prometheus_bin: Option<PathBuf>,
+    /// A local pod that scrapers' kubernetes_sd_configs (role pod) discover (repeatable):
+    /// HOST:PORT,name=POD,container=NAME[,namespace=NS][,LABEL=VALUE...][,annotation:KEY=VALUE...].
+    /// Other KEY=VALUE pairs are pod labels (`label:KEY=VALUE` for any key); the
+    /// prometheus.io/port annotation defaults to PORT, the namespace to `default`
+    #[arg(long = "scraper-pod", value_name = "POD", value_parser = discovery::parse_pod)]
+    pub scraper_pods: Vec<discovery::Pod>,
 }
 
 /// Serve until stopped, with the options the flags and the environment give.
@@ -155,7 +179,18 @@ impl Options {
                 .iter()
                 .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
         });
+        // scripts/setup installs Prometheus into $AMPKIT_HOME/bin (default .local/bin); the
+        // path is made absolute so that messages name the file looked for.
+        let prometheus_bin = cli.prometheus_bin.unwrap_or_else(|| {
+            std::env::var_os("AMPKIT_HOME")
+                .filter(|h| !h.is_empty())
+                .map(|h| PathBuf::from(h).join("bin").join("prometheus"))
+                .unwrap_or_else(|| PathBuf::from(".local/bin/prometheus"))
+        });
+        let prometheus_bin = std::path::absolute(&prometheus_bin).unwrap_or(prometheus_bin);
         Ok(Options {
+            prometheus_bin,
+            scraper_pods: cli.scraper_pods,
             listen: cli.listen,
             public_url: cli.public_url,
             prometheus_url: cli.prometheus_url,
@@ -296,6 +331,8 @@ pub struct App {
     state: Mutex<State>,
     /// Serializes changes: each one writes files and reloads before the next begins.
     writer: tokio::sync::Mutex<()>,
+    /// The scrapers' agent processes.
+    pub agents: agents::Agents,
 }
 
 impl App {
@@ -327,6 +364,10 @@ impl App {
             .trim_end_matches('/')
             .to_owned();
         Ok(App {
+            agents: agents::Agents::new(
+                opts.prometheus_bin.clone(),
+                opts.data_dir.join("scrapers"),
+            ),
             verifier: Verifier::new(opts.credentials.clone(), opts.region.clone()),
             opts,
             http,
@@ -763,14 +804,26 @@ pub async fn serve(opts: Options) -> Result<()> {
             .with_hint("pick a free port with --listen 127.0.0.1:PORT")
     })?;
     tracing::info!("amp-local listening on {}", app.base_url);
+    // Only now that the address is ours: a second amp-local on the same data directory, which
+    // cannot listen, must not touch the first one's agents.
+    let known: Vec<String> = app.state().scrapers.keys().cloned().collect();
+    app.agents.reap_stale(&known).await;
+    scrapers::supervise(&app);
     // Answers are streamed in several writes; Nagle's algorithm would hold the later ones back.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| Error::remote(format!("serving on {listen}: {e}")))
+    // The agents stop before the server does, so their last writes still reach a workspace.
+    let stopping = Arc::clone(&app);
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            stopping.agents.stop_all().await;
+        })
+        .await;
+    // Stopped some other way (an error): the agents go too, never left behind.
+    app.agents.stop_all().await;
+    served.map_err(|e| Error::remote(format!("serving on {listen}: {e}")))
 }
 
 async fn shutdown_signal() {

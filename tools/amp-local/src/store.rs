@@ -1,5 +1,5 @@
 //! amp-local's state: workspaces, their rule groups namespaces and alert manager definitions,
-//! kept as one JSON file in the data directory.
+//! and scrapers (managed collectors), kept as one JSON file in the data directory.
 //!
 //! The file is the source of truth; the Prometheus rule files and the Alertmanager
 //! configuration are derived from it (and regenerated at start). It is written atomically
@@ -7,7 +7,9 @@
 //! state or the new one, never half of each, and a restart loses nothing.
 //!
 //! Status transitions (CREATING -> ACTIVE, DELETING -> gone) are computed from timestamps
-//! rather than driven by timers: they survive restarts and need no background task.
+//! rather than driven by timers: they survive restarts and need no background task. Scrapers
+//! are the exception: their status is stored, because it follows a real process (the agent
+//! amp-local runs for each one, see [`crate::scrapers`]) that can fail to start.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -29,6 +31,9 @@ pub fn now_secs() -> f64 {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct State {
     pub workspaces: BTreeMap<String, Workspace>,
+    /// Absent from state files written before scrapers existed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scrapers: BTreeMap<String, Scraper>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -72,6 +77,41 @@ pub struct AlertManagerDefinition {
     pub data: String,
     pub created_at: f64,
     pub modified_at: f64,
+}
+
+/// A managed collector (CreateScraper). Its status is stored, not computed: CREATING turns
+/// ACTIVE only once its agent runs, or CREATION_FAILED when it cannot.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Scraper {
+    pub id: String,
+    pub arn: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+    pub role_arn: String,
+    /// CREATING, ACTIVE, CREATION_FAILED, DELETING or DELETION_FAILED.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
+    pub created_at: f64,
+    pub last_modified_at: f64,
+    /// Set when DeleteScraper was called; it is gone one delay later, once its agent stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleting_since: Option<f64>,
+    /// The `source` union exactly as the caller sent it (DescribeScraper gives it back).
+    pub source: serde_json::Value,
+    /// `destination.ampConfiguration.workspaceArn`, and the workspace id it names.
+    pub workspace_arn: String,
+    pub workspace_id: String,
+    /// The scrape configuration (YAML) exactly as the caller sent it, decoded from base64.
+    pub configuration: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_configuration: Option<serde_json::Value>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// CreateScraper's idempotency token: a retry with the same token gets this scraper back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_token: Option<String>,
 }
 
 /// A phase that ends one delay after it began (CREATING -> ACTIVE, UPDATING -> ACTIVE).
