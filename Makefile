@@ -3,8 +3,10 @@
 
 SHELL := /bin/bash
 CARGO ?= cargo
+# Where `make install` puts the tools (PREFIX/bin), completions and man pages (PREFIX/share).
+PREFIX ?= $(HOME)/.local
 
-.PHONY: all setup build release lint test bench local-up local-down local-status demo recipe teardown clean-local
+.PHONY: all setup build release install uninstall lint test bench local-up local-down local-status demo recipe teardown clean-local
 
 all: build
 
@@ -19,6 +21,15 @@ build:
 ## Build every tool (release), for benchmarks and real use
 release:
 	$(CARGO) build --workspace --bins --release
+
+## The release tools into PREFIX/bin (default ~/.local), with bash, zsh and fish completions and
+## man pages; the list of what was written goes to PREFIX/share/ampkit/installed-files
+install: release
+	scripts/install --prefix "$(PREFIX)" --bin-dir target/release
+
+## Remove exactly what `make install` wrote (same PREFIX), and the directories it made if empty
+uninstall:
+	scripts/install --uninstall --prefix "$(PREFIX)"
 
 ## Formatting and lints, warnings are errors (adds rustfmt and clippy to the toolchain if missing)
 lint:
@@ -37,7 +48,7 @@ bench:
 
 ## Start / stop / show the local stack (moto, Prometheus, Alertmanager, Envoy mesh)
 local-up: setup
-	scripts/local-stack up
+	$(if $(MESH),AMPKIT_MESH=$(MESH) ,)scripts/local-stack up
 
 local-down:
 	scripts/local-stack down
@@ -45,14 +56,18 @@ local-down:
 local-status:
 	scripts/local-stack status
 
-## Run the whole recipe on the local stack, raise the alert, tear everything down, summarize
+## Run the whole recipe on the local stack, raise the alert, tear everything down, summarize;
+## `make demo MESH=envoy-gateway` (or consul) runs the stack's Envoys, and the recipe, in that
+## mesh's shape (default appmesh)
 demo:
-	scripts/demo
+	$(if $(MESH),AMPKIT_MESH=$(MESH) ,)scripts/demo
 
 ## The recipe's chain against what the environment points at (AWS, or the local stack's env);
-## the state document is saved to out/state.json after every step
-recipe: build
-	scripts/recipe
+## the state document is saved to out/state.json after every step. The tools: target/release
+## when built and current, else those on PATH, else target/debug (scripts/recipe says which);
+## nothing is built, so that a run against AWS never waits for a build it did not ask for
+recipe:
+	$(if $(MESH),AMPKIT_MESH=$(MESH) ,)scripts/recipe
 
 ## Delete exactly what out/state.json's ledger lists (rewritten after every entry);
 ## `make teardown DRY_RUN=1` prints the plan only

@@ -24,6 +24,30 @@ use crate::error::Result;
 /// The document's key of [`MeshSection`].
 pub const SECTION: &str = "mesh";
 
+/// The HTTP listeners (stat prefixes) through which a proxy serves itself rather than the
+/// service: Envoy's admin, Envoy Gateway's stats and readiness listeners (`eg-stats-http`,
+/// `eg-ready-http`, from its bootstrap), and Consul's metrics, stats and ready listeners
+/// (`envoy_prometheus_metrics`, `envoy_metrics`, `envoy_ready`, from its bootstrap). Every
+/// scrape of those meshes' proxies passes through one of them, so a panel or an alert about
+/// the service's requests leaves them out, or the collector's own scrapes count as traffic.
+pub const OWN_LISTENERS: &[&str] = &[
+    "admin",
+    "eg-stats-http",
+    "eg-ready-http",
+    "envoy_prometheus_metrics",
+    "envoy_metrics",
+    "envoy_ready",
+];
+
+/// The clusters behind [`OWN_LISTENERS`] (Envoy Gateway's `prometheus_stats`, Consul's
+/// `self_admin` and `prometheus_backend`): upstream traffic of the proxy's own scrapes.
+pub const OWN_CLUSTERS: &[&str] = &["prometheus_stats", "self_admin", "prometheus_backend"];
+
+/// [`OWN_LISTENERS`] as a PromQL regex, for `envoy_http_conn_manager_prefix!~"..."`.
+pub fn own_listeners_regex() -> String {
+    OWN_LISTENERS.join("|")
+}
+
 /// A mesh profile.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum,
@@ -158,6 +182,19 @@ impl std::fmt::Display for Mesh {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_own_listeners_regex_needs_no_escaping() {
+        // Names of letters, digits, `_` and `-` only: joined, they are a plain alternation.
+        for name in OWN_LISTENERS.iter().chain(OWN_CLUSTERS) {
+            assert!(
+                name.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+                "{name}"
+            );
+        }
+        assert!(own_listeners_regex().starts_with("admin|eg-stats-http|"));
+    }
 
     #[test]
     fn the_flag_wins_then_the_document_then_app_mesh() {

@@ -81,6 +81,10 @@ pub struct Stack {
     pub amp_url: String,
     pub stack_dir: PathBuf,
     pub port_base: String,
+    /// The mesh shape its Envoys run in (`AMPKIT_STACK_MESH`: appmesh, envoy-gateway, consul).
+    pub mesh: String,
+    /// Where each Envoy serves its metrics in that shape (dj, jazz, metal; path included).
+    pub envoy_metrics_urls: Vec<String>,
     /// What `local-stack env` exports for this stack: a tool run with these is pointed at it.
     pub exports: Vec<(String, String)>,
 }
@@ -97,6 +101,8 @@ const STACK_EXPORTS: &[&str] = &[
     "AMPKIT_AMP_URL",
     "AMPKIT_ENVOY_URL",
     "AMPKIT_ENVOY_ADMIN_URLS",
+    "AMPKIT_STACK_MESH",
+    "AMPKIT_ENVOY_METRICS_URLS",
     "AMPKIT_PROMETHEUS_URL",
     "AMPKIT_ALERTMANAGER_URL",
     "AMPKIT_AGENT_URL",
@@ -130,6 +136,11 @@ impl Stack {
             amp_url: get("AWS_ENDPOINT_URL_AMP"),
             stack_dir: PathBuf::from(get("AMPKIT_STACK_DIR")),
             port_base: get("AMPKIT_PORT_BASE"),
+            mesh: get("AMPKIT_STACK_MESH"),
+            envoy_metrics_urls: get("AMPKIT_ENVOY_METRICS_URLS")
+                .split(',')
+                .map(str::to_owned)
+                .collect(),
             exports,
         }
     }
@@ -218,6 +229,75 @@ pub fn fault_stack() -> Stack {
 /// objects or sends traffic there while they run.
 pub fn count_stack() -> Stack {
     private_stack("AMPKIT_COUNT_STACK_DIR", "AMPKIT_COUNT_PORT_BASE")
+}
+
+/// A private stack whose Envoys run in a mesh's shape (`AMPKIT_MESH`), started by the test
+/// that needs it at the base and under the directory `make test` names for it
+/// (`AMPKIT_PROFILE_PORT_BASE` plus `offset`, `AMPKIT_PROFILE_STACK_DIR/<mesh>`), from a
+/// clean directory, with amp-local settling at once. Dropping it brings the stack down (by
+/// the PIDs in its run directory), also when the test fails.
+pub struct ShapedStack {
+    pub stack: Stack,
+    _down: StackDown,
+}
+
+/// Brings a stack down when dropped: `local-stack down` with its environment.
+struct StackDown(Vec<(String, String)>);
+
+impl StackDown {
+    fn run(&self, args: &[&str]) -> Run {
+        let refs: Vec<(&str, &str)> = self
+            .0
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        local_stack(args, &refs)
+    }
+}
+
+impl Drop for StackDown {
+    fn drop(&mut self) {
+        let _ = self.run(&["down"]);
+    }
+}
+
+impl ShapedStack {
+    pub fn start(mesh: &str, offset: u16) -> ShapedStack {
+        let var = |name: &str| {
+            std::env::var(name).unwrap_or_else(|_| {
+                panic!("{name} is not set: `make test` (scripts/test) sets it for this test")
+            })
+        };
+        let base: u16 = var("AMPKIT_PROFILE_PORT_BASE")
+            .parse()
+            .expect("AMPKIT_PROFILE_PORT_BASE is a port number");
+        let dir = PathBuf::from(var("AMPKIT_PROFILE_STACK_DIR")).join(mesh);
+        let down = StackDown(
+            [
+                ("AMPKIT_MESH", mesh.to_owned()),
+                ("AMPKIT_PORT_BASE", (base + offset).to_string()),
+                ("AMPKIT_STACK_DIR", dir.display().to_string()),
+                ("AMPKIT_AMP_ACTIVATION_DELAY", "0s".to_owned()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+        );
+        // A stack a killed run left there is stopped first; its data (scrapers amp-local
+        // would restart, rules, series) is not this run's.
+        let _ = down.run(&["down"]);
+        let _ = std::fs::remove_dir_all(&dir);
+        down.run(&["up"]).expect_code(0);
+        let printed = down.run(&["env"]);
+        printed.expect_code(0);
+        ShapedStack {
+            stack: Stack::from_exports(
+                stack_exports(&printed.stdout),
+                &format!("`local-stack env` of {}", dir.display()),
+            ),
+            _down: down,
+        }
+    }
 }
 
 /// What a tool run gave back.

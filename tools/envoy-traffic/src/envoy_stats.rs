@@ -90,7 +90,8 @@ pub type Snapshot = BTreeMap<Subject, Counts>;
 
 /// Parse `/stats?format=json` into request counters. Names with extra segments (per-zone,
 /// canary, internal/external splits, user agents) are duplicates of the main counter and are
-/// skipped; the admin listener's own prefix is skipped too (reading it changes it).
+/// skipped; the proxy's own listeners and their clusters are skipped too (reading the admin
+/// changes its counters, and scrapes pass through the metrics listeners at any time).
 pub fn parse_stats(json: &Value) -> Snapshot {
     let mut snap = Snapshot::new();
     let Some(stats) = json.get("stats").and_then(Value::as_array) else {
@@ -131,7 +132,9 @@ fn parse_counter_name(name: &str) -> Option<(Subject, Option<usize>)> {
     match dir {
         "downstream" => {
             let prefix = head.strip_prefix("http.")?;
-            if prefix.contains('.') || prefix == "admin" {
+            // The proxy's own listeners (admin; the metrics listeners every scrape of Envoy
+            // Gateway's and Consul's proxies passes through) count requests that are not ours.
+            if prefix.contains('.') || ampkit::mesh::OWN_LISTENERS.contains(&prefix) {
                 return None;
             }
             Some((Subject::Listener(prefix.to_owned()), class))
@@ -144,7 +147,7 @@ fn parse_counter_name(name: &str) -> Option<(Subject, Option<usize>)> {
                 .iter()
                 .any(|s| cluster.ends_with(s))
                 || cluster.contains(".zone.");
-            if sub_scoped {
+            if sub_scoped || ampkit::mesh::OWN_CLUSTERS.contains(&cluster) {
                 return None;
             }
             Some((Subject::Cluster(cluster.to_owned()), class))

@@ -14,16 +14,20 @@ use serde_norway::{Mapping, Value};
 pub const MANAGED_LABEL: (&str, &str) = ("managed_by", "ampkit");
 
 /// The recipe's latency, per service, in milliseconds, as the mesh measures it. Raw Envoy:
-/// p99 of the downstream request time, the admin listener left out (its scrapes of
-/// /stats/prometheus would dilute the p99). Istio: p99 of `istio_request_duration_milliseconds`
+/// p99 of the downstream request time, the proxy's own listeners left out (admin, and the
+/// metrics listeners of Envoy Gateway and Consul: their scrapes would dilute the p99, or
+/// raise it when serving /stats/prometheus is slow). Istio: p99 of `istio_request_duration_milliseconds`
 /// as the receiving side reports it (`reporter="destination"`: each request once, timed where
 /// it is served), by `destination_service`, copied to `service` so that the alert's labels and
 /// subject read the same in every mesh.
 pub fn default_expr(mesh: Mesh, window: Duration) -> String {
     let window = format_duration(window);
     match mesh.family() {
+        // The proxies' own listeners (admin, and the metrics listeners of Envoy Gateway and
+        // Consul that every scrape passes through) are not the service's latency.
         MetricFamily::RawEnvoy => format!(
-            "histogram_quantile(0.99, sum by (le, service) (rate(envoy_http_downstream_rq_time_bucket{{envoy_http_conn_manager_prefix!=\"admin\"}}[{window}])))"
+            "histogram_quantile(0.99, sum by (le, service) (rate(envoy_http_downstream_rq_time_bucket{{envoy_http_conn_manager_prefix!~\"{}\"}}[{window}])))",
+            ampkit::mesh::own_listeners_regex()
         ),
         MetricFamily::Istio => format!(
             "label_replace(histogram_quantile(0.99, sum by (le, destination_service) (rate(istio_request_duration_milliseconds_bucket{{reporter=\"destination\"}}[{window}]))), \"service\", \"$1\", \"destination_service\", \"(.*)\")"
@@ -294,7 +298,7 @@ mod tests {
         let expr = rule["expr"].as_str().unwrap();
         assert!(expr.ends_with(") > 5"), "{expr}");
         assert!(
-            expr.contains("envoy_http_conn_manager_prefix!=\"admin\""),
+            expr.contains("envoy_http_conn_manager_prefix!~\"admin|eg-stats-http|"),
             "{expr}"
         );
         assert!(expr.contains("[1m]"), "{expr}");
