@@ -135,8 +135,13 @@ fn build_runtime(runtime: Runtime) -> std::io::Result<tokio::runtime::Runtime> {
 /// The flag every tool has: `--completions SHELL` prints the completion script and exits.
 const COMPLETIONS: &str = "completions";
 
+/// The flag every tool has: `--man [SUBCOMMAND]` prints the tool's (or a subcommand's) manual
+/// page in roff and exits, as `rg --generate man` does, so that `make install` (scripts/install)
+/// writes the pages from the same clap definitions as `--help`.
+const MAN: &str = "man";
+
 /// `C`'s command with what every tool has: its name and version, the examples at the end of
-/// `--help`, `-v`/`-q`, and `--completions` (exclusive, so only ever given alone).
+/// `--help`, `-v`/`-q`, `--completions` and `--man` (exclusive, so only ever given alone).
 fn command<C: clap::Parser>(tool: &Tool) -> clap::Command {
     let examples: String = tool
         .examples
@@ -165,6 +170,32 @@ fn command<C: clap::Parser>(tool: &Tool) -> clap::Command {
         Some(long_about) => cmd.long_about(long_about),
         None => cmd.long_about(None::<&str>),
     };
+    // Read before `help` is added (at build time): the subcommands that have a page of their own.
+    let subcommands: Vec<String> = cmd
+        .get_subcommands()
+        .filter(|sub| !sub.is_hide_set())
+        .map(|sub| sub.get_name().to_owned())
+        .collect();
+    let man = clap::Arg::new(MAN).long(MAN).exclusive(true);
+    let man = if subcommands.is_empty() {
+        man.action(clap::ArgAction::SetTrue)
+            .help("Print the manual page (roff: `man -l -` shows it) and exit")
+    } else {
+        // An optional value: `--man` alone is the tool's page, `--man ensure` that of
+        // `<tool>-ensure(1)`, the name the tool's page gives it (as git's pages are split).
+        // A parser of its own rather than clap's possible values, which must be `'static`.
+        let one_of = subcommands.join(", ");
+        man.num_args(0..=1)
+            .value_name("SUBCOMMAND")
+            .value_parser(move |name: &str| {
+                if subcommands.iter().any(|sub| sub == name) {
+                    Ok(name.to_owned())
+                } else {
+                    Err(format!("not a subcommand: one of {one_of}"))
+                }
+            })
+            .help("Print the manual page, or SUBCOMMAND's (roff: `man -l -` shows it), and exit")
+    };
     cmd.arg(
         clap::Arg::new(COMPLETIONS)
             .long(COMPLETIONS)
@@ -173,23 +204,115 @@ fn command<C: clap::Parser>(tool: &Tool) -> clap::Command {
             .exclusive(true)
             .help("Print the shell completion script (bash, zsh, fish, ...) and exit"),
     )
+    .arg(man)
 }
 
-/// `--completions SHELL` alone on the command line: the shell to print completions for. The
-/// check parses with the tool's own command, relaxed only in that a subcommand is not
-/// required and no flag takes its value from the environment, so `amp-workspace --completions bash` works although `amp-workspace` alone is
-/// an error.
-fn completions_wanted(cmd: &clap::Command) -> Option<clap_complete::Shell> {
-    cmd.clone()
+/// What a command line of one generator flag alone asks for: not a run of the tool but text
+/// generated from its clap definitions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Generate {
+    Completions(clap_complete::Shell),
+    /// The tool's manual page, or (with a name) that of one subcommand.
+    Man(Option<String>),
+}
+
+/// `--completions SHELL` or `--man [SUBCOMMAND]` alone on the command line: what to generate.
+/// The check parses with the tool's own command, relaxed only in that a subcommand is not
+/// required and no flag takes its value from the environment, so `amp-workspace --completions
+/// bash` works although `amp-workspace` alone is an error.
+fn generate_wanted(cmd: &clap::Command) -> Option<Generate> {
+    let matches = cmd
+        .clone()
         .subcommand_required(false)
         .arg_required_else_help(false)
         // A value from the environment (amp-local's AWS_REGION) must not count as "given with
         // --completions".
         .mut_args(|arg| arg.env(None::<&'static str>))
         .try_get_matches()
-        .ok()?
-        .get_one::<clap_complete::Shell>(COMPLETIONS)
+        .ok()?;
+    if let Some(shell) = matches.get_one::<clap_complete::Shell>(COMPLETIONS) {
+        return Some(Generate::Completions(*shell));
+    }
+    // `--man` is a plain switch for a tool without subcommands and takes an optional name
+    // otherwise: given or not is asked of the source, the name only where there can be one.
+    (matches.value_source(MAN) == Some(clap::parser::ValueSource::CommandLine))
+        .then(|| Generate::Man(matches.try_get_one::<String>(MAN).ok().flatten().cloned()))
+}
+
+/// The manual page of `cmd` (the tool's command as `--help` shows it), or of one of its
+/// subcommands: clap_mangen's sections, then the tool's examples, its exit codes (part of the
+/// interface, docs/design.md) and, on a subcommand's page, a pointer back to the tool's.
+fn man_page(cmd: clap::Command, tool: &Tool, sub: Option<&str>) -> std::io::Result<Vec<u8>> {
+    use clap_mangen::roff::{Roff, bold, roman};
+    // `help` is a subcommand of `--help`'s, not one with a page; built, so that a subcommand
+    // knows its full name (`amp-workspace ensure`) and has the global `-v`/`-q`.
+    let mut cmd = cmd.disable_help_subcommand(true);
+    cmd.build();
+    let page = match sub {
+        None => cmd,
+        Some(name) => cmd.find_subcommand(name).cloned().ok_or_else(|| {
+            std::io::Error::other(format!("{} has no subcommand `{name}`", tool.name))
+        })?,
+    };
+    let examples: Vec<&str> = tool
+        .examples
+        .iter()
         .copied()
+        .filter(|line| sub.is_none_or(|sub| example_uses(line, tool.name, sub)))
+        .collect();
+    // A subcommand's page shows the version too (clap gives it only to the top command).
+    let page = page.version(env!("CARGO_PKG_VERSION"));
+    let mut out = Vec::new();
+    clap_mangen::Man::new(page)
+        .manual("ampkit")
+        .source(format!("ampkit {}", env!("CARGO_PKG_VERSION")))
+        .render(&mut out)?;
+    let mut roff = Roff::default();
+    roff.control("SH", ["EXIT STATUS"]);
+    for (code, meaning) in [
+        ("0", "success"),
+        (
+            "1",
+            "a service failed (or an internal error); the state document is still written",
+        ),
+        (
+            "2",
+            "bad usage or bad input: something the caller must change",
+        ),
+        ("3", "not found"),
+    ] {
+        roff.control("TP", [])
+            .text([bold(code)])
+            .text([roman(meaning)]);
+    }
+    roff.control("PP", []).text([roman(
+        "Errors are one JSON line on stderr, {\"error\":{\"tool\",\"kind\",\"message\",\"hint\"}}, then one line for people.",
+    )]);
+    if !examples.is_empty() {
+        roff.control("SH", ["EXAMPLES"]);
+        for line in examples {
+            // No fill: an example is copied as one line, as in `--help`.
+            roff.control("PP", []).control("nf", []);
+            roff.text([roman(line)]);
+            roff.control("fi", []);
+        }
+    }
+    if sub.is_some() {
+        roff.control("SH", ["SEE ALSO"]);
+        roff.text([bold(tool.name), roman("(1)")]);
+    }
+    // Its own roff (clap_mangen's is private), so its preamble is repeated: harmless.
+    roff.to_writer(&mut out)?;
+    Ok(out)
+}
+
+/// Whether an example command line runs `tool sub`: `sub` is a word of the part of the line
+/// that is `tool`'s command (up to the next `|`), as `promql --workspace-id ws range ...` is.
+fn example_uses(line: &str, tool: &str, sub: &str) -> bool {
+    line.split('|').any(|command| {
+        let mut words = command.split_whitespace();
+        words.next() == Some(tool) && words.any(|word| word == sub)
+    })
 }
 
 /// clap's error as one line naming the flag, built from the error's context rather than its
@@ -244,11 +367,18 @@ fn parse_args<C: clap::Parser>(
 ) -> std::result::Result<(C, LogArgs), ExitCode> {
     use clap::error::ErrorKind as ClapKind;
     let cmd = command::<C>(tool);
-    if let Some(shell) = completions_wanted(&cmd) {
-        let mut cmd = cmd;
-        let mut script = Vec::new();
-        clap_complete::generate(shell, &mut cmd, tool.name, &mut script);
-        let code = match write_stdout(&[&script]) {
+    if let Some(what) = generate_wanted(&cmd) {
+        let generated = match what {
+            Generate::Completions(shell) => {
+                let mut cmd = cmd;
+                let mut script = Vec::new();
+                clap_complete::generate(shell, &mut cmd, tool.name, &mut script);
+                Ok(script)
+            }
+            Generate::Man(sub) => man_page(cmd, tool, sub.as_deref())
+                .map_err(|e| Error::internal(format!("could not render the manual page: {e}"))),
+        };
+        let code = match generated.and_then(|text| write_stdout(&[&text])) {
             Ok(()) => 0,
             Err(err) => {
                 error::report(tool.name, &err);
