@@ -53,6 +53,48 @@ async fn namespace_data(client: &aws_sdk_amp::Client, id: &str, name: &str) -> O
 }
 
 /// A test's workspace deleted at its end.
+/// Until the namespace is ACTIVE: AMP answers 409 to a put or delete while it is CREATING or
+/// UPDATING, and so does amp-local.
+async fn settled_namespace(client: &aws_sdk_amp::Client, id: &str, name: &str) {
+    for _ in 0..300 {
+        let status = client
+            .describe_rule_groups_namespace()
+            .workspace_id(id)
+            .name(name)
+            .send()
+            .await
+            .ok()
+            .and_then(|d| d.rule_groups_namespace)
+            .and_then(|n| n.status)
+            .map(|s| s.status_code().as_str().to_owned());
+        if status.as_deref() == Some("ACTIVE") {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("namespace {name} of {id} did not become ACTIVE within 30 s");
+}
+
+/// Until the alert manager definition is ACTIVE (as [`settled_namespace`]).
+async fn settled_definition(client: &aws_sdk_amp::Client, id: &str) {
+    for _ in 0..300 {
+        let status = client
+            .describe_alert_manager_definition()
+            .workspace_id(id)
+            .send()
+            .await
+            .ok()
+            .and_then(|d| d.alert_manager_definition)
+            .and_then(|d| d.status)
+            .map(|s| s.status_code().as_str().to_owned());
+        if status.as_deref() == Some("ACTIVE") {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the alert manager definition of {id} did not become ACTIVE within 30 s");
+}
+
 async fn delete_workspace(client: &aws_sdk_amp::Client, id: &str) {
     client
         .delete_workspace()
@@ -285,6 +327,7 @@ async fn the_sdk_drives_the_whole_control_plane_with_its_waiters() {
         .expect("a namespace");
     assert_eq!(described.data().as_ref(), rules.as_bytes());
     let rules2 = rules.replace("sum(up)", "count(up)");
+    settled_namespace(&client, &id, "sdk-rules").await;
     client
         .put_rule_groups_namespace()
         .workspace_id(&id)
@@ -308,6 +351,7 @@ async fn the_sdk_drives_the_whole_control_plane_with_its_waiters() {
         .map(|n| n.name().to_owned())
         .collect();
     assert_eq!(names, vec!["sdk-rules".to_owned()]);
+    settled_namespace(&client, &id, "sdk-rules").await;
     client
         .delete_rule_groups_namespace()
         .workspace_id(&id)
@@ -349,6 +393,7 @@ async fn the_sdk_drives_the_whole_control_plane_with_its_waiters() {
         Some(def.as_bytes().to_vec())
     );
     let def2 = def.replace("amp-local-sdk", "amp-local-sdk-2");
+    settled_definition(&client, &id).await;
     client
         .put_alert_manager_definition()
         .workspace_id(&id)
@@ -356,6 +401,7 @@ async fn the_sdk_drives_the_whole_control_plane_with_its_waiters() {
         .send()
         .await
         .expect("PutAlertManagerDefinition");
+    settled_definition(&client, &id).await;
     client
         .delete_alert_manager_definition()
         .workspace_id(&id)
@@ -797,6 +843,7 @@ async fn bad_bodies_get_400_class_errors_and_leave_the_previous_state_intact() {
         .send()
         .await
         .expect("CreateRuleGroupsNamespace");
+    settled_namespace(&client, &id, "kept").await;
     let rule_file = stack
         .stack_dir
         .join("prometheus")

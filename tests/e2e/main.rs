@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod amp_local;
+mod amp_quotas;
 mod amp_workspace;
 mod contract;
 mod eks_fixture;
@@ -18,6 +19,7 @@ mod first_contact;
 mod grafana_client;
 mod grafana_import;
 mod grafana_verify;
+mod install;
 mod irsa_role;
 mod local_stack;
 mod mesh_profiles;

@@ -4,7 +4,12 @@
 //!
 //! Workspaces start CREATING and turn ACTIVE one `--activation-delay` later, and a deleted
 //! one stays DELETING for as long before it is gone, so that callers' waiting (the SDK's
-//! waiters) is exercised as against AMP. Scrapers have their own module ([`super::scrapers`]):
+//! waiters) is exercised as against AMP. A change to a workspace, rule groups namespace or
+//! alert manager definition while it is CREATING, UPDATING or DELETING is refused with 409
+//! ConflictException, as AMP refuses it (its API reference lists ConflictException for
+//! DeleteWorkspace, PutRuleGroupsNamespace, DeleteRuleGroupsNamespace,
+//! PutAlertManagerDefinition and DeleteAlertManagerDefinition), so that callers' retries are
+//! exercised too. Quotas on rules and definitions are [`super::quotas`]'s flags. Scrapers have their own module ([`super::scrapers`]):
 //! they run a process each.
 
 use std::collections::BTreeMap;
@@ -253,6 +258,166 @@ fn checked_definition(data: &str) -> Result<(), ApiError> {
         .map_err(|e| ApiError::validation(format!("Invalid alert manager definition: {e}")))
 }
 
+/// AMP's ServiceQuotaExceededException (402), as aws-sdk-amp reads it.
+fn quota_exceeded(message: String, id: &str, resource_type: &str, quota: &str) -> ApiError {
+    let mut e = ApiError::new(
+        StatusCode::PAYMENT_REQUIRED,
+        "ServiceQuotaExceededException",
+        message,
+    );
+    e.extra.insert("resourceId".into(), json!(id));
+    e.extra.insert("resourceType".into(), json!(resource_type));
+    e.extra.insert("serviceCode".into(), json!("aps"));
+    e.extra.insert("quotaCode".into(), json!(quota));
+    e
+}
+
+/// The rule groups of a rules file, by name (after [`checked_rules`]).
+fn rule_groups(data: &str) -> Vec<(String, usize)> {
+    let doc: serde_norway::Value = serde_norway::from_str(data).unwrap_or_default();
+    doc.get("groups")
+        .and_then(serde_norway::Value::as_sequence)
+        .into_iter()
+        .flatten()
+        .map(|g| {
+            let name = g
+                .get("name")
+                .and_then(serde_norway::Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            let rules = g
+                .get("rules")
+                .and_then(serde_norway::Value::as_sequence)
+                .map_or(0, Vec::len);
+            (name, rules)
+        })
+        .collect()
+}
+
+/// A rules file within AMP's quotas on its own: its size and its rules per group
+/// (AMP_quotas: rule definition file size, rules per rule group).
+fn rules_within_limits(app: &App, data: &str) -> Result<(), ApiError> {
+    let limits = &app.opts.limits;
+    if data.len() as u64 > limits.max_rules_file_size {
+        return Err(ApiError::validation(format!(
+            "Invalid rules: the rules file is {} bytes, more than the {} allowed",
+            data.len(),
+            limits.max_rules_file_size
+        )));
+    }
+    for (name, rules) in rule_groups(data) {
+        if rules as u64 > limits.max_rules_per_group {
+            return Err(ApiError::validation(format!(
+                "Invalid rules: group {name} has {rules} rules, more than the {} allowed per rule group",
+                limits.max_rules_per_group
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The workspace's rule groups over all its namespaces, with `name`'s data replaced by
+/// `data`, within AMP's quota of rule groups per workspace.
+fn groups_within_limits(app: &App, ws: &Workspace, name: &str, data: &str) -> Result<(), ApiError> {
+    let others: usize = ws
+        .rule_groups_namespaces
+        .values()
+        .filter(|ns| ns.name != name)
+        .map(|ns| rule_groups(&ns.data).len())
+        .sum();
+    let total = others + rule_groups(data).len();
+    let max = app.opts.limits.max_rule_groups;
+    if total as u64 > max {
+        return Err(quota_exceeded(
+            format!(
+                "Workspace {} would have {total} rule groups; the quota is {max}",
+                ws.id
+            ),
+            name,
+            "RuleGroupsNamespace",
+            "rule-groups-per-workspace",
+        ));
+    }
+    Ok(())
+}
+
+/// An alert manager definition within AMP's quotas: its size, templates, routing-tree nodes,
+/// inhibition rules and `repeat_interval` (AMP_quotas; AMP-alertmanager-config).
+fn definition_within_limits(app: &App, data: &str) -> Result<(), ApiError> {
+    use serde_norway::Value;
+    let limits = &app.opts.limits;
+    let refuse = |why: String| {
+        Err(ApiError::validation(format!(
+            "Invalid alert manager definition: {why}"
+        )))
+    };
+    if data.len() as u64 > limits.max_definition_size {
+        return refuse(format!(
+            "the definition is {} bytes, more than the {} allowed",
+            data.len(),
+            limits.max_definition_size
+        ));
+    }
+    let parsed = alerting::validate_definition(data).map_err(ApiError::validation)?;
+    if parsed.templates.len() as u64 > limits.max_templates {
+        return refuse(format!(
+            "{} templates, more than the {} allowed",
+            parsed.templates.len(),
+            limits.max_templates
+        ));
+    }
+    let inhibit = parsed
+        .config
+        .get("inhibit_rules")
+        .and_then(Value::as_sequence)
+        .map_or(0, Vec::len);
+    if inhibit as u64 > limits.max_inhibition_rules {
+        return refuse(format!(
+            "{inhibit} inhibition rules, more than the {} allowed",
+            limits.max_inhibition_rules
+        ));
+    }
+    // The routing tree: every node counted, and every repeat_interval checked.
+    let mut nodes = 0u64;
+    let mut stack: Vec<&Value> = parsed.config.get("route").into_iter().collect();
+    while let Some(route) = stack.pop() {
+        nodes += 1;
+        if let Some(text) = route.get("repeat_interval").and_then(Value::as_str) {
+            let repeat = ampkit::timespec::parse_duration(text)
+                .map_err(|e| ApiError::validation(format!("repeat_interval {text}: {e}")))?;
+            if repeat > limits.max_repeat_interval {
+                return refuse(format!(
+                    "repeat_interval {text} is longer than the {} allowed",
+                    ampkit::timespec::format_duration(limits.max_repeat_interval)
+                ));
+            }
+        }
+        if let Some(children) = route.get("routes").and_then(Value::as_sequence) {
+            stack.extend(children);
+        }
+    }
+    if nodes > limits.max_routing_nodes {
+        return refuse(format!(
+            "the routing tree has {nodes} nodes, more than the {} allowed",
+            limits.max_routing_nodes
+        ));
+    }
+    Ok(())
+}
+
+/// AMP refuses a change to an object while an earlier one is still being applied (409
+/// ConflictException): CREATING or UPDATING (the caller waits and tries again).
+fn settled_or_conflict(status: &str, what: &str, id: &str, kind: &str) -> Result<(), ApiError> {
+    if matches!(status, "CREATING" | "UPDATING" | "DELETING") {
+        return Err(ApiError::conflict(
+            format!("{what} is {status}; try again once it is ACTIVE"),
+            id,
+            kind,
+        ));
+    }
+    Ok(())
+}
+
 /// Route one control-plane request (already verified).
 pub async fn handle(
     app: &App,
@@ -412,10 +577,15 @@ fn describe_workspace(app: &App, id: &str) -> Answer {
 
 async fn delete_workspace(app: &App, id: &str) -> Answer {
     app.change(|state, now| {
+        let delay = app.opts.activation_delay;
         let ws = workspace_mut(state, id)?;
-        if ws.deleting_since.is_none() {
-            ws.deleting_since = Some(now);
-        }
+        settled_or_conflict(
+            ws.status(delay, now),
+            &format!("Workspace {id}"),
+            id,
+            "Workspace",
+        )?;
+        ws.deleting_since = Some(now);
         Ok(())
     })
     .await?;
@@ -466,6 +636,7 @@ async fn create_namespace(app: &App, id: &str, body: &[u8]) -> Answer {
     check_namespace_name(&name)?;
     let data = data_of(&body)?;
     checked_rules(&data)?;
+    rules_within_limits(app, &data)?;
     let tags = tags_of(&body)?;
     let arn = app.namespace_arn(id, &name);
     let out = app
@@ -478,6 +649,19 @@ async fn create_namespace(app: &App, id: &str, body: &[u8]) -> Answer {
                     "RuleGroupsNamespace",
                 ));
             }
+            let max = app.opts.limits.max_rule_groups_namespaces;
+            if ws.rule_groups_namespaces.len() as u64 >= max {
+                return Err(quota_exceeded(
+                    format!(
+                        "Workspace {id} has {} rule groups namespaces; the quota is {max}",
+                        ws.rule_groups_namespaces.len()
+                    ),
+                    &name,
+                    "RuleGroupsNamespace",
+                    "rule-groups-namespaces-per-workspace",
+                ));
+            }
+            groups_within_limits(app, ws, &name, &data)?;
             let ns = RuleGroupsNamespace {
                 name: name.clone(),
                 arn: arn.clone(),
@@ -501,9 +685,12 @@ async fn put_namespace(app: &App, id: &str, name: &str, body: &[u8]) -> Answer {
     let body = parse_body(body)?;
     let data = data_of(&body)?;
     checked_rules(&data)?;
+    rules_within_limits(app, &data)?;
     let out = app
         .change(|state, now| {
+            let delay = app.opts.activation_delay;
             let ws = active_workspace_mut(app, state, id, now)?;
+            groups_within_limits(app, ws, name, &data)?;
             let ns = ws.rule_groups_namespaces.get_mut(name).ok_or_else(|| {
                 ApiError::not_found(
                     format!("Rule groups namespace not found: {name}"),
@@ -511,6 +698,12 @@ async fn put_namespace(app: &App, id: &str, name: &str, body: &[u8]) -> Answer {
                     "RuleGroupsNamespace",
                 )
             })?;
+            settled_or_conflict(
+                ns.status(delay, now),
+                &format!("Rule groups namespace {name}"),
+                name,
+                "RuleGroupsNamespace",
+            )?;
             ns.data = data;
             ns.modified_at = now;
             Ok(app.namespace_json(ns, now, false))
@@ -565,14 +758,22 @@ fn list_namespaces(app: &App, id: &str, query: &str) -> Answer {
 
 async fn delete_namespace(app: &App, id: &str, name: &str) -> Answer {
     app.change(|state, now| {
+        let delay = app.opts.activation_delay;
         let ws = active_workspace_mut(app, state, id, now)?;
-        ws.rule_groups_namespaces.remove(name).ok_or_else(|| {
+        let ns = ws.rule_groups_namespaces.get(name).ok_or_else(|| {
             ApiError::not_found(
                 format!("Rule groups namespace not found: {name}"),
                 name,
                 "RuleGroupsNamespace",
             )
         })?;
+        settled_or_conflict(
+            ns.status(delay, now),
+            &format!("Rule groups namespace {name}"),
+            name,
+            "RuleGroupsNamespace",
+        )?;
+        ws.rule_groups_namespaces.remove(name);
         Ok(())
     })
     .await?;
@@ -583,6 +784,7 @@ async fn put_definition(app: &App, id: &str, body: &[u8], create: bool) -> Answe
     let body = parse_body(body)?;
     let data = data_of(&body)?;
     checked_definition(&data)?;
+    definition_within_limits(app, &data)?;
     let status = app
         .change(|state, now| {
             let ws = active_workspace_mut(app, state, id, now)?;
@@ -598,6 +800,12 @@ async fn put_definition(app: &App, id: &str, body: &[u8], create: bool) -> Answe
                     "AlertManagerDefinition",
                 )),
                 (Some(def), false) => {
+                    settled_or_conflict(
+                        def.status(app.opts.activation_delay, now),
+                        &format!("The alert manager definition of workspace {id}"),
+                        id,
+                        "AlertManagerDefinition",
+                    )?;
                     def.data = data;
                     def.modified_at = now;
                     Ok(def.status(app.opts.activation_delay, now))
@@ -646,13 +854,20 @@ fn describe_definition(app: &App, id: &str) -> Answer {
 async fn delete_definition(app: &App, id: &str) -> Answer {
     app.change(|state, now| {
         let ws = active_workspace_mut(app, state, id, now)?;
-        ws.alert_manager.take().ok_or_else(|| {
+        let def = ws.alert_manager.as_ref().ok_or_else(|| {
             ApiError::not_found(
                 format!("Workspace {id} has no alert manager definition"),
                 id,
                 "AlertManagerDefinition",
             )
         })?;
+        settled_or_conflict(
+            def.status(app.opts.activation_delay, now),
+            &format!("The alert manager definition of workspace {id}"),
+            id,
+            "AlertManagerDefinition",
+        )?;
+        ws.alert_manager = None;
         Ok(())
     })
     .await?;

@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
 use super::isolation::{self, Answer, WriteError};
+use super::quotas;
 use super::{ApiError, App, alerting, stream_body};
 
 /// Request headers passed on to Prometheus.
@@ -143,8 +144,25 @@ async fn prometheus(app: &App, req: DataRequest<'_>) -> Response {
         return method_not_allowed(method, &what);
     }
     if path == "/api/v1/write" {
-        // Every series into this workspace, and only into it.
-        let body = match isolation::label_write_request(&body, workspace_id) {
+        // Within the workspace's quotas, every series into this workspace, and only into it.
+        let user = format!("{}_{workspace_id}", app.opts.account_id);
+        let mut after: Option<quotas::Refusal> = None;
+        let labelled = isolation::label_write_request_admitted(&body, workspace_id, |raw| {
+            let scan = isolation::scan_write_request(raw)?;
+            let admitted = app
+                .ingest
+                .admit(
+                    &app.opts.limits,
+                    &user,
+                    workspace_id,
+                    &scan,
+                    std::time::Instant::now(),
+                )
+                .map_err(WriteError::Quota)?;
+            after = admitted.refusal;
+            Ok(admitted.keep)
+        });
+        let body = match labelled {
             Ok(labelled) => Bytes::from(labelled),
             Err(WriteError::LabelTaken) => {
                 return bad_data(format!(
@@ -153,8 +171,12 @@ async fn prometheus(app: &App, req: DataRequest<'_>) -> Response {
                 ));
             }
             Err(WriteError::Malformed(why)) => return bad_data(why),
+            Err(WriteError::Quota(refusal)) => {
+                tracing::info!("remote write into {workspace_id}: {}", refusal.message);
+                return refusal.response();
+            }
         };
-        return forward(
+        let written = forward(
             app,
             &app.opts.prometheus_url,
             method,
@@ -164,6 +186,14 @@ async fn prometheus(app: &App, req: DataRequest<'_>) -> Response {
             body,
         )
         .await;
+        // Some series were refused: the others are written, and the answer is the refusal.
+        return match after {
+            Some(refusal) if written.status().is_success() => {
+                tracing::info!("remote write into {workspace_id}: {}", refusal.message);
+                refusal.response()
+            }
+            _ => written,
+        };
     }
     read(app, workspace_id, &path, query, headers, &body).await
 }
@@ -258,6 +288,14 @@ async fn read(
         };
         params.push((name, confined));
     }
+    if answer == Some(Answer::Query) {
+        if op == "query_range"
+            && let Some(refusal) = range_too_long(&app.opts.limits, &params)
+        {
+            return refusal;
+        }
+        cap_timeout(&app.opts.limits, &mut params);
+    }
     // Label names and values of this workspace's series only.
     if !has_match && (op == "labels" || op.starts_with("label/")) {
         params.push((
@@ -296,6 +334,16 @@ async fn read(
     {
         return theirs;
     }
+    // A query that ran out of time: Prometheus says 503 (errorType timeout), AMP 422
+    // (AMP-troubleshooting, "HTTP 422 error: query timeout"), with the same body.
+    let status = if is_query
+        && status == StatusCode::SERVICE_UNAVAILABLE
+        && bytes.windows(21).any(|w| w == br#""errorType":"timeout""#)
+    {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        status
+    };
     let mut bytes = bytes.to_vec();
     if status == StatusCode::OK {
         if let Some(stripped) = strip.and_then(|kind| isolation::strip_label(kind, &bytes)) {
@@ -306,6 +354,66 @@ async fn read(
         }
     }
     (status, [("content-type", content_type)], bytes).into_response()
+}
+
+/// A time parameter of the Prometheus API: RFC 3339 or (fractional) seconds since the epoch.
+fn api_time(text: &str) -> Option<f64> {
+    if let Ok(secs) = text.parse::<f64>() {
+        return secs.is_finite().then_some(secs);
+    }
+    let t =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    Some(t.unix_timestamp_nanos() as f64 / 1e9)
+}
+
+/// A range query longer than AMP's query time range: Cortex's 400 (its query-frontend's
+/// `max_query_length`), which AMP answers. Unreadable times are left to Prometheus to refuse.
+fn range_too_long(limits: &quotas::Limits, params: &[(String, String)]) -> Option<Response> {
+    let param = |name: &str| {
+        params
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| api_time(v))
+    };
+    let (start, end) = (param("start")?, param("end")?);
+    let length = end - start;
+    let limit = limits.max_query_range;
+    (length > limit.as_secs_f64()).then(|| {
+        bad_data(format!(
+            "the query time range exceeds the limit (query length: {}, limit: {})",
+            quotas::go_duration(std::time::Duration::from_secs_f64(length)),
+            quotas::go_duration(limit)
+        ))
+    })
+}
+
+/// A query's `timeout`: the caller's, capped by `--query-timeout`, which is also the default
+/// (AMP's QueryMetrics: "defaults to and is capped by" the service's query timeout).
+fn cap_timeout(limits: &quotas::Limits, params: &mut Vec<(String, String)>) {
+    let cap = limits.query_timeout;
+    let asked = match params.iter().rev().find(|(k, _)| k == "timeout") {
+        None => None,
+        Some((_, v)) => {
+            let parsed = v
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s > 0.0)
+                .map(std::time::Duration::from_secs_f64)
+                .or_else(|| ampkit::timespec::parse_duration(v).ok());
+            // One Prometheus cannot read either: its own 400 says so.
+            if parsed.is_none() {
+                return;
+            }
+            parsed
+        }
+    };
+    let timeout = asked.map_or(cap, |t| t.min(cap));
+    params.retain(|(k, _)| k != "timeout");
+    params.push((
+        "timeout".to_owned(),
+        format!("{}ms", timeout.as_millis().max(1)),
+    ));
 }
 
 /// An expression our parser refused: Prometheus's own 400 (with its position) when it refuses

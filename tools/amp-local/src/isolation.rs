@@ -32,6 +32,8 @@ pub enum WriteError {
     Malformed(String),
     /// A series already carries the workspace label.
     LabelTaken,
+    /// A quota refused the whole request ([`crate::quotas`]).
+    Quota(crate::quotas::Refusal),
 }
 
 /// `WriteRequest.timeseries` and `TimeSeries.labels` are field 1; `Label.name` is field 1.
@@ -46,6 +48,18 @@ thread_local! {
 
 /// The snappy-compressed `WriteRequest` `body` with the workspace label on every series.
 pub fn label_write_request(body: &[u8], workspace_id: &str) -> Result<Vec<u8>, WriteError> {
+    label_write_request_admitted(body, workspace_id, |_| Ok(Vec::new()))
+}
+
+/// [`label_write_request`] after `admit` has seen the decompressed request (to read it with
+/// [`scan_write_request`]): it answers which series go on (`keep[i]` for the i-th; an empty
+/// list keeps every one), or refuses the whole request. A request with nothing kept is
+/// still rewritten: its other fields (metadata) go on.
+pub fn label_write_request_admitted(
+    body: &[u8],
+    workspace_id: &str,
+    admit: impl FnOnce(&[u8]) -> Result<Vec<bool>, WriteError>,
+) -> Result<Vec<u8>, WriteError> {
     BUFFERS.with_borrow_mut(|[raw, out, compressed]| {
         let malformed = |e: snap::Error| {
             WriteError::Malformed(format!("the body is not snappy-compressed: {e}"))
@@ -55,8 +69,9 @@ pub fn label_write_request(body: &[u8], workspace_id: &str) -> Result<Vec<u8>, W
             .decompress(body, raw)
             .map_err(malformed)?;
         raw.truncate(len);
+        let keep = admit(raw)?;
         out.clear();
-        label_series_of(raw, workspace_id, out)?;
+        label_series_of(raw, workspace_id, &keep, out)?;
         compressed.resize(snap::raw::max_compress_len(out.len()), 0);
         let len = snap::raw::Encoder::new()
             .compress(out, compressed)
@@ -65,13 +80,24 @@ pub fn label_write_request(body: &[u8], workspace_id: &str) -> Result<Vec<u8>, W
     })
 }
 
-/// Every series of the raw `WriteRequest` with the workspace label, into `out`; every other
-/// field as it is.
-fn label_series_of(raw: &[u8], workspace_id: &str, out: &mut Vec<u8>) -> Result<(), WriteError> {
+/// Every series of the raw `WriteRequest` that `keep` keeps, with the workspace label, into
+/// `out`; every other field as it is.
+fn label_series_of(
+    raw: &[u8],
+    workspace_id: &str,
+    keep: &[bool],
+    out: &mut Vec<u8>,
+) -> Result<(), WriteError> {
     let ours = encode_label(workspace_id);
+    let mut index = 0usize;
     for field in fields(raw) {
         let field = field?;
         if field.tag == FIELD_ONE && field.wire == WireType::LengthDelimited {
+            let kept = keep.get(index).copied().unwrap_or(true);
+            index += 1;
+            if !kept {
+                continue;
+            }
             // The series is copied in two pieces around our label: no per-field copying, and
             // its new length is known before it is written.
             let series = field.value;
@@ -86,6 +112,74 @@ fn label_series_of(raw: &[u8], workspace_id: &str, out: &mut Vec<u8>) -> Result<
         }
     }
     Ok(())
+}
+
+/// One series of a remote-write request, as the quotas look at it: its labels (name, value;
+/// as sent) and how many samples it carries (float samples and native histograms alike).
+#[derive(Debug)]
+pub struct SeriesScan<'a> {
+    pub labels: Vec<(&'a [u8], &'a [u8])>,
+    pub samples: usize,
+}
+
+/// What a remote-write request carries: its series in order, and its metadata entries.
+#[derive(Debug, Default)]
+pub struct WriteScan<'a> {
+    pub series: Vec<SeriesScan<'a>>,
+    pub metadata: usize,
+}
+
+/// `TimeSeries.samples` (2) and `TimeSeries.histograms` (4); `WriteRequest.metadata` (3).
+const SAMPLES: u32 = 2;
+const HISTOGRAMS: u32 = 4;
+const METADATA: u32 = 3;
+
+/// Read the decompressed `WriteRequest` for the quotas: labels and sample counts per series,
+/// and the number of metadata entries.
+pub fn scan_write_request(raw: &[u8]) -> Result<WriteScan<'_>, WriteError> {
+    let mut scan = WriteScan::default();
+    for field in fields(raw) {
+        let field = field?;
+        if field.wire != WireType::LengthDelimited {
+            continue;
+        }
+        match field.tag {
+            FIELD_ONE => {
+                let mut series = SeriesScan {
+                    labels: Vec::new(),
+                    samples: 0,
+                };
+                for part in fields(field.value) {
+                    let part = part?;
+                    match part.tag {
+                        FIELD_ONE if part.wire == WireType::LengthDelimited => {
+                            series.labels.push(label_pair(part.value)?);
+                        }
+                        SAMPLES | HISTOGRAMS => series.samples += 1,
+                        _ => {}
+                    }
+                }
+                scan.series.push(series);
+            }
+            METADATA => scan.metadata += 1,
+            _ => {}
+        }
+    }
+    Ok(scan)
+}
+
+/// The name and value of an encoded `Label`.
+fn label_pair(label: &[u8]) -> Result<(&[u8], &[u8]), WriteError> {
+    let (mut name, mut value): (&[u8], &[u8]) = (b"", b"");
+    for field in fields(label) {
+        let field = field?;
+        match field.tag {
+            1 => name = field.value,
+            2 => value = field.value,
+            _ => {}
+        }
+    }
+    Ok((name, value))
 }
 
 /// Where in a series our label goes: before the first label whose name sorts after it (the

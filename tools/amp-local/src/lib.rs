@@ -29,6 +29,7 @@ pub mod control;
 pub mod data;
 pub mod discovery;
 pub mod isolation;
+pub mod quotas;
 pub mod scrapers;
 pub mod sigv4_verify;
 pub mod store;
@@ -82,6 +83,8 @@ pub struct Options {
     pub prometheus_bin: PathBuf,
     /// The pods scrapers' Kubernetes discovery finds.
     pub scraper_pods: Vec<discovery::Pod>,
+    /// AMP's quotas ([`quotas`]).
+    pub limits: quotas::Limits,
 }
 
 /// The program's name, as in the ledger and in error lines.
@@ -152,6 +155,8 @@ pub struct Cli {
     /// prometheus.io/port annotation defaults to PORT, the namespace to `default`
     #[arg(long = "scraper-pod", value_name = "POD", value_parser = discovery::parse_pod)]
     pub scraper_pods: Vec<discovery::Pod>,
+    #[command(flatten, next_help_heading = "AMP's quotas (defaults: AMP's)")]
+    pub limits: quotas::Limits,
 }
 
 /// Serve until stopped, with the options the flags and the environment give.
@@ -191,6 +196,7 @@ impl Options {
         Ok(Options {
             prometheus_bin,
             scraper_pods: cli.scraper_pods,
+            limits: cli.limits,
             listen: cli.listen,
             public_url: cli.public_url,
             prometheus_url: cli.prometheus_url,
@@ -333,6 +339,8 @@ pub struct App {
     writer: tokio::sync::Mutex<()>,
     /// The scrapers' agent processes.
     pub agents: agents::Agents,
+    /// What each workspace has used of its ingestion quotas.
+    pub ingest: quotas::Ingest,
 }
 
 impl App {
@@ -375,6 +383,7 @@ impl App {
             state_file,
             state: Mutex::new(state),
             writer: tokio::sync::Mutex::new(()),
+            ingest: quotas::Ingest::default(),
         })
     }
 

@@ -101,7 +101,15 @@ pub struct Sigv4Config {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QueueConfig {
-    pub batch_send_deadline: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_send_deadline: Option<String>,
+    /// Always on: AMP answers 429 when a workspace's ingestion rate or series quota is
+    /// exceeded, and Prometheus (2.53 and 3.x alike: `config.DefaultQueueConfig` leaves it
+    /// false; `storage/remote/client.go` retries a 429 only with it) otherwise drops the
+    /// batch as a "non-recoverable error": samples lost. With it the batch is retried with
+    /// backoff until it is taken. Grafana Agent's static mode reads the same option.
+    #[serde(default)]
+    pub retry_on_http_429: bool,
 }
 
 impl From<&RelabelRule> for RelabelConfig {
@@ -155,12 +163,10 @@ pub fn remote_write(model: &AgentModel) -> Vec<RemoteWriteConfig> {
         .map(|rw| RemoteWriteConfig {
             url: rw.url.clone(),
             sigv4: rw.sigv4_region.clone().map(|region| Sigv4Config { region }),
-            queue_config: rw
-                .batch_send_deadline
-                .clone()
-                .map(|batch_send_deadline| QueueConfig {
-                    batch_send_deadline,
-                }),
+            queue_config: Some(QueueConfig {
+                batch_send_deadline: rw.batch_send_deadline.clone(),
+                retry_on_http_429: true,
+            }),
         })
         .collect()
 }

@@ -137,7 +137,10 @@ fn prometheus_agent_static_targets_pass_promtool_with_the_workspace_url_and_sigv
         "https://aps-workspaces.eu-west-1.amazonaws.com/workspaces/ws-1234/api/v1/remote_write"
     );
     assert_eq!(rw.sigv4.as_ref().unwrap().region, "eu-west-1");
-    assert_eq!(rw.queue_config.as_ref().unwrap().batch_send_deadline, "1s");
+    let queue = rw.queue_config.as_ref().unwrap();
+    assert_eq!(queue.batch_send_deadline.as_deref(), Some("1s"));
+    // A 429 from AMP's quotas is retried, not dropped.
+    assert!(queue.retry_on_http_429);
     promtool_check(&config, true, false);
 }
 
