@@ -19,7 +19,16 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::provider::ProvideCredentials;
 use aws_credential_types::provider::error::CredentialsError;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
+};
+use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, Metadata};
 use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::client::retries::RequestAttempts;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
@@ -72,6 +81,7 @@ pub async fn load(args: &AwsArgs) -> Result<SdkConfig> {
         loader = loader.profile_name(profile);
     }
     let config = loader.load().await;
+    let _ = CONFIGURED_REGION.set(region_of(&config));
     // Credentials are resolved once here, before any call: a missing or broken one is then
     // said in one sentence naming its cause, rather than surfacing from the first request as
     // the SDK's nested dispatch failure (with a network hint that sends people the wrong way).
@@ -171,38 +181,158 @@ const INPUT_CODES: &[&str] = &[
     "MalformedPolicyDocument",
 ];
 
-/// Map an SDK error to an ampkit error, prefixed with what was being done.
-pub fn sdk_error<E, R>(err: SdkError<E, R>, doing: impl Display) -> Error
+/// Service error codes for a caller whose identity lacks a permission.
+const DENIED_CODES: &[&str] = &[
+    "AccessDenied",
+    "AccessDeniedException",
+    "AuthorizationError",
+    "UnauthorizedOperation",
+];
+
+/// Service error codes for credentials the service refused (unknown key, wrong secret,
+/// expired session), with what to do about each.
+const REFUSED_CREDENTIALS: &[(&str, &str)] = &[
+    (
+        "InvalidClientTokenId",
+        "the access key is not known to this account's partition: check AWS_ACCESS_KEY_ID or the profile's keys, and the endpoint",
+    ),
+    (
+        "UnrecognizedClientException",
+        "the access key is not known to this account's partition: check AWS_ACCESS_KEY_ID or the profile's keys, and the endpoint",
+    ),
+    (
+        "SignatureDoesNotMatch",
+        "the secret key does not belong to the access key: check AWS_SECRET_ACCESS_KEY or the profile's keys",
+    ),
+    (
+        "InvalidSignatureException",
+        "the secret key does not belong to the access key: check AWS_SECRET_ACCESS_KEY or the profile's keys",
+    ),
+    (
+        "ExpiredToken",
+        "the session has expired: refresh the credentials (`aws sso login`, or assume the role again)",
+    ),
+    (
+        "ExpiredTokenException",
+        "the session has expired: refresh the credentials (`aws sso login`, or assume the role again)",
+    ),
+];
+
+/// Service error codes for throttling (the SDK has retried them already when one surfaces).
+const THROTTLING_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "SlowDown",
+];
+
+/// The region [`load`] configured, for messages that must say where a tool looked.
+static CONFIGURED_REGION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// " in region R" when a region was configured, else nothing.
+fn in_region() -> String {
+    CONFIGURED_REGION
+        .get()
+        .map(|r| format!(" (looked in region {r})"))
+        .unwrap_or_default()
+}
+
+/// What an access-denied answer names. AWS's messages read "User: ARN is not authorized to
+/// perform: ACTION on resource: RESOURCE because ..."; moto's and some services' stop after
+/// the action.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Denial {
+    pub principal: Option<String>,
+    pub action: Option<String>,
+    pub resource: Option<String>,
+}
+
+impl Denial {
+    pub fn parse(message: &str) -> Denial {
+        let word_after = |marker: &str| {
+            let start = message.find(marker)? + marker.len();
+            let word: String = message[start..]
+                .trim_start()
+                .chars()
+                .take_while(|c| !c.is_whitespace())
+                .collect();
+            let word = word.trim_end_matches(['.', ',', ';']);
+            Some(word.to_owned()).filter(|w| !w.is_empty())
+        };
+        Denial {
+            principal: word_after("User:"),
+            action: word_after("to perform:"),
+            resource: word_after("on resource:"),
+        }
+    }
+
+    /// The error a user sees: the step, what AWS named, and what to grant.
+    pub fn error(&self, doing: impl Display, raw: &str) -> Error {
+        let Some(action) = &self.action else {
+            return Error::new(
+                ErrorKind::Denied,
+                format!("{doing}: access denied: {raw}"),
+            )
+            .with_hint("the caller's IAM policies do not allow this step; `--print-policy` prints what the tool needs");
+        };
+        let on = self
+            .resource
+            .as_deref()
+            .map(|r| format!(" on `{r}`"))
+            .unwrap_or_default();
+        let who = self
+            .principal
+            .as_deref()
+            .map(|p| format!(" ({p})"))
+            .unwrap_or_default();
+        Error::new(
+            ErrorKind::Denied,
+            format!("{doing}: access denied: the caller{who} may not `{action}`{on}"),
+        )
+        .with_hint(format!(
+            "grant `{action}`{on} to the caller, or use a profile that has it; `--print-policy` prints every permission the tool needs, `--check` finds what is missing before anything is made"
+        ))
+    }
+}
+
+/// Map an SDK error to an ampkit error, prefixed with what was being done (the step, which a
+/// user needs to know as much as the cause).
+pub fn sdk_error<E>(err: SdkError<E, HttpResponse>, doing: impl Display) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: Debug + Send + Sync + 'static,
 {
     let error = match &err {
         SdkError::ServiceError(service) => {
             let inner = service.err();
-            let code = inner.code().unwrap_or("Unknown");
-            let message = inner.message().unwrap_or("no message");
-            let kind = if NOT_FOUND_CODES.contains(&code) {
-                ErrorKind::NotFound
-            } else if INPUT_CODES.contains(&code) {
-                ErrorKind::Input
-            } else {
-                ErrorKind::Remote
+            let raw = service.raw();
+            let status = raw.status().as_u16();
+            // What the SDK could not parse may still be an AWS error in another protocol's
+            // shape (moto answers REST-JSON services' auth errors in XML; so do some proxies).
+            let from_body = || raw.body().bytes().and_then(error_in);
+            let (code, message) = match (inner.code(), inner.message()) {
+                (Some(code), message) => (
+                    Some(code.to_owned()),
+                    message.unwrap_or("no message").to_owned(),
+                ),
+                (None, message) => match from_body() {
+                    Some((code, text)) => (Some(code), text),
+                    None => (None, message.unwrap_or("no message").to_owned()),
+                },
             };
-            let mut error = Error::new(kind, format!("{doing}: {code}: {message}"));
-            if code.contains("AccessDenied") || code.contains("Unrecognized") {
-                error = error.with_hint(
-                    "check the credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID) and their IAM permissions",
-                );
-            }
-            error
+            classify(&doing, status, code.as_deref(), &message)
         }
+        SdkError::ResponseError(response) => Error::remote(format!(
+            "{doing}: the endpoint answered HTTP {} with something that is not an AWS answer",
+            response.raw().status().as_u16()
+        ))
+        .with_hint("check that the endpoint is the service's (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_<SERVICE>) and the region"),
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => Error::remote(format!(
             "{doing}: could not reach the service: {}",
             DisplayErrorContext(&err)
         ))
         .with_hint(
-            "check the network and the endpoint (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_<SERVICE>)",
+            "nothing answered: check the network and the endpoint (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_<SERVICE>)",
         ),
         SdkError::ConstructionFailure(_) => Error::usage(format!(
             "{doing}: the request could not be built: {}",
@@ -213,6 +343,173 @@ where
     };
     // The SDK's error stays reachable (`source()`), for whoever wants its whole chain.
     error.with_source(err)
+}
+
+/// The error for a service's answer: its code decides the kind, the message stays AWS's.
+fn classify(doing: &dyn Display, status: u16, code: Option<&str>, message: &str) -> Error {
+    let Some(code) = code else {
+        // An answer that is no AWS error at all: something else listens there.
+        return Error::remote(format!(
+            "{doing}: the endpoint answered HTTP {status}, but not as an AWS service does"
+        ))
+        .with_hint("check that the endpoint is the service's (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_<SERVICE>) and the region");
+    };
+    if DENIED_CODES.contains(&code) {
+        return Denial::parse(message).error(doing, message);
+    }
+    if THROTTLING_CODES.contains(&code) {
+        return Error::remote(format!(
+            "{doing}: AWS throttled the calls ({code}) and the SDK's retries ran out"
+        ))
+        .with_hint("run again later; AWS_MAX_ATTEMPTS and AWS_RETRY_MODE=adaptive make the SDK retry for longer");
+    }
+    if let Some((_, fix)) = REFUSED_CREDENTIALS.iter().find(|(c, _)| *c == code) {
+        return Error::usage(format!(
+            "{doing}: AWS refused the credentials ({code}): {message}"
+        ))
+        .with_hint(*fix);
+    }
+    if NOT_FOUND_CODES.contains(&code) {
+        return Error::not_found(format!("{doing}: {code}: {message}{}", in_region()))
+            .with_hint("check the id or name, and that the region (--region, AWS_REGION) and account are those it was made in");
+    }
+    let kind = if INPUT_CODES.contains(&code) {
+        ErrorKind::Input
+    } else {
+        ErrorKind::Remote
+    };
+    Error::new(kind, format!("{doing}: {code}: {message}"))
+}
+
+/// A service client from the shared configuration, with ampkit's interceptors (a retry is
+/// said on stderr). Every service module makes its client through this.
+#[macro_export]
+macro_rules! aws_client {
+    ($sdk:ident, $config:expr) => {
+        $sdk::Client::from_conf(
+            $sdk::config::Builder::from($config)
+                .interceptor($crate::aws::RetryNotice)
+                .build(),
+        )
+    };
+}
+
+/// Says on stderr when the SDK retries a call, and why: a tool that sits silent through
+/// three throttled attempts looks hung, and a user cannot tell a slow service from a
+/// throttled one.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryNotice;
+
+/// Why the last attempt failed, kept between attempts in the call's configuration bag.
+#[derive(Debug, Clone)]
+struct LastFailure(String);
+
+impl aws_smithy_types::config_bag::Storable for LastFailure {
+    type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
+}
+
+impl Intercept for RetryNotice {
+    fn name(&self) -> &'static str {
+        "RetryNotice"
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> std::result::Result<(), BoxError> {
+        let failure = match (context.response(), context.output_or_error()) {
+            (_, Some(Ok(_))) | (_, None) => return Ok(()),
+            (Some(response), _) => {
+                let status = response.status().as_u16();
+                let code = response
+                    .headers()
+                    .get("x-amzn-errortype")
+                    .map(|v| v.split(':').next().unwrap_or(v).to_owned())
+                    .or_else(|| {
+                        response
+                            .body()
+                            .bytes()
+                            .and_then(error_in)
+                            .map(|(code, _)| code)
+                    });
+                match code {
+                    Some(code) => format!("HTTP {status} {code}"),
+                    None => format!("HTTP {status}"),
+                }
+            }
+            (None, Some(Err(e))) => match e.as_connector_error() {
+                Some(c) if c.is_timeout() => "a timeout".to_owned(),
+                Some(_) => "a connection error".to_owned(),
+                None => "an error".to_owned(),
+            },
+        };
+        cfg.interceptor_state().store_put(LastFailure(failure));
+        Ok(())
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> std::result::Result<(), BoxError> {
+        let attempt = cfg.load::<RequestAttempts>().map_or(0, |a| a.attempts());
+        if attempt > 1 {
+            let operation = cfg
+                .load::<Metadata>()
+                .map(|m| format!("{}.{}", m.service(), m.name()))
+                .unwrap_or_else(|| "a call".to_owned());
+            // An attempt that timed out never reaches `read_after_attempt`: no failure kept
+            // (or one already said) means the last one timed out.
+            let why = match cfg.load::<LastFailure>() {
+                Some(LastFailure(f)) if !f.is_empty() => format!(" after {f}"),
+                _ => " after the attempt timed out".to_owned(),
+            };
+            cfg.interceptor_state()
+                .store_put(LastFailure(String::new()));
+            eprintln!(
+                "{}: retrying {operation} (attempt {attempt}){why}",
+                program()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// This program's name, as the tools prefix their stderr lines.
+fn program() -> String {
+    std::env::args_os()
+        .next()
+        .map(std::path::PathBuf::from)
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "ampkit".to_owned())
+}
+
+/// The error code and message in an AWS error body: XML `<Code>`/`<Message>`, or JSON
+/// `__type`/`code` and `message`.
+fn error_in(body: &[u8]) -> Option<(String, String)> {
+    let text = std::str::from_utf8(body).ok()?;
+    let element = |name: &str| {
+        let open = format!("<{name}>");
+        let start = text.find(&open)? + open.len();
+        let rest = &text[start..];
+        Some(rest[..rest.find('<')?].to_owned())
+    };
+    if let Some(code) = element("Code") {
+        return Some((code, element("Message").unwrap_or_default()));
+    }
+    let json: serde_json::Value = serde_json::from_str(text).ok()?;
+    let code = json.get("__type").or_else(|| json.get("code"))?.as_str()?;
+    let message = json
+        .get("message")
+        .or_else(|| json.get("Message"))
+        .and_then(|m| m.as_str())
+        .unwrap_or_default();
+    // `__type` may be `namespace#Code`.
+    let code = code.rsplit('#').next().unwrap_or(code);
+    Some((code.to_owned(), message.to_owned()))
 }
 
 /// What a service's delete found: it deleted the object now, or the service answered that it
@@ -235,6 +532,51 @@ mod tests {
             profile: None,
         };
         assert_eq!(resolve_region(&args).await, Some(Region::new("ap-south-2")));
+    }
+
+    #[test]
+    fn a_denial_names_the_caller_the_action_and_the_resource() {
+        // AWS's shape (IAM's documentation, "Troubleshoot access denied error messages").
+        let aws = Denial::parse(
+            "User: arn:aws:iam::123456789012:user/ci is not authorized to perform: \
+             iam:CreateRole on resource: arn:aws:iam::123456789012:role/x because no \
+             identity-based policy allows the iam:CreateRole action",
+        );
+        assert_eq!(
+            aws,
+            Denial {
+                principal: Some("arn:aws:iam::123456789012:user/ci".into()),
+                action: Some("iam:CreateRole".into()),
+                resource: Some("arn:aws:iam::123456789012:role/x".into()),
+            }
+        );
+        // moto's, which stops after the action.
+        let moto = Denial::parse(
+            "User: arn:aws:iam::123456789012:user/ci is not authorized to perform: iam:DeleteRole",
+        );
+        assert_eq!(moto.action.as_deref(), Some("iam:DeleteRole"));
+        assert_eq!(moto.resource, None);
+        let error = aws.error("creating role x", "");
+        assert_eq!(error.kind, ErrorKind::Denied);
+        assert_eq!(error.exit_code(), 2);
+        assert_eq!(
+            error.message,
+            "creating role x: access denied: the caller (arn:aws:iam::123456789012:user/ci) may \
+             not `iam:CreateRole` on `arn:aws:iam::123456789012:role/x`"
+        );
+    }
+
+    #[test]
+    fn error_codes_are_read_from_either_protocols_body() {
+        assert_eq!(
+            error_in(b"<ErrorResponse><Error><Code>AccessDenied</Code><Message>no</Message></Error></ErrorResponse>"),
+            Some(("AccessDenied".into(), "no".into()))
+        );
+        assert_eq!(
+            error_in(br#"{"__type":"com.amazon.aps#ThrottlingException","message":"slow down"}"#),
+            Some(("ThrottlingException".into(), "slow down".into()))
+        );
+        assert_eq!(error_in(b"<html>not found</html>"), None);
     }
 
     #[test]

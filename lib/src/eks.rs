@@ -55,7 +55,7 @@ pub struct Eks {
 impl Eks {
     pub fn new(config: &aws_config::SdkConfig) -> Self {
         Eks {
-            client: aws_sdk_eks::Client::new(config),
+            client: crate::aws_client!(aws_sdk_eks, config),
         }
     }
 

@@ -19,16 +19,18 @@ pub enum ErrorKind {
     Remote,
     /// The thing asked for does not exist.
     NotFound,
+    /// The caller's identity lacks a permission: the user (or their admin) must change it.
+    Denied,
     /// A bug in ampkit (a panic turned into an error, an invariant broken).
     Internal,
 }
 
 impl ErrorKind {
     /// The process exit code for this kind: 0 ok, 1 remote/service failure,
-    /// 2 bad usage or bad input, 3 not found.
+    /// 2 bad usage, bad input or a permission the caller lacks, 3 not found.
     pub fn exit_code(self) -> u8 {
         match self {
-            ErrorKind::Usage | ErrorKind::Input => 2,
+            ErrorKind::Usage | ErrorKind::Input | ErrorKind::Denied => 2,
             ErrorKind::Remote | ErrorKind::Internal => 1,
             ErrorKind::NotFound => 3,
         }
@@ -41,6 +43,7 @@ impl ErrorKind {
             ErrorKind::Input => "input",
             ErrorKind::Remote => "remote",
             ErrorKind::NotFound => "not-found",
+            ErrorKind::Denied => "access-denied",
             ErrorKind::Internal => "internal",
         }
     }

@@ -229,7 +229,7 @@ pub struct Iam {
 impl Iam {
     pub fn new(config: &aws_config::SdkConfig) -> Self {
         Iam {
-            client: Client::new(config),
+            client: crate::aws_client!(aws_sdk_iam, config),
         }
     }
 }

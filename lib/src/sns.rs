@@ -196,7 +196,7 @@ pub struct Sns {
 impl Sns {
     pub fn new(config: &aws_config::SdkConfig) -> Self {
         Sns {
-            client: Client::new(config),
+            client: crate::aws_client!(aws_sdk_sns, config),
             region: crate::aws::region_of(config),
         }
     }
@@ -558,14 +558,7 @@ fn status_text(pending: bool) -> &'static str {
 
 /// The caller's account id (STS GetCallerIdentity), for checks made before anything exists.
 pub async fn caller_account(config: &aws_config::SdkConfig) -> Result<String> {
-    let out = aws_sdk_sts::Client::new(config)
-        .get_caller_identity()
-        .send()
-        .await
-        .map_err(|e| sdk_error(e, "asking STS who the caller is"))?;
-    out.account()
-        .map(str::to_owned)
-        .ok_or_else(|| Error::remote("STS GetCallerIdentity gave no account"))
+    Ok(crate::sts::caller(config).await?.account)
 }
 
 // ---- The ledger's SNS entries, and their deletes (teardown) ----------------------------------

@@ -29,7 +29,7 @@ impl Caller {
 
 /// STS GetCallerIdentity.
 pub async fn caller(config: &aws_config::SdkConfig) -> Result<Caller> {
-    let out = aws_sdk_sts::Client::new(config)
+    let out = crate::aws_client!(aws_sdk_sts, config)
         .get_caller_identity()
         .send()
         .await

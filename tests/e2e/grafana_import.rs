@@ -644,3 +644,64 @@ async fn a_v2_schema_dashboard_is_refused_clearly_before_any_change() {
         fixture.calls()
     );
 }
+
+/// A token Grafana will not take for the run is said in one line naming the cause and the
+/// fix, exit 2, before any change: one made in another workspace, an expired one, and one
+/// whose service account is a Viewer (which gets in, and is stopped at the first change).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_grafana_will_not_take_is_named_before_any_change() {
+    use ampkit_e2e::grafana::TokenState;
+    for (seed, state, kind, words, hint) in [
+        (
+            31,
+            TokenState::Unknown,
+            "usage",
+            "does not know the token",
+            "--grafana-url",
+        ),
+        (
+            32,
+            TokenState::Expired,
+            "usage",
+            "the token has expired",
+            "30 days",
+        ),
+        (
+            33,
+            TokenState::Viewer,
+            "access-denied",
+            "Permissions needed: datasources:create",
+            "Admin role",
+        ),
+    ] {
+        for version in ["10.4.1", "13.0.0"] {
+            let fixture = GrafanaFixture::start(version).await;
+            let token = mint_token(seed);
+            fixture.token_state(&token, state);
+            let dir = tempfile::tempdir().unwrap();
+            let file = dashboard_file(dir.path());
+            let args = ["--dashboard", file.to_str().unwrap()];
+            let run =
+                tokio::task::block_in_place(|| import(&fixture, &token, &workspace_doc(), &args));
+            run.expect_code(2);
+            let error = &run.error()["error"];
+            assert_eq!(error["kind"], kind, "{state:?}: {}", run.stderr);
+            let message = error["message"].as_str().unwrap();
+            assert!(message.contains(words), "{state:?}: {message}");
+            assert!(
+                error["hint"].as_str().unwrap().contains(hint),
+                "{state:?}: {}",
+                run.stderr
+            );
+            assert_eq!(
+                run.stderr.lines().count(),
+                2,
+                "one JSON line, one human line: {}",
+                run.stderr
+            );
+            // Nothing was made: no datasource, and the document's ledger is empty.
+            assert!(fixture.datasource("ampkit-ws-1234").is_none(), "{state:?}");
+            assert!(ampkit_e2e::ledger_kinds(&run.doc()).is_empty(), "{state:?}");
+        }
+    }
+}

@@ -59,6 +59,30 @@ impl WorkspaceSection {
         doc.section_as(SECTION)
     }
 
+    /// The section of `doc` for a tool about to call AMP in `region`: a workspace the document
+    /// places in another region is an error naming both (AMP would answer "not found", which
+    /// sends a user looking for a deleted workspace rather than at their AWS_REGION).
+    pub fn from_doc_in(doc: &StateDoc, region: &str) -> Result<Option<Self>> {
+        let Some(section) = Self::from_doc(doc)? else {
+            return Ok(None);
+        };
+        let placed = Self::get(&section.region)
+            .or_else(|| Self::get(&section.arn).and_then(|arn| arn.split(':').nth(3)))
+            .filter(|r| !r.is_empty());
+        if let Some(placed) = placed
+            && placed != region
+        {
+            return Err(Error::usage(format!(
+                "the document's workspace {} is in region {placed}, but this run uses region {region}",
+                section.workspace_id
+            ))
+            .with_hint(format!(
+                "pass --region {placed} (or set AWS_REGION={placed}), or give the workspace of {region} with --workspace-id"
+            )));
+        }
+        Ok(Some(section))
+    }
+
     /// A field that is set: `Some` only when not empty.
     pub fn get(field: &str) -> Option<&str> {
         Some(field).filter(|f| !f.is_empty())
@@ -124,7 +148,7 @@ fn describe_error(e: SdkError<DescribeWorkspaceError>, id: &str, region: &str) -
 impl Workspaces {
     pub fn new(config: &aws_config::SdkConfig) -> Self {
         Workspaces {
-            client: Client::new(config),
+            client: crate::aws_client!(aws_sdk_amp, config),
             region: crate::aws::region_of(config),
         }
     }
@@ -209,14 +233,37 @@ impl Workspaces {
         Ok(out)
     }
 
-    /// Start deleting a workspace (AMP deletes asynchronously: DELETING, then gone).
+    /// Start deleting a workspace (AMP deletes asynchronously: DELETING, then gone). AMP
+    /// refuses it (409) while the workspace is CREATING or UPDATING: that waits (up to five
+    /// minutes) and tries again; one DELETING already is taken as deleted.
     pub async fn delete(&self, id: &str) -> Result<()> {
-        self.client
-            .delete_workspace()
-            .workspace_id(id)
-            .send()
-            .await
-            .map_err(|e| sdk_error(e, format!("deleting workspace {id}")))?;
+        use aws_sdk_amp::operation::delete_workspace::DeleteWorkspaceError;
+        let timeout = Duration::from_secs(300);
+        let pace = Pace::doubling(Duration::from_millis(500), Duration::from_secs(5), timeout);
+        poll::until(
+            &format!("workspace {id} to be deletable"),
+            pace,
+            &Progress::new("ampkit", false),
+            || async {
+                match self.client.delete_workspace().workspace_id(id).send().await {
+                    Ok(_) => Ok(Attempt::Done(())),
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(DeleteWorkspaceError::is_conflict_exception) =>
+                    {
+                        let status = self.describe(id).await.map(|ws| status_of(&ws))?;
+                        if status == WorkspaceStatusCode::Deleting.as_str() {
+                            Ok(Attempt::Done(()))
+                        } else {
+                            Ok(Attempt::Pending(status))
+                        }
+                    }
+                    Err(e) => Err(sdk_error(e, format!("deleting workspace {id}"))),
+                }
+            },
+            |t| self.timed_out(id, "deletable", timeout, &t.last),
+        )
+        .await?;
         Ok(())
     }
 

@@ -10,8 +10,10 @@
 use std::time::Duration;
 
 use aws_sdk_amp::Client;
+use aws_sdk_amp::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_amp::primitives::Blob;
 use aws_sdk_amp::types::{AlertManagerDefinitionDescription, RuleGroupsNamespaceDescription};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 use serde::{Deserialize, Serialize};
 
@@ -44,10 +46,61 @@ fn pace(timeout: Duration) -> Pace {
     Pace::doubling(Duration::from_millis(250), Duration::from_secs(5), timeout)
 }
 
+/// How long a change waits for an earlier one to settle when its caller gave no timeout
+/// (AMP applies rules and definitions in seconds to a few minutes).
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Whether an SDK error is AMP's 409 ConflictException.
+fn is_conflict<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {
+    e.as_service_error()
+        .is_some_and(|s| s.code() == Some("ConflictException"))
+}
+
+/// Send a change, again while AMP answers 409 ConflictException: AMP refuses a change to a
+/// namespace or definition while an earlier one is being applied (CREATING, UPDATING,
+/// DELETING), and the way on is to wait and try again. Bounded by `timeout`; any other error
+/// ends it.
+async fn retrying_conflicts<T, E, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    progress: &Progress,
+    send: F,
+) -> Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = std::result::Result<T, SdkError<E, HttpResponse>>>,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let (out, _) = poll::until(
+        &format!("{what} to take the change"),
+        pace(timeout),
+        progress,
+        || async {
+            match send().await {
+                Ok(out) => Ok(Attempt::Done(out)),
+                Err(e) if is_conflict(&e) => Ok(Attempt::Pending(
+                    "ConflictException (an earlier change is being applied)".to_owned(),
+                )),
+                Err(e) => Err(sdk_error(e, what)),
+            }
+        },
+        |t| {
+            Error::remote(format!(
+                "{what}: AMP still refuses the change after {} ({})",
+                format_duration(timeout),
+                t.last
+            ))
+            .with_hint("an earlier change is still being applied; run again later")
+        },
+    )
+    .await?;
+    Ok(out)
+}
+
 impl Rules {
     pub fn new(config: &aws_config::SdkConfig) -> Self {
         Rules {
-            client: Client::new(config),
+            client: crate::aws_client!(aws_sdk_amp, config),
         }
     }
 
@@ -148,36 +201,92 @@ impl Rules {
         yaml: &str,
     ) -> Result<(Outcome, String)> {
         let what = format!("rule groups namespace {name}");
-        let (outcome, arn) = match self.describe_namespace(ws, name).await? {
+        let progress = Progress::new("ampkit", false);
+        // A namespace still applying an earlier change is waited for first: AMP would refuse
+        // the put (409), and the same data may be what it is applying.
+        let seen = self
+            .settle(&what, &progress, || async {
+                self.describe_namespace(ws, name).await
+            })
+            .await?;
+        let (outcome, arn) = match seen {
             None => {
-                let out = self
-                    .client
-                    .create_rule_groups_namespace()
-                    .workspace_id(ws)
-                    .name(name)
-                    .data(Blob::new(yaml.as_bytes()))
-                    .tags(MANAGED_BY.0, MANAGED_BY.1)
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error(e, format!("creating {what} in workspace {ws}")))?;
+                let out = retrying_conflicts(
+                    &format!("creating {what} in workspace {ws}"),
+                    SETTLE_TIMEOUT,
+                    &progress,
+                    || {
+                        self.client
+                            .create_rule_groups_namespace()
+                            .workspace_id(ws)
+                            .name(name)
+                            .data(Blob::new(yaml.as_bytes()))
+                            .tags(MANAGED_BY.0, MANAGED_BY.1)
+                            .send()
+                    },
+                )
+                .await?;
                 (Outcome::Created, out.arn().to_owned())
             }
             Some((seen, arn)) if seen.data == yaml.as_bytes() && seen.status == ACTIVE => {
                 return Ok((Outcome::Unchanged, arn));
             }
             Some((_, arn)) => {
-                self.client
-                    .put_rule_groups_namespace()
-                    .workspace_id(ws)
-                    .name(name)
-                    .data(Blob::new(yaml.as_bytes()))
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error(e, format!("updating {what} in workspace {ws}")))?;
+                retrying_conflicts(
+                    &format!("updating {what} in workspace {ws}"),
+                    SETTLE_TIMEOUT,
+                    &progress,
+                    || {
+                        self.client
+                            .put_rule_groups_namespace()
+                            .workspace_id(ws)
+                            .name(name)
+                            .data(Blob::new(yaml.as_bytes()))
+                            .send()
+                    },
+                )
+                .await?;
                 (Outcome::Updated, arn)
             }
         };
         Ok((outcome, arn))
+    }
+
+    /// What `describe` sees once it is no longer CREATING, UPDATING or DELETING (a failed
+    /// status counts as settled: a put may fix it), within [`SETTLE_TIMEOUT`].
+    async fn settle<T, F, Fut>(
+        &self,
+        what: &str,
+        progress: &Progress,
+        describe: F,
+    ) -> Result<Option<(Seen, T)>>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<Option<(Seen, T)>>>,
+    {
+        let (seen, _) = poll::until(
+            &format!("{what} to settle"),
+            pace(SETTLE_TIMEOUT),
+            progress,
+            || async {
+                Ok(match describe().await? {
+                    Some((seen, _)) if TRANSITIONAL.contains(&seen.status.as_str()) => {
+                        Attempt::Pending(seen.status)
+                    }
+                    other => Attempt::Done(other),
+                })
+            },
+            |t| {
+                Error::remote(format!(
+                    "{what} is still {} after {}",
+                    t.last,
+                    format_duration(SETTLE_TIMEOUT)
+                ))
+                .with_hint("AMP is slow to apply an earlier change; run again later")
+            },
+        )
+        .await?;
+        Ok(seen)
     }
 
     /// Wait until the namespace is ACTIVE (separate from the change, so that the caller can
@@ -206,31 +315,50 @@ impl Rules {
         render: impl FnOnce(Option<&str>) -> Result<String>,
     ) -> Result<Outcome> {
         let what = format!("the alert manager definition of workspace {ws}");
-        let outcome = match self.describe_definition(ws).await? {
+        let progress = Progress::new("ampkit", false);
+        // As for namespaces: one still applying an earlier change is waited for first.
+        let seen = self
+            .settle(&what, &progress, || async {
+                Ok(self.describe_definition(ws).await?.map(|seen| (seen, ())))
+            })
+            .await?;
+        let outcome = match seen {
             None => {
                 let yaml = render(None)?;
-                self.client
-                    .create_alert_manager_definition()
-                    .workspace_id(ws)
-                    .data(Blob::new(yaml.as_bytes()))
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error(e, format!("creating {what}")))?;
+                retrying_conflicts(
+                    &format!("creating {what}"),
+                    SETTLE_TIMEOUT,
+                    &progress,
+                    || {
+                        self.client
+                            .create_alert_manager_definition()
+                            .workspace_id(ws)
+                            .data(Blob::new(yaml.as_bytes()))
+                            .send()
+                    },
+                )
+                .await?;
                 Outcome::Created
             }
-            Some(seen) => {
+            Some((seen, ())) => {
                 let existing = String::from_utf8_lossy(&seen.data).into_owned();
                 let yaml = render(Some(&existing))?;
                 if yaml == existing && seen.status == ACTIVE {
                     return Ok(Outcome::Unchanged);
                 }
-                self.client
-                    .put_alert_manager_definition()
-                    .workspace_id(ws)
-                    .data(Blob::new(yaml.as_bytes()))
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error(e, format!("updating {what}")))?;
+                retrying_conflicts(
+                    &format!("updating {what}"),
+                    SETTLE_TIMEOUT,
+                    &progress,
+                    || {
+                        self.client
+                            .put_alert_manager_definition()
+                            .workspace_id(ws)
+                            .data(Blob::new(yaml.as_bytes()))
+                            .send()
+                    },
+                )
+                .await?;
                 Outcome::Updated
             }
         };
@@ -302,14 +430,28 @@ impl Rules {
         timeout: Duration,
         progress: &Progress,
     ) -> Result<Removal> {
-        match self
-            .client
-            .delete_rule_groups_namespace()
-            .workspace_id(ws)
-            .name(name)
-            .send()
-            .await
-        {
+        let what = format!("deleting rule groups namespace {name} of workspace {ws}");
+        let deleted = retrying_conflicts(&what, timeout, progress, || async {
+            // "Not found" is an answer here, not an error to retry or report.
+            match self
+                .client
+                .delete_rule_groups_namespace()
+                .workspace_id(ws)
+                .name(name)
+                .send()
+                .await
+            {
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_resource_not_found_exception()) =>
+                {
+                    Ok(Err(e))
+                }
+                other => other.map(Ok),
+            }
+        })
+        .await?;
+        match deleted {
             Ok(_) => {}
             Err(e)
                 if e.as_service_error()
@@ -317,12 +459,7 @@ impl Rules {
             {
                 return Ok(Removal::Absent);
             }
-            Err(e) => {
-                return Err(sdk_error(
-                    e,
-                    format!("deleting rule groups namespace {name} of workspace {ws}"),
-                ));
-            }
+            Err(e) => return Err(sdk_error(e, what)),
         }
         let what = format!("rule groups namespace {name}");
         self.wait_gone(&what, timeout, progress, || async {
@@ -339,13 +476,26 @@ impl Rules {
         timeout: Duration,
         progress: &Progress,
     ) -> Result<Removal> {
-        match self
-            .client
-            .delete_alert_manager_definition()
-            .workspace_id(ws)
-            .send()
-            .await
-        {
+        let what = format!("deleting the alert manager definition of workspace {ws}");
+        let deleted = retrying_conflicts(&what, timeout, progress, || async {
+            match self
+                .client
+                .delete_alert_manager_definition()
+                .workspace_id(ws)
+                .send()
+                .await
+            {
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_resource_not_found_exception()) =>
+                {
+                    Ok(Err(e))
+                }
+                other => other.map(Ok),
+            }
+        })
+        .await?;
+        match deleted {
             Ok(_) => {}
             Err(e)
                 if e.as_service_error()
@@ -353,12 +503,7 @@ impl Rules {
             {
                 return Ok(Removal::Absent);
             }
-            Err(e) => {
-                return Err(sdk_error(
-                    e,
-                    format!("deleting the alert manager definition of workspace {ws}"),
-                ));
-            }
+            Err(e) => return Err(sdk_error(e, what)),
         }
         let what = format!("the alert manager definition of workspace {ws}");
         self.wait_gone(&what, timeout, progress, || self.describe_definition(ws))

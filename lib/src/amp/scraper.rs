@@ -127,7 +127,7 @@ pub fn status_of(scraper: &ScraperDescription) -> String {
 impl Scrapers {
     pub fn new(config: &aws_config::SdkConfig) -> Self {
         Scrapers {
-            client: Client::new(config),
+            client: crate::aws_client!(aws_sdk_amp, config),
             region: crate::aws::region_of(config),
         }
     }

@@ -73,7 +73,7 @@ impl GrafanaArgs {
         check_workspace_id(workspace_id)?;
         let config = crate::aws::load(aws).await?;
         let region = crate::aws::region_of(&config);
-        let client = Client::new(&config);
+        let client = crate::aws_client!(aws_sdk_grafana, &config);
         let described = client
             .describe_workspace()
             .workspace_id(workspace_id)
@@ -252,7 +252,7 @@ pub async fn take_down_service_account(run: &mut impl Run, r: &Resource) -> Resu
     }
     let config = run.config(Some(region)).await?;
     let account = ServiceAccount {
-        client: Client::new(&config),
+        client: crate::aws_client!(aws_sdk_grafana, &config),
         workspace_id: workspace.to_owned(),
         id: r.id.clone(),
         region: region.to_owned(),

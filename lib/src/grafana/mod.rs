@@ -271,21 +271,54 @@ impl Grafana {
         let text = response.text().await.unwrap_or_default();
         let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         match status {
-            StatusCode::UNAUTHORIZED => Err(Error::usage(format!(
-                "Grafana refused the token ({}): {}",
-                self.base,
-                message_of(status, &value)
-            ))
+            StatusCode::UNAUTHORIZED => Err(self.refused_token(&value)),
+            StatusCode::FORBIDDEN => Err(Error::new(
+                ErrorKind::Denied,
+                format!(
+                    "{method} {path}: Grafana at {} refused: {}",
+                    self.base,
+                    message_of(status, &value)
+                ),
+            )
             .with_hint(
-                "the token is wrong, expired or revoked: make a new service-account token (glsa_...)",
+                "the token's service account lacks the role for this: give it the Admin role \
+                 (AMG: CreateWorkspaceServiceAccount with grafanaRole ADMIN; datasources and \
+                 folders need it)",
             )),
-            StatusCode::FORBIDDEN => Err(Error::remote(format!(
-                "{method} {path}: permission denied: {}",
-                message_of(status, &value)
-            ))
-            .with_hint("give the service account the Editor or Admin role")),
             _ => Ok((status, value)),
         }
+    }
+
+    /// Grafana's 401, by its messageId: what is wrong with the token, and what to do.
+    fn refused_token(&self, body: &Value) -> Error {
+        let base = &self.base;
+        let (what, hint) = match body["messageId"].as_str() {
+            Some("api-key.expired") => (
+                "the token has expired".to_owned(),
+                "make a new service-account token (AMG's live at most 30 days), or let \
+                 grafana-import make one for the run with --amg-workspace-id",
+            ),
+            Some("api-key.revoked") => (
+                "the token has been revoked".to_owned(),
+                "make a new service-account token (glsa_...)",
+            ),
+            Some("api-key.invalid") => (
+                "this Grafana does not know the token: it was made in another Grafana (another \
+                 AMG workspace) or deleted"
+                    .to_owned(),
+                "check that --grafana-url is the workspace the token was made in, or make a \
+                 token there (glsa_...)",
+            ),
+            _ => (
+                "the token was not accepted".to_owned(),
+                "the token is wrong, expired or revoked: make a new service-account token (glsa_...)",
+            ),
+        };
+        Error::usage(format!(
+            "Grafana at {base} refused the token: {what} ({})",
+            message_of(StatusCode::UNAUTHORIZED, body)
+        ))
+        .with_hint(hint)
     }
 
     fn failed(&self, doing: &str, status: StatusCode, body: &Value) -> Error {

@@ -28,6 +28,21 @@ struct Db {
     dashboards: Vec<(String, Value)>,
     next_id: u64,
     alerting: alerting::Alerting,
+    /// Tokens this Grafana answers other than as valid (see [`TokenState`]).
+    token_states: Vec<(String, TokenState)>,
+}
+
+/// How Grafana takes a well-formed service-account token other than as valid: one made in
+/// another Grafana (another AMG workspace) is unknown here, as is a deleted one; an expired or
+/// revoked one is refused with its own messageId (Grafana's `pkg/services/apikey` errors:
+/// `api-key.invalid`, `api-key.expired`, `api-key.revoked`); a Viewer's passes for reads but
+/// every change meets access control's 403.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenState {
+    Unknown,
+    Expired,
+    Revoked,
+    Viewer,
 }
 
 type Shared = Arc<Mutex<Db>>;
@@ -181,6 +196,11 @@ impl GrafanaFixture {
             .map(|(_, d)| d.clone())
     }
 
+    /// From now on, answer `token` as `state` says.
+    pub fn token_state(&self, token: &str, state: TokenState) {
+        lock(&self.db).token_states.push((token.to_owned(), state));
+    }
+
     /// The stored datasource with `uid`.
     pub fn datasource(&self, uid: &str) -> Option<Value> {
         lock(&self.db)
@@ -215,6 +235,44 @@ fn refusal(headers: &HeaderMap) -> Option<Response> {
             StatusCode::UNAUTHORIZED,
             json!({"message": "Invalid API key", "messageId": "api-key.invalid", "statusCode": 401}),
         )),
+    }
+}
+
+/// The answer to a token in one of the [`TokenState`]s; `None` for one that may pass.
+fn token_refusal(db: &Db, headers: &HeaderMap, method: &Method, path: &str) -> Option<Response> {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())?
+        .strip_prefix("Bearer ")?;
+    let (_, state) = db.token_states.iter().find(|(t, _)| t == token)?;
+    let unauthorized = |id: &str, message: &str| {
+        answer(
+            StatusCode::UNAUTHORIZED,
+            json!({"message": message, "messageId": id, "statusCode": 401}),
+        )
+    };
+    match state {
+        TokenState::Unknown => Some(unauthorized("api-key.invalid", "Invalid API key")),
+        TokenState::Expired => Some(unauthorized("api-key.expired", "Expired API key")),
+        TokenState::Revoked => Some(unauthorized("api-key.revoked", "Revoked API key")),
+        // Access control's refusal (`pkg/api/accesscontrol.go`, `deny`), for any change.
+        TokenState::Viewer if *method != Method::GET => {
+            let action = match path.split('/').nth(2) {
+                Some("datasources") => "datasources:create",
+                Some("folders") => "folders:create",
+                Some("dashboards") => "dashboards:create",
+                _ => "alert.provisioning:write",
+            };
+            Some(answer(
+                StatusCode::FORBIDDEN,
+                json!({
+                    "accessErrorId": "ACE0000000001",
+                    "message": format!("You'll need additional permissions to perform this action. Permissions needed: {action}"),
+                    "title": "Access denied"
+                }),
+            ))
+        }
+        TokenState::Viewer => None,
     }
 }
 
@@ -255,6 +313,9 @@ async fn handle(State(db): State<Shared>, request: Request) -> Response {
         );
     }
     if let Some(refused) = refusal(&parts.headers) {
+        return refused;
+    }
+    if let Some(refused) = token_refusal(&lock(&db), &parts.headers, &method, &path) {
         return refused;
     }
     let json_body = || serde_json::from_slice::<Value>(&body).ok();

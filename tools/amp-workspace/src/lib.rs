@@ -149,7 +149,7 @@ pub async fn run(cli: Cli, doc: &mut StateDoc) -> Result<()> {
             no_wait,
         } => create(&run, &alias, &tags, !no_wait, doc).await,
         Command::Describe { workspace_id } => {
-            let id = workspace_id_from(workspace_id, doc)?;
+            let id = workspace_id_from(workspace_id, doc, &aws::region_of(&config))?;
             let found = ws.describe(&id).await?;
             doc.set_section(amp::SECTION, ws.section(&found))
         }
@@ -170,7 +170,7 @@ pub async fn run(cli: Cli, doc: &mut StateDoc) -> Result<()> {
             workspace_id,
             status,
         } => {
-            let id = workspace_id_from(workspace_id, doc)?;
+            let id = workspace_id_from(workspace_id, doc, &aws::region_of(&config))?;
             match ws
                 .wait_for(&id, &status, run.timeout, &run.progress)
                 .await?
@@ -180,7 +180,7 @@ pub async fn run(cli: Cli, doc: &mut StateDoc) -> Result<()> {
             }
         }
         Command::Delete { workspace_id, wait } => {
-            let id = workspace_id_from(workspace_id, doc)?;
+            let id = workspace_id_from(workspace_id, doc, &aws::region_of(&config))?;
             // Not every implementation reports an unknown id on delete (moto does not);
             // describing first makes "not there" exit 3 everywhere.
             ws.describe(&id).await?;
@@ -263,11 +263,11 @@ async fn create(
     doc.set_section(amp::SECTION, ws.section(&described))
 }
 
-fn workspace_id_from(flag: Option<String>, doc: &StateDoc) -> Result<String> {
+fn workspace_id_from(flag: Option<String>, doc: &StateDoc, region: &str) -> Result<String> {
     if let Some(id) = flag.filter(|id| !id.is_empty()) {
         return Ok(id);
     }
-    WorkspaceSection::from_doc(doc)?
+    WorkspaceSection::from_doc_in(doc, region)?
         .map(|ws| ws.workspace_id)
         .filter(|id| !id.is_empty())
         .ok_or_else(|| {
@@ -306,11 +306,14 @@ mod tests {
     fn the_id_flag_wins_over_the_document() {
         let doc = StateDoc::parse(r#"{"workspace":{"workspaceId":"ws-doc"}}"#).unwrap();
         assert_eq!(
-            workspace_id_from(Some("ws-flag".into()), &doc).unwrap(),
+            workspace_id_from(Some("ws-flag".into()), &doc, "eu-west-1").unwrap(),
             "ws-flag"
         );
-        assert_eq!(workspace_id_from(None, &doc).unwrap(), "ws-doc");
-        let err = workspace_id_from(None, &StateDoc::new()).unwrap_err();
+        assert_eq!(
+            workspace_id_from(None, &doc, "eu-west-1").unwrap(),
+            "ws-doc"
+        );
+        let err = workspace_id_from(None, &StateDoc::new(), "eu-west-1").unwrap_err();
         assert_eq!(err.exit_code(), 2);
     }
 

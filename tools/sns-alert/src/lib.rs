@@ -445,7 +445,12 @@ async fn amp_plan(
     alert: &AlertSpec,
     region: &str,
 ) -> Result<AmpPlan> {
-    let section = WorkspaceSection::from_doc(doc)?.unwrap_or_default();
+    let section = if args.workspace_id.is_some() {
+        WorkspaceSection::from_doc(doc)?
+    } else {
+        WorkspaceSection::from_doc_in(doc, region)?
+    }
+    .unwrap_or_default();
     let workspace_id = args
         .workspace_id
         .clone()

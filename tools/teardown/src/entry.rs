@@ -12,7 +12,7 @@
 use serde_json::Value;
 
 use ampkit::doc::{Resource, ResourceKind};
-use ampkit::error::Result;
+use ampkit::error::{ErrorKind, Result};
 use ampkit::grafana::{alerting, amg, delete as grafana};
 use ampkit::kube::service_account;
 use ampkit::ledger::Verdict;
@@ -35,7 +35,12 @@ pub async fn handle(ctx: &mut Context, value: &Value) -> Verdict {
     }
     match take_down(ctx, &resource).await {
         Ok(verdict) => verdict,
-        Err(e) => Verdict::Failed(e.to_string()),
+        Err(e) => {
+            if e.kind == ErrorKind::Denied {
+                ctx.denied += 1;
+            }
+            Verdict::Failed(e.to_string())
+        }
     }
 }
 

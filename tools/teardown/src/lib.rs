@@ -28,7 +28,7 @@ use serde_json::Value;
 use ampkit::aws::{self, AwsArgs};
 use ampkit::cli::{Runtime, Tool};
 use ampkit::doc::{ResourceKind, StateDoc};
-use ampkit::error::{Error, Result};
+use ampkit::error::{Error, ErrorKind, Result};
 use ampkit::grafana::{Grafana, GrafanaArgs};
 use ampkit::ledger::{self, Seen, Verdict};
 use ampkit::poll::Progress;
@@ -108,6 +108,9 @@ pub struct Section {
 /// a result, so a missing configuration fails only the entries that need it, once each.
 pub struct Context {
     pub dry_run: bool,
+    /// Entries that failed because the caller lacks a permission: when they are all the
+    /// failures, the run's error says so (exit 2: a grant, not a retry, fixes it).
+    pub denied: usize,
     pub timeout: Duration,
     pub progress: Progress,
     aws_args: AwsArgs,
@@ -128,6 +131,7 @@ impl Context {
     pub fn new(cli: &Cli, progress: Progress) -> Self {
         Context {
             dry_run: cli.dry_run,
+            denied: 0,
             timeout: cli.timeout,
             progress,
             aws_args: cli.aws.clone(),
@@ -298,6 +302,19 @@ pub async fn run(cli: Cli, doc: &mut StateDoc) -> Result<()> {
             .with_hint("each kept entry's reason says what to do"));
         }
         return Ok(());
+    }
+    if left > 0 && section.skipped == 0 && leftovers == 0 && ctx.denied == section.failed {
+        return Err(Error::new(
+            ErrorKind::Denied,
+            format!(
+                "{left} of {} ledger entries are left: the caller may not delete them (see section `teardown`)",
+                section.entries.len()
+            ),
+        )
+        .with_hint(
+            "grant the permissions each kept entry's reason names (or run as a role that has \
+             them), then run teardown again on this output",
+        ));
     }
     if left > 0 {
         return Err(Error::remote(format!(
