@@ -180,6 +180,11 @@ fn check_status(status: StatusCode, body: &[u8], url: &Url) -> Result<()> {
         .map(|b| b.message)
         .unwrap_or_else(|_| snippet(body));
     let message = format!("{url}: HTTP {status}: {detail}");
+    // AMP's refusal of the caller's permissions reads as IAM's does; say it as the SDK tools do
+    // (access-denied, exit 2: a grant fixes it, not a retry).
+    if status == StatusCode::FORBIDDEN && detail.contains("is not authorized to perform") {
+        return Err(crate::aws::Denial::parse(&detail).error(url, &detail));
+    }
     Err(match status {
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Error::remote(message).with_hint(
             "check the credentials and region used for signing (AWS_PROFILE, AWS_ACCESS_KEY_ID, --region), their aps:QueryMetrics permissions, or pass --no-sign for an endpoint without authentication",

@@ -265,3 +265,89 @@ impl Agent {
         })
     }
 }
+
+/// Temporary credentials (an STS session): requests carry and sign `x-amz-security-token`.
+#[derive(Debug, Clone)]
+pub struct SessionSigner {
+    pub signer: Signer,
+    pub session_token: String,
+}
+
+impl SessionSigner {
+    /// The session `access_key`/`secret`/`token`, signing for AMP in the stack's region.
+    pub fn for_stack(stack: &Stack, access_key: &str, secret: &str, token: &str) -> Self {
+        SessionSigner {
+            signer: Signer {
+                access_key: access_key.to_owned(),
+                secret: secret.to_owned(),
+                region: stack.region.clone(),
+                service: "aps".to_owned(),
+            },
+            session_token: token.to_owned(),
+        }
+    }
+
+    /// A request signed as the SDKs sign with temporary credentials (the token signed too).
+    pub fn request(
+        &self,
+        client: &reqwest::Client,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> reqwest::RequestBuilder {
+        let mut all: Vec<(&str, &str)> = headers.to_vec();
+        all.push(("x-amz-security-token", &self.session_token));
+        self.signer.request(client, method, url, &all, body)
+    }
+}
+
+impl Agent {
+    /// A Prometheus agent as [`Agent::start`], signing with the credentials given in its
+    /// environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`: the
+    /// chain its AWS SDK reads when the sigv4 section names no key) instead of the stack's key.
+    pub fn start_with_credentials(
+        stack: &Stack,
+        ws: &str,
+        external: (&str, &str),
+        jobs: impl FnOnce(u16) -> String,
+        credentials: &[(&str, &str)],
+    ) -> Agent {
+        let port = free_port();
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  external_labels:\n    {label}: {value}\n\
+             scrape_configs:\n{jobs}\
+             remote_write:\n  - url: {amp}/workspaces/{ws}/api/v1/remote_write\n    sigv4:\n      region: {region}\n    queue_config:\n      batch_send_deadline: 1s\n",
+            label = external.0,
+            value = external.1,
+            jobs = jobs(port),
+            amp = stack.amp_url,
+            region = stack.region,
+        );
+        let config_path = dir.path().join("agent.yml");
+        std::fs::write(&config_path, config).expect("agent config written");
+        let log = std::fs::File::create(dir.path().join("agent.log")).expect("log file");
+        let mut command = Command::new(local_bin("prometheus"));
+        command
+            .arg("--enable-feature=agent")
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!(
+                "--storage.agent.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .env_remove("AWS_PROFILE")
+            .stdout(Stdio::null())
+            .stderr(log);
+        for (k, v) in credentials {
+            command.env(k, v);
+        }
+        let process = Process(command.spawn().expect("the Prometheus agent starts"));
+        Agent {
+            _process: process,
+            _dir: dir,
+            port,
+        }
+    }
+}

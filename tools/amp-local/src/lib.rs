@@ -6,7 +6,9 @@
 //! - the control plane (workspaces, rule groups namespaces, alert manager definitions, tags,
 //!   scrapers), REST-JSON as the AWS SDK for Rust sends it ([`control`], [`scrapers`]);
 //! - the data plane under `/workspaces/<id>/api/v1/`, forwarded to the Prometheus ([`data`]);
-//! - SigV4 verification of every request except `GET /healthz` ([`sigv4_verify`]).
+//! - SigV4 verification of every request except `GET /healthz` ([`sigv4_verify`]), and with
+//!   `--iam-from` the caller's IAM policies evaluated for the AMP action ([`identity`],
+//!   [`iam_eval`]).
 //!
 //! State lives in a JSON file in the data directory ([`store`]); rule files and the
 //! Alertmanager configuration are derived from it ([`alerting`]) and written where the
@@ -28,6 +30,8 @@ pub mod alerting;
 pub mod control;
 pub mod data;
 pub mod discovery;
+pub mod iam_eval;
+pub mod identity;
 pub mod isolation;
 pub mod quotas;
 pub mod scrapers;
@@ -85,6 +89,9 @@ pub struct Options {
     pub scraper_pods: Vec<discovery::Pod>,
     /// AMP's quotas ([`quotas`]).
     pub limits: quotas::Limits,
+    /// moto's URL: other access keys than the fixed ones are looked up there and their IAM
+    /// policies enforced ([`identity`]).
+    pub iam_from: Option<String>,
 }
 
 /// The program's name, as in the ledger and in error lines.
@@ -157,6 +164,12 @@ pub struct Cli {
     pub scraper_pods: Vec<discovery::Pod>,
     #[command(flatten, next_help_heading = "AMP's quotas (defaults: AMP's)")]
     pub limits: quotas::Limits,
+    /// moto's URL: enforce IAM. Access keys other than the --credentials ones are looked up in
+    /// moto's state (IAM users' keys, STS sessions), and each request is refused with 403
+    /// AccessDeniedException unless the caller's policies allow its AMP action on its resource.
+    /// The --credentials keys keep full access [default: off, every valid signature may do all]
+    #[arg(long, value_name = "URL")]
+    pub iam_from: Option<String>,
 }
 
 /// Serve until stopped, with the options the flags and the environment give.
@@ -197,6 +210,7 @@ impl Options {
             prometheus_bin,
             scraper_pods: cli.scraper_pods,
             limits: cli.limits,
+            iam_from: cli.iam_from,
             listen: cli.listen,
             public_url: cli.public_url,
             prometheus_url: cli.prometheus_url,
@@ -331,6 +345,8 @@ enum Reload {
 pub struct App {
     pub opts: Options,
     pub verifier: Verifier,
+    /// Who signed: the fixed keys, and with `--iam-from` moto's identities.
+    pub identities: identity::Identities,
     pub http: reqwest::Client,
     pub base_url: String,
     state_file: StateFile,
@@ -377,6 +393,12 @@ impl App {
                 opts.data_dir.join("scrapers"),
             ),
             verifier: Verifier::new(opts.credentials.clone(), opts.region.clone()),
+            identities: identity::Identities::new(
+                &opts.credentials,
+                &opts.account_id,
+                opts.iam_from.clone(),
+                http.clone(),
+            ),
             opts,
             http,
             base_url,
@@ -754,7 +776,22 @@ async fn handle(AxumState(app): AxumState<Arc<App>>, req: Request) -> Response {
         headers: &parts.headers,
         body: &body,
     };
-    if let Err(rejection) = app.verifier.verify(&received, SystemTime::now()) {
+    let caller = match Verifier::access_key(&parts.headers) {
+        Some(key) => match app.identities.resolve(&key).await {
+            Ok(caller) => caller,
+            // As an unknown key (AWS's answer to a key it cannot find); the cause is logged.
+            Err(identity::Unavailable(why)) => {
+                tracing::warn!("{why}");
+                None
+            }
+        },
+        None => None,
+    };
+    let secret = caller.as_ref().map(|c| c.secret.clone());
+    if let Err(rejection) = app
+        .verifier
+        .verify_with(&received, SystemTime::now(), |_| secret)
+    {
         tracing::info!("{} {}: 403 {}", parts.method, path, rejection.error_type());
         return ApiError::new(
             StatusCode::FORBIDDEN,
@@ -764,6 +801,11 @@ async fn handle(AxumState(app): AxumState<Arc<App>>, req: Request) -> Response {
         .into_response();
     }
     let segs = segments(&path);
+    if let Some(caller) = &caller
+        && let Some(refused) = authorize(&app, caller, &parts, &segs, &body)
+    {
+        return refused;
+    }
     let query = parts.uri.query().unwrap_or_default().to_owned();
     let data_api = match segs.as_slice() {
         [ws, _, api, v1, ..] if ws == "workspaces" && api == "api" && v1 == "v1" => {
@@ -790,6 +832,79 @@ async fn handle(AxumState(app): AxumState<Arc<App>>, req: Request) -> Response {
     control::handle(&app, &parts.method, &segs, &query, &body)
         .await
         .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The caller's session token and IAM policies against the request: `Some` answer refuses it
+/// as AMP does (403 UnrecognizedClientException for a session's missing or wrong token, 403
+/// AccessDeniedException for what the policies do not allow).
+fn authorize(
+    app: &App,
+    caller: &identity::Caller,
+    parts: &http::request::Parts,
+    segs: &[String],
+    body: &[u8],
+) -> Option<Response> {
+    if let Some(token) = &caller.session_token {
+        let sent = parts
+            .headers
+            .get("x-amz-security-token")
+            .map(|v| v.as_bytes());
+        if sent != Some(token.as_bytes()) {
+            let rejection = sigv4_verify::Rejection::UnknownAccessKey;
+            tracing::info!("{} {}: 403 session token", parts.method, parts.uri.path());
+            return Some(
+                ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    rejection.error_type(),
+                    rejection.message(),
+                )
+                .into_response(),
+            );
+        }
+    }
+    let (action, resource) = identity::action_for(
+        &app.opts.region,
+        &app.opts.account_id,
+        &parts.method,
+        segs,
+        body,
+    )?;
+    let tags = app.resource_tags(&resource);
+    let outcome = caller.decide(action, &resource, &tags, &app.opts.region);
+    for unknown in &outcome.unknown_operators {
+        tracing::warn!(
+            "{}: condition operator {unknown} is not evaluated by amp-local: it grants nothing",
+            caller.arn
+        );
+    }
+    if outcome.decision == iam_eval::Decision::Allow {
+        return None;
+    }
+    let message = caller.denial_message(action, &resource, outcome.decision);
+    tracing::info!("{} {}: 403 {message}", parts.method, parts.uri.path());
+    Some(ApiError::new(StatusCode::FORBIDDEN, "AccessDeniedException", message).into_response())
+}
+
+impl App {
+    /// The tags of the workspace, rule groups namespace or scraper `arn` names (none for
+    /// others), as the `aws:ResourceTag/...` condition keys see them.
+    fn resource_tags(&self, arn: &str) -> BTreeMap<String, String> {
+        let state = self.state();
+        for ws in state.workspaces.values() {
+            if ws.arn == arn {
+                return ws.tags.clone();
+            }
+            if let Some(ns) = ws.rule_groups_namespaces.values().find(|n| n.arn == arn) {
+                return ns.tags.clone();
+            }
+        }
+        state
+            .scrapers
+            .values()
+            .find(|s| s.arn == arn)
+            .map(|s| s.tags.clone())
+            .unwrap_or_default()
+    }
 }
 
 /// Serve until SIGINT or SIGTERM.

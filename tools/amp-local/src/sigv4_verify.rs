@@ -204,8 +204,28 @@ impl Verifier {
         &self.region
     }
 
-    /// Verify `req` at time `now`; `Ok` gives the access key that signed it.
+    /// Verify `req` at time `now` with the fixed keys; `Ok` gives the access key that signed it.
     pub fn verify(&self, req: &Received<'_>, now: SystemTime) -> Result<String, Rejection> {
+        self.verify_with(req, now, |key| self.secrets.get(key).cloned())
+    }
+
+    /// The access key a request names in its Authorization header, if it has a readable one
+    /// (what is wrong with it otherwise is [`Verifier::verify_with`]'s to say).
+    pub fn access_key(headers: &HeaderMap) -> Option<String> {
+        let auth = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+        parse_authorization(auth)
+            .ok()
+            .map(|a| a.access_key.to_owned())
+    }
+
+    /// Verify `req` at time `now`, with the secret `secret_for` gives for its access key (none:
+    /// the key is unknown); `Ok` gives the access key that signed it.
+    pub fn verify_with(
+        &self,
+        req: &Received<'_>,
+        now: SystemTime,
+        secret_for: impl FnOnce(&str) -> Option<String>,
+    ) -> Result<String, Rejection> {
         let Some(auth) = req.headers.get(http::header::AUTHORIZATION) else {
             return Err(Rejection::Missing);
         };
@@ -220,10 +240,7 @@ impl Verifier {
         if auth.region != self.region {
             return Err(Rejection::WrongRegion(auth.region.to_owned()));
         }
-        let secret = self
-            .secrets
-            .get(auth.access_key)
-            .ok_or(Rejection::UnknownAccessKey)?;
+        let secret = secret_for(auth.access_key).ok_or(Rejection::UnknownAccessKey)?;
 
         if !auth.signed_headers.contains(&"x-amz-date") {
             return Err(Rejection::Incomplete(
@@ -307,7 +324,7 @@ impl Verifier {
         }
 
         let identity: Identity =
-            Credentials::new(auth.access_key, secret, None, None, "amp-local").into();
+            Credentials::new(auth.access_key, secret.as_str(), None, None, "amp-local").into();
         let uri = format!("http://{host}{}", req.path_and_query);
         let modes: &[PercentEncodingMode] = if req.path_and_query.contains('%') {
             &[PercentEncodingMode::Double, PercentEncodingMode::Single]
