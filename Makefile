@@ -6,7 +6,7 @@ CARGO ?= cargo
 # Where `make install` puts the tools (PREFIX/bin), completions and man pages (PREFIX/share).
 PREFIX ?= $(HOME)/.local
 
-.PHONY: all setup build release install uninstall lint test bench local-up local-down local-status demo recipe teardown clean-local
+.PHONY: all setup build release install uninstall lint test bench local-up local-down local-status demo recipe recipe-check recipe-policy teardown clean-local
 
 all: build
 
@@ -68,6 +68,15 @@ demo:
 ## nothing is built, so that a run against AWS never waits for a build it did not ask for
 recipe:
 	$(if $(MESH),AMPKIT_MESH=$(MESH) ,)scripts/recipe
+
+## Only the recipe's preflight: may the caller do every step (IAM SimulatePrincipalPolicy), and
+## do the quotas allow it? Lists every missing permission; creates nothing
+recipe-check:
+	$(if $(MESH),AMPKIT_MESH=$(MESH) ,)scripts/recipe --check
+
+## The IAM policy the whole recipe needs, on stdout (e.g. `make -s recipe-policy > policy.json`)
+recipe-policy:
+	@$(if $(MESH),AMPKIT_MESH=$(MESH) ,)scripts/recipe --print-policy
 
 ## Delete exactly what out/state.json's ledger lists (rewritten after every entry);
 ## `make teardown DRY_RUN=1` prints the plan only

@@ -15,6 +15,7 @@ use tracing::level_filters::LevelFilter;
 
 use crate::doc::StateDoc;
 use crate::error::{self, Error, Result};
+use crate::preflight::{self, Preflight, PreflightArgs};
 
 /// Verbosity flags of every tool, added by the frame to each tool's own flags (a tool does not
 /// declare them). Logs go to stderr; stdout is the document's.
@@ -142,7 +143,7 @@ const MAN: &str = "man";
 
 /// `C`'s command with what every tool has: its name and version, the examples at the end of
 /// `--help`, `-v`/`-q`, `--completions` and `--man` (exclusive, so only ever given alone).
-fn command<C: clap::Parser>(tool: &Tool) -> clap::Command {
+fn command<C: clap::Parser>(tool: &Tool, preflight: bool) -> clap::Command {
     let examples: String = tool
         .examples
         .iter()
@@ -162,6 +163,11 @@ fn command<C: clap::Parser>(tool: &Tool) -> clap::Command {
     let about = cmd.get_about().cloned();
     let long_about = cmd.get_long_about().cloned();
     let cmd = <LogArgs as clap::Args>::augment_args(cmd);
+    let cmd = if preflight {
+        <PreflightArgs as clap::Args>::augment_args(cmd)
+    } else {
+        cmd
+    };
     let cmd = match about {
         Some(about) => cmd.about(about),
         None => cmd.about(None::<&str>),
@@ -364,9 +370,10 @@ fn clap_message(err: &clap::Error) -> String {
 fn parse_args<C: clap::Parser>(
     tool: &Tool,
     pass_doc_on: bool,
-) -> std::result::Result<(C, LogArgs), ExitCode> {
+    preflight: bool,
+) -> std::result::Result<(C, LogArgs, PreflightArgs), ExitCode> {
     use clap::error::ErrorKind as ClapKind;
-    let cmd = command::<C>(tool);
+    let cmd = command::<C>(tool, preflight);
     if let Some(what) = generate_wanted(&cmd) {
         let generated = match what {
             Generate::Completions(shell) => {
@@ -389,7 +396,12 @@ fn parse_args<C: clap::Parser>(
     }
     let err = match cmd.try_get_matches().and_then(|mut matches| {
         let log = <LogArgs as clap::FromArgMatches>::from_arg_matches(&matches)?;
-        Ok((C::from_arg_matches_mut(&mut matches)?, log))
+        let checks = if preflight {
+            <PreflightArgs as clap::FromArgMatches>::from_arg_matches(&matches)?
+        } else {
+            PreflightArgs::default()
+        };
+        Ok((C::from_arg_matches_mut(&mut matches)?, log, checks))
     }) {
         Ok(parsed) => return Ok(parsed),
         Err(err) => err,
@@ -408,7 +420,7 @@ fn parse_args<C: clap::Parser>(
         };
         return Err(ExitCode::from(code));
     }
-    let usage = command::<C>(tool).render_usage().to_string();
+    let usage = command::<C>(tool, preflight).render_usage().to_string();
     let err = Error::usage(clap_message(&err))
         .with_hint(format!("{usage}; run `{} --help` for all flags", tool.name));
     error::report(tool.name, &err);
@@ -445,15 +457,19 @@ pub fn write_document(doc: &StateDoc) -> Result<()> {
 
 /// What every run does first: name the tool, install the panic hook, parse the flags and
 /// start logging. `Err` is the exit code of a run that ends here (help, completions, bad flags).
-fn start<C: clap::Parser>(tool: &Tool, pass_doc_on: bool) -> std::result::Result<C, ExitCode> {
+fn start<C: clap::Parser>(
+    tool: &Tool,
+    pass_doc_on: bool,
+    preflight: bool,
+) -> std::result::Result<(C, PreflightArgs), ExitCode> {
     let _ = TOOL_NAME.set(tool.name);
     // Before parsing: a flag definition clap rejects panics inside `try_parse`.
     install_panic_hook();
-    match panic::catch_unwind(|| parse_args::<C>(tool, pass_doc_on)) {
-        Ok(Ok((args, log))) => {
+    match panic::catch_unwind(|| parse_args::<C>(tool, pass_doc_on, preflight)) {
+        Ok(Ok((args, log, checks))) => {
             init_logging(&log);
             let _ = LOG_ARGS.set(log);
-            Ok(args)
+            Ok((args, checks))
         }
         Ok(Err(code)) => Err(code),
         Err(_) => Err(ExitCode::from(Error::internal("panic").exit_code())),
@@ -495,8 +511,8 @@ where
     C: clap::Parser,
     F: AsyncFnOnce(C, &mut StateDoc) -> Result<()>,
 {
-    let args = match start::<C>(tool, true) {
-        Ok(args) => args,
+    let (args, _) = match start::<C>(tool, true, false) {
+        Ok(parsed) => parsed,
         Err(code) => return code,
     };
     let mut doc = match StateDoc::read_stdin() {
@@ -504,9 +520,41 @@ where
         Err(err) => return finish(tool, (Err(err), false)),
     };
     let outcome = execute(tool, body(args, &mut doc));
+    write_and_finish(tool, &doc, outcome)
+}
+
+/// Run a tool that calls AWS: as [`run`], plus `--print-policy` and `--check`
+/// (crate::preflight), which run instead of the body, from what the tool's [`Preflight`]
+/// declares of its parsed flags. In the frame rather than each tool's Cli, so that a tool
+/// only declares its needs and its `main` stays this one call.
+pub fn run_aws<C, F>(tool: &Tool, body: F) -> ExitCode
+where
+    C: clap::Parser + Preflight,
+    F: AsyncFnOnce(C, &mut StateDoc) -> Result<()>,
+{
+    let (args, checks) = match start::<C>(tool, true, true) {
+        Ok(parsed) => parsed,
+        Err(code) => return code,
+    };
+    let mut doc = match StateDoc::read_stdin() {
+        Ok(doc) => doc,
+        Err(err) => return finish(tool, (Err(err), false)),
+    };
+    let outcome = if checks.print_policy {
+        execute(tool, preflight::print_policy(tool.name, &args, &mut doc))
+    } else if checks.check {
+        execute(tool, preflight::check(tool.name, &args, &doc))
+    } else {
+        execute(tool, body(args, &mut doc))
+    };
+    write_and_finish(tool, &doc, outcome)
+}
+
+/// The end of every document run: the document out (it carries the ledger), then the result.
+fn write_and_finish(tool: &Tool, doc: &StateDoc, outcome: (Result<()>, bool)) -> ExitCode {
     // The document goes out in every case: it carries the ledger of what was created.
     if !STDOUT_WRITTEN.load(Ordering::SeqCst)
-        && let Err(err) = write_document(&doc)
+        && let Err(err) = write_document(doc)
     {
         return finish(tool, (Err(err), false));
     }
@@ -520,8 +568,8 @@ where
     C: clap::Parser,
     F: AsyncFnOnce(C) -> Result<()>,
 {
-    match start::<C>(tool, false) {
-        Ok(args) => finish(tool, execute(tool, body(args))),
+    match start::<C>(tool, false, false) {
+        Ok((args, _)) => finish(tool, execute(tool, body(args))),
         Err(code) => code,
     }
 }

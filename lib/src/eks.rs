@@ -11,6 +11,7 @@ use crate::aws::{Deleted, sdk_error};
 use crate::doc::{MANAGED_BY, Resource, tagged_ours};
 use crate::error::{Error, Result};
 use crate::ledger::{self, Run, Verdict};
+use crate::preflight::{Need, Scope};
 use crate::sts::{arn_account, arn_region};
 
 /// What the tools need of a cluster: irsa-role its ARN and issuer, a managed collector its
@@ -270,9 +271,125 @@ pub async fn take_down_association(run: &mut impl Run, r: &Resource) -> Result<V
     }
 }
 
+// ---- What these calls need (preflight) --------------------------------------------------------
+
+/// The IAM action of every EKS call this module makes (SDK method → action); a unit test
+/// finds every SDK call of this file here.
+pub const CALLS: &[(&str, &str)] = &[
+    ("describe_cluster", "eks:DescribeCluster"),
+    (
+        "create_pod_identity_association",
+        "eks:CreatePodIdentityAssociation",
+    ),
+    (
+        "delete_pod_identity_association",
+        "eks:DeletePodIdentityAssociation",
+    ),
+    (
+        "describe_pod_identity_association",
+        "eks:DescribePodIdentityAssociation",
+    ),
+    (
+        "list_pod_identity_associations",
+        "eks:ListPodIdentityAssociations",
+    ),
+    (
+        "update_pod_identity_association",
+        "eks:UpdatePodIdentityAssociation",
+    ),
+];
+
+/// A cluster's ARN.
+pub fn cluster_arn_in(scope: &Scope, cluster: &str) -> String {
+    scope.arn("eks", &format!("cluster/{cluster}"))
+}
+
+/// What [`Eks::cluster`] needs.
+pub fn needs_to_describe_cluster(scope: &Scope, cluster: &str, step: &str) -> Vec<Need> {
+    vec![Need::new(
+        "eks:DescribeCluster",
+        cluster_arn_in(scope, cluster),
+        format!("{step}: read the EKS cluster"),
+    )]
+}
+
+/// What [`Eks::ensure_pod_identity_association`] needs: associations of the cluster, and
+/// passing the role to EKS.
+pub fn needs_for_pod_identity(
+    scope: &Scope,
+    cluster: &str,
+    role_arn: &str,
+    step: &str,
+) -> Vec<Need> {
+    let cluster_arn = cluster_arn_in(scope, cluster);
+    let associations = scope.arn("eks", &format!("podidentityassociation/{cluster}/*"));
+    vec![
+        Need::new(
+            "eks:ListPodIdentityAssociations",
+            &cluster_arn,
+            format!("{step}: find the pod identity association"),
+        ),
+        Need::new(
+            "eks:CreatePodIdentityAssociation",
+            &cluster_arn,
+            format!("{step}: create the pod identity association"),
+        ),
+        Need::new(
+            "eks:TagResource",
+            &associations,
+            format!("{step}: tag the association managed-by=ampkit"),
+        ),
+        Need::new(
+            "eks:DescribePodIdentityAssociation",
+            &associations,
+            format!("{step}: read the association"),
+        ),
+        Need::new(
+            "eks:UpdatePodIdentityAssociation",
+            &associations,
+            format!("{step}: point the association at the role"),
+        ),
+        Need::new(
+            "iam:PassRole",
+            role_arn,
+            format!("{step}: give the role to EKS Pod Identity"),
+        ),
+    ]
+}
+
+/// What teardown needs for an `eks-pod-identity-association` entry.
+pub fn needs_to_take_down(scope: &Scope, r: &Resource) -> Vec<Need> {
+    let cluster = r
+        .details_as::<AssociationDetails>()
+        .map(|d| d.cluster_name)
+        .unwrap_or_else(|_| "*".to_owned());
+    let arn = scope.arn("eks", &format!("podidentityassociation/{cluster}/{}", r.id));
+    let step = format!("teardown: delete eks-pod-identity-association {}", r.id);
+    vec![
+        Need::new("eks:DescribePodIdentityAssociation", &arn, &step),
+        Need::new("eks:DeletePodIdentityAssociation", &arn, &step),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_eks_call_has_its_action_declared() {
+        let scope = Scope::new("eu-west-1", "1");
+        let mut declared = needs_to_describe_cluster(&scope, "c", "t");
+        declared.extend(needs_for_pod_identity(&scope, "c", "arn:r", "t"));
+        declared.extend(needs_to_take_down(
+            &scope,
+            &Resource::new(
+                crate::doc::ResourceKind::EksPodIdentityAssociation,
+                "a-1",
+                "t",
+            ),
+        ));
+        crate::preflight::assert_calls_declared(include_str!("eks.rs"), CALLS, &declared);
+    }
 
     #[test]
     fn association_details_read_the_ledger_as_written_before() {

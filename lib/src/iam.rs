@@ -17,6 +17,7 @@ use crate::aws::sdk_error;
 use crate::doc::{MANAGED_BY, Resource, tagged_ours};
 use crate::error::{Error, Result};
 use crate::ledger::{self, Run, Verdict};
+use crate::preflight::{Decision, Need, Scope};
 use crate::sts::arn_account;
 
 /// The document's key of [`IrsaSection`].
@@ -789,10 +790,323 @@ pub async fn take_down_oidc_provider(run: &mut impl Run, r: &Resource) -> Result
     }
 }
 
+// ---- What these calls need (preflight) --------------------------------------------------------
+
+/// The IAM action of every IAM call this module makes (SDK method → action): `--print-policy`
+/// and `--check` (crate::preflight) are built from the need builders below, and a unit test
+/// finds every SDK call of this file in this table.
+pub const CALLS: &[(&str, &str)] = &[
+    (
+        "add_client_id_to_open_id_connect_provider",
+        "iam:AddClientIDToOpenIDConnectProvider",
+    ),
+    (
+        "create_open_id_connect_provider",
+        "iam:CreateOpenIDConnectProvider",
+    ),
+    ("create_role", "iam:CreateRole"),
+    (
+        "delete_open_id_connect_provider",
+        "iam:DeleteOpenIDConnectProvider",
+    ),
+    ("delete_role", "iam:DeleteRole"),
+    ("delete_role_policy", "iam:DeleteRolePolicy"),
+    (
+        "get_open_id_connect_provider",
+        "iam:GetOpenIDConnectProvider",
+    ),
+    ("get_role", "iam:GetRole"),
+    ("get_role_policy", "iam:GetRolePolicy"),
+    (
+        "list_attached_role_policies",
+        "iam:ListAttachedRolePolicies",
+    ),
+    (
+        "list_instance_profiles_for_role",
+        "iam:ListInstanceProfilesForRole",
+    ),
+    (
+        "list_open_id_connect_providers",
+        "iam:ListOpenIDConnectProviders",
+    ),
+    ("list_role_policies", "iam:ListRolePolicies"),
+    ("list_role_tags", "iam:ListRoleTags"),
+    ("list_roles", "iam:ListRoles"),
+    ("put_role_policy", "iam:PutRolePolicy"),
+    ("update_assume_role_policy", "iam:UpdateAssumeRolePolicy"),
+    ("simulate_principal_policy", "iam:SimulatePrincipalPolicy"),
+];
+
+/// A role's ARN, or every role's when the name is not known.
+pub fn role_arn_in(scope: &Scope, role: Option<&str>) -> String {
+    scope.global_arn("iam", &format!("role/{}", role.unwrap_or("*")))
+}
+
+/// What [`Iam::ensure_oidc_provider`] needs: the provider of `issuer` (every provider's
+/// pattern when the issuer is not known before the run reads the cluster).
+pub fn needs_for_oidc_provider(scope: &Scope, issuer: Option<&str>, step: &str) -> Vec<Need> {
+    let provider = scope.global_arn(
+        "iam",
+        &format!("oidc-provider/{}", issuer.map_or("*", issuer_host_path)),
+    );
+    vec![
+        Need::new(
+            "iam:ListOpenIDConnectProviders",
+            "*",
+            format!("{step}: find the cluster's OIDC provider"),
+        ),
+        Need::new(
+            "iam:GetOpenIDConnectProvider",
+            &provider,
+            format!("{step}: read the OIDC provider"),
+        ),
+        Need::new(
+            "iam:AddClientIDToOpenIDConnectProvider",
+            &provider,
+            format!("{step}: add the STS audience to the OIDC provider"),
+        ),
+        Need::new(
+            "iam:CreateOpenIDConnectProvider",
+            &provider,
+            format!("{step}: create the OIDC provider"),
+        ),
+        Need::new(
+            "iam:TagOpenIDConnectProvider",
+            &provider,
+            format!("{step}: tag the OIDC provider managed-by=ampkit"),
+        ),
+    ]
+}
+
+/// What [`Iam::ensure_role`] and [`Iam::ensure_inline_policy`] need on role `role`.
+pub fn needs_for_role(scope: &Scope, role: &str, step: &str) -> Vec<Need> {
+    let arn = role_arn_in(scope, Some(role));
+    vec![
+        Need::new("iam:GetRole", &arn, format!("{step}: find the role")),
+        Need::new("iam:CreateRole", &arn, format!("{step}: create the role")),
+        Need::new(
+            "iam:TagRole",
+            &arn,
+            format!("{step}: tag the role managed-by=ampkit"),
+        ),
+        Need::new(
+            "iam:UpdateAssumeRolePolicy",
+            &arn,
+            format!("{step}: merge the trust into the role"),
+        ),
+        Need::new(
+            "iam:GetRolePolicy",
+            &arn,
+            format!("{step}: read the role's access policy"),
+        ),
+        Need::new(
+            "iam:PutRolePolicy",
+            &arn,
+            format!("{step}: put the access policy on the role"),
+        ),
+    ]
+}
+
+/// What teardown needs for a ledger entry of an IAM kind (`take_down_*` below).
+pub fn needs_to_take_down(scope: &Scope, r: &Resource) -> Vec<Need> {
+    let step = format!("teardown: delete {} {}", r.kind.as_str(), r.id);
+    let arn = |fallback: String| r.arn.clone().unwrap_or(fallback);
+    match &r.kind {
+        crate::doc::ResourceKind::IamRole => {
+            let arn = arn(role_arn_in(scope, Some(&r.id)));
+            [
+                "iam:GetRole",
+                "iam:ListRoleTags",
+                "iam:ListRolePolicies",
+                "iam:ListAttachedRolePolicies",
+                "iam:ListInstanceProfilesForRole",
+                "iam:GetRolePolicy",
+                "iam:DeleteRolePolicy",
+                "iam:DeleteRole",
+            ]
+            .iter()
+            .map(|a| Need::new(a, &arn, &step))
+            .collect()
+        }
+        crate::doc::ResourceKind::IamRolePolicy => {
+            let role = r
+                .details_as::<RolePolicyDetails>()
+                .map(|d| d.role_name)
+                .ok();
+            let arn = role_arn_in(scope, role.as_deref());
+            ["iam:GetRole", "iam:GetRolePolicy", "iam:DeleteRolePolicy"]
+                .iter()
+                .map(|a| Need::new(a, &arn, &step))
+                .collect()
+        }
+        crate::doc::ResourceKind::IamOidcProvider => {
+            let arn = arn(scope.global_arn("iam", "oidc-provider/*"));
+            vec![
+                Need::new("iam:GetOpenIDConnectProvider", &arn, &step),
+                Need::new(
+                    "iam:ListRoles",
+                    "*",
+                    format!("{step}: find roles that still trust it"),
+                ),
+                Need::new("iam:DeleteOpenIDConnectProvider", &arn, &step),
+            ]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// What `--check` itself needs (not part of a run's policy): the caller's role's ARN and the
+/// simulation.
+pub fn needs_to_check(scope: &Scope) -> Vec<Need> {
+    vec![
+        Need::new(
+            "iam:GetRole",
+            role_arn_in(scope, None),
+            "--check: the caller's role ARN",
+        ),
+        Need::new(
+            "iam:SimulatePrincipalPolicy",
+            scope.global_arn("iam", "*"),
+            "--check: simulate the caller's policies",
+        ),
+    ]
+}
+
+impl Iam {
+    /// The ARN of role `name`, with its path (an assumed role's session ARN has neither).
+    pub async fn role_arn(&self, name: &str) -> Result<String> {
+        let found = self
+            .client
+            .get_role()
+            .role_name(name)
+            .send()
+            .await
+            .map_err(|e| sdk_error(e, format!("reading role {name}")))?;
+        found
+            .role()
+            .map(|r| r.arn().to_owned())
+            .ok_or_else(|| Error::remote(format!("IAM returned no role for {name}")))
+    }
+
+    /// iam:SimulatePrincipalPolicy of `principal` for `actions` on `resource` (`*`: no
+    /// resource named), every page. An endpoint that does not implement it (moto answers an
+    /// HTTP 500 that is no AWS error) is [`Simulation::Unavailable`], not a failure: the
+    /// caller says so and goes on, as where the caller may not simulate.
+    pub async fn simulate(
+        &self,
+        principal: &str,
+        actions: &[String],
+        resource: &str,
+    ) -> Result<Simulation> {
+        use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
+        let mut decisions = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let mut request = self
+                .client
+                .simulate_principal_policy()
+                .policy_source_arn(principal)
+                .set_action_names(Some(actions.to_vec()));
+            if resource != "*" {
+                request = request.resource_arns(resource);
+            }
+            if let Some(m) = &marker {
+                request = request.marker(m);
+            }
+            // One attempt: the SDK would retry moto's HTTP 500 (it cannot simulate) and say
+            // each retry, for a check that is advisory anyway; a throttled one goes on as an
+            // unavailable one does.
+            let one_attempt = aws_sdk_iam::config::Builder::default()
+                .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1));
+            let page = match request
+                .customize()
+                .config_override(one_attempt)
+                .send()
+                .await
+            {
+                Ok(page) => page,
+                Err(SdkError::ServiceError(e))
+                    if e.err().code().is_some_and(|c| {
+                        [
+                            "Throttling",
+                            "ThrottlingException",
+                            "TooManyRequestsException",
+                        ]
+                        .contains(&c)
+                    }) =>
+                {
+                    return Ok(Simulation::Unavailable(
+                        "IAM throttled the simulation".to_owned(),
+                    ));
+                }
+                Err(SdkError::ServiceError(e))
+                    if e.err()
+                        .code()
+                        .is_none_or(|c| ["NotImplemented", "InvalidAction"].contains(&c))
+                        && e.raw().status().as_u16() != 403 =>
+                {
+                    return Ok(Simulation::Unavailable(format!(
+                        "the IAM endpoint does not answer SimulatePrincipalPolicy (HTTP {})",
+                        e.raw().status().as_u16()
+                    )));
+                }
+                Err(SdkError::ResponseError(e)) => {
+                    return Ok(Simulation::Unavailable(format!(
+                        "the IAM endpoint does not answer SimulatePrincipalPolicy as IAM does (HTTP {})",
+                        e.raw().status().as_u16()
+                    )));
+                }
+                Err(e) => {
+                    return Err(sdk_error(
+                        e,
+                        format!("simulating the caller's policies on {resource}"),
+                    ));
+                }
+            };
+            for result in page.evaluation_results() {
+                decisions.push(Decision {
+                    action: result.eval_action_name().to_owned(),
+                    resource: result.eval_resource_name().unwrap_or(resource).to_owned(),
+                    decision: result.eval_decision().as_str().to_owned(),
+                });
+            }
+            match (page.is_truncated(), page.marker()) {
+                (true, Some(next)) => marker = Some(next.to_owned()),
+                _ => break,
+            }
+        }
+        Ok(Simulation::Decisions(decisions))
+    }
+}
+
+/// What a simulation gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Simulation {
+    Decisions(Vec<Decision>),
+    /// The endpoint cannot simulate (why).
+    Unavailable(String),
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_iam_call_has_its_action_declared() {
+        let scope = Scope::new("eu-west-1", "1");
+        let mut declared = needs_for_oidc_provider(&scope, None, "t");
+        declared.extend(needs_for_role(&scope, "r", "t"));
+        declared.extend(needs_to_check(&scope));
+        for kind in [
+            crate::doc::ResourceKind::IamRole,
+            crate::doc::ResourceKind::IamRolePolicy,
+            crate::doc::ResourceKind::IamOidcProvider,
+        ] {
+            declared.extend(needs_to_take_down(&scope, &Resource::new(kind, "x", "t")));
+        }
+        crate::preflight::assert_calls_declared(include_str!("iam.rs"), CALLS, &declared);
+    }
 
     fn irsa() -> Trust {
         Trust::ServiceAccount {

@@ -16,6 +16,7 @@ pub mod kube;
 pub mod ledger;
 pub mod mesh;
 pub mod poll;
+pub mod preflight;
 pub mod timespec;
 
 pub mod amp;

@@ -16,6 +16,7 @@ use crate::aws::sdk_error;
 use crate::doc::{MANAGED_BY, Resource, tagged_ours};
 use crate::error::{Error, Result};
 use crate::ledger::{self, Removal, Run, Verdict};
+use crate::preflight::{Need, Scope};
 use crate::sts::arn_region;
 
 /// SNS refuses a subject longer than this (and AMP truncates it); subjects are also ASCII only.
@@ -696,10 +697,163 @@ pub async fn take_down_statement(run: &mut impl Run, r: &Resource) -> Result<Ver
     Ok(ledger::removed(run, removal, &what, account, region.as_deref()).await)
 }
 
+// ---- What these calls need (preflight) --------------------------------------------------------
+
+/// The IAM action of every SNS call this module makes (SDK method → action); a unit test
+/// finds every SDK call of this file here.
+pub const CALLS: &[(&str, &str)] = &[
+    ("create_topic", "sns:CreateTopic"),
+    ("delete_topic", "sns:DeleteTopic"),
+    (
+        "get_subscription_attributes",
+        "sns:GetSubscriptionAttributes",
+    ),
+    ("get_topic_attributes", "sns:GetTopicAttributes"),
+    (
+        "list_subscriptions_by_topic",
+        "sns:ListSubscriptionsByTopic",
+    ),
+    ("list_tags_for_resource", "sns:ListTagsForResource"),
+    ("list_topics", "sns:ListTopics"),
+    ("publish", "sns:Publish"),
+    ("set_topic_attributes", "sns:SetTopicAttributes"),
+    ("subscribe", "sns:Subscribe"),
+    ("unsubscribe", "sns:Unsubscribe"),
+];
+
+/// A topic's ARN from its name.
+pub fn topic_arn_in(scope: &Scope, name: &str) -> String {
+    scope.arn("sns", name)
+}
+
+/// What [`Sns::ensure_topic`] (or a topic given by ARN), the publish statement merged into
+/// its policy and, with `emails`, the subscriptions need.
+pub fn needs_for_topic(
+    scope: &Scope,
+    topic_arn: &str,
+    by_name: bool,
+    emails: bool,
+    step: &str,
+) -> Vec<Need> {
+    let mut needs = Vec::new();
+    if by_name {
+        needs.push(Need::new(
+            "sns:ListTopics",
+            "*",
+            format!("{step}: find the topic"),
+        ));
+        needs.push(Need::new(
+            "sns:CreateTopic",
+            topic_arn,
+            format!("{step}: create the topic"),
+        ));
+        needs.push(Need::new(
+            "sns:TagResource",
+            topic_arn,
+            format!("{step}: tag the topic managed-by=ampkit"),
+        ));
+    }
+    needs.push(Need::new(
+        "sns:GetTopicAttributes",
+        topic_arn,
+        format!("{step}: read the topic's policy"),
+    ));
+    needs.push(Need::new(
+        "sns:SetTopicAttributes",
+        topic_arn,
+        format!("{step}: merge the publish statement into the topic's policy"),
+    ));
+    if emails {
+        needs.push(Need::new(
+            "sns:ListSubscriptionsByTopic",
+            topic_arn,
+            format!("{step}: find the subscriptions"),
+        ));
+        needs.push(Need::new(
+            "sns:Subscribe",
+            topic_arn,
+            format!("{step}: subscribe the addresses"),
+        ));
+        needs.push(Need::new(
+            "sns:GetSubscriptionAttributes",
+            topic_arn,
+            format!("{step}: read the subscriptions"),
+        ));
+    }
+    let _ = scope;
+    needs
+}
+
+/// What [`Sns::publish`] needs.
+pub fn needs_to_publish(topic_arn: &str, step: &str) -> Vec<Need> {
+    vec![Need::new(
+        "sns:Publish",
+        topic_arn,
+        format!("{step}: publish to the topic"),
+    )]
+}
+
+/// What teardown needs for an SNS entry (`take_down_*` below): all on the topic.
+pub fn needs_to_take_down(scope: &Scope, r: &Resource) -> Vec<Need> {
+    let step = format!("teardown: delete {} {}", r.kind.as_str(), r.id);
+    let any = topic_arn_in(scope, "*");
+    let arn = r.arn.clone().unwrap_or_else(|| r.id.clone());
+    // A subscription's ARN is its topic's with `:ID` appended.
+    let topic = |arn: &str| {
+        if TopicArn::parse(arn).is_ok() {
+            arn.to_owned()
+        } else {
+            arn.rsplit_once(':')
+                .map_or(any.clone(), |(t, _)| t.to_owned())
+        }
+    };
+    let on = |actions: &[&str], arn: &str| -> Vec<Need> {
+        actions.iter().map(|a| Need::new(a, arn, &step)).collect()
+    };
+    match &r.kind {
+        crate::doc::ResourceKind::SnsTopic => on(
+            &[
+                "sns:GetTopicAttributes",
+                "sns:ListTagsForResource",
+                "sns:DeleteTopic",
+            ],
+            &topic(&arn),
+        ),
+        crate::doc::ResourceKind::SnsSubscription => on(
+            &["sns:GetSubscriptionAttributes", "sns:Unsubscribe"],
+            &topic(&arn),
+        ),
+        crate::doc::ResourceKind::SnsTopicPolicyStatement => on(
+            &["sns:GetTopicAttributes", "sns:SetTopicAttributes"],
+            &topic(&arn),
+        ),
+        _ => Vec::new(),
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_sns_call_has_its_action_declared() {
+        let scope = Scope::new("eu-west-1", "1");
+        let topic = topic_arn_in(&scope, "grafana-x");
+        let mut declared = needs_for_topic(&scope, &topic, true, true, "t");
+        declared.extend(needs_to_publish(&topic, "t"));
+        for kind in [
+            crate::doc::ResourceKind::SnsTopic,
+            crate::doc::ResourceKind::SnsSubscription,
+            crate::doc::ResourceKind::SnsTopicPolicyStatement,
+        ] {
+            declared.extend(needs_to_take_down(
+                &scope,
+                &Resource::new(kind, &topic, "t"),
+            ));
+        }
+        crate::preflight::assert_calls_declared(include_str!("sns.rs"), CALLS, &declared);
+    }
 
     #[test]
     fn topic_arns_parse_and_refuse_what_is_not_one() {

@@ -9,6 +9,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod amp_iam;
 mod amp_local;
 mod amp_quotas;
 mod amp_workspace;
@@ -23,6 +24,7 @@ mod install;
 mod irsa_role;
 mod local_stack;
 mod mesh_profiles;
+mod preflight;
 mod promql;
 mod recipe;
 mod render_agent_config;

@@ -473,6 +473,7 @@ pub mod amg;
 pub mod amp_local;
 pub mod browser;
 pub mod grafana;
+pub mod iam_simulator;
 pub mod proxy;
 
 /// A query-string value, percent-encoded (all but RFC 3986's unreserved characters).

@@ -26,6 +26,7 @@ use crate::doc::{MANAGED_BY, Resource, StateDoc, tagged_ours};
 use crate::error::{Error, Result};
 use crate::ledger::{self, Run, Verdict};
 use crate::poll::{self, Attempt, Pace, Progress};
+use crate::preflight::{Need, Scope};
 use crate::sts::{arn_account, arn_region};
 
 /// What [`Workspaces::delete_and_wait`] found: it deleted the workspace, or it was gone already.
@@ -540,10 +541,158 @@ pub async fn take_down_workspace(run: &mut impl Run, r: &Resource) -> Result<Ver
     }
 }
 
+// ---- What these calls need (preflight) --------------------------------------------------------
+
+/// The IAM action of every AMP workspace call this module makes (SDK method → action; the
+/// waiters describe). `crate::preflight` builds policies and checks from the builders below;
+/// a unit test finds every SDK call of this file here.
+pub const CALLS: &[(&str, &str)] = &[
+    ("create_workspace", "aps:CreateWorkspace"),
+    ("delete_workspace", "aps:DeleteWorkspace"),
+    ("describe_workspace", "aps:DescribeWorkspace"),
+    ("list_workspaces", "aps:ListWorkspaces"),
+    ("wait_until_workspace_active", "aps:DescribeWorkspace"),
+    ("wait_until_workspace_deleted", "aps:DescribeWorkspace"),
+];
+
+/// AMP's default quota of workspaces per region (Service Quotas, "Workspaces per region").
+pub const DEFAULT_WORKSPACE_QUOTA: usize = 25;
+
+/// A workspace's ARN, or every workspace's (`workspace/*`) when the id is not known yet.
+pub fn workspace_arn_in(scope: &Scope, id: Option<&str>) -> String {
+    scope.arn("aps", &format!("workspace/{}", id.unwrap_or("*")))
+}
+
+/// What `ensure` needs: find by alias, else create (tagged) and wait until ACTIVE.
+pub fn needs_to_ensure(scope: &Scope, step: &str) -> Vec<Need> {
+    let mut needs = vec![Need::new(
+        "aps:ListWorkspaces",
+        "*",
+        format!("{step}: find the workspace by alias"),
+    )];
+    needs.extend(needs_to_create(scope, step));
+    needs
+}
+
+/// What a create (tagged, then described until ACTIVE) needs.
+pub fn needs_to_create(scope: &Scope, step: &str) -> Vec<Need> {
+    let any = workspace_arn_in(scope, None);
+    vec![
+        Need::new(
+            "aps:CreateWorkspace",
+            &any,
+            format!("{step}: create the workspace"),
+        ),
+        Need::new(
+            "aps:TagResource",
+            &any,
+            format!("{step}: tag the workspace managed-by=ampkit"),
+        ),
+        Need::new(
+            "aps:DescribeWorkspace",
+            &any,
+            format!("{step}: wait until the workspace is ACTIVE"),
+        ),
+    ]
+}
+
+/// What a list needs (ListWorkspaces names no resource).
+pub fn needs_to_list(step: &str) -> Vec<Need> {
+    vec![Need::new(
+        "aps:ListWorkspaces",
+        "*",
+        format!("{step}: list the workspaces"),
+    )]
+}
+
+/// What describing (or waiting for) a workspace needs.
+pub fn needs_to_describe(workspace_arn: &str, step: &str) -> Vec<Need> {
+    vec![Need::new(
+        "aps:DescribeWorkspace",
+        workspace_arn,
+        format!("{step}: describe the workspace"),
+    )]
+}
+
+/// What deleting a workspace needs (described first, so that "not there" is exit 3).
+pub fn needs_to_delete(workspace_arn: &str, step: &str) -> Vec<Need> {
+    vec![
+        Need::new(
+            "aps:DescribeWorkspace",
+            workspace_arn,
+            format!("{step}: describe the workspace"),
+        ),
+        Need::new(
+            "aps:DeleteWorkspace",
+            workspace_arn,
+            format!("{step}: delete the workspace"),
+        ),
+    ]
+}
+
+/// The workspace's data plane, which `http::SignedClient` calls (not the SDK): the IAM
+/// action of each Prometheus API path AMP serves.
+pub const DATA_PLANE: &[(&str, &str)] = &[
+    ("api/v1/remote_write", "aps:RemoteWrite"),
+    ("api/v1/query", "aps:QueryMetrics"),
+    ("api/v1/query_range", "aps:QueryMetrics"),
+    ("api/v1/series", "aps:GetSeries"),
+    ("api/v1/labels", "aps:GetLabels"),
+    ("api/v1/label/<name>/values", "aps:GetLabels"),
+    ("api/v1/metadata", "aps:GetMetricMetadata"),
+];
+
+/// What querying a workspace's data plane at `path` (a [`DATA_PLANE`] path) needs.
+pub fn needs_to_query(workspace_arn: &str, path: &str, step: &str) -> Vec<Need> {
+    DATA_PLANE
+        .iter()
+        .filter(|(p, _)| *p == path)
+        .map(|(_, action)| Need::new(action, workspace_arn, format!("{step}: {path}")))
+        .collect()
+}
+
+/// What teardown needs for an `amp-workspace` entry (`take_down_workspace`).
+pub fn needs_to_take_down(scope: &Scope, r: &Resource) -> Vec<Need> {
+    let arn = r
+        .arn
+        .clone()
+        .unwrap_or_else(|| workspace_arn_in(scope, Some(&r.id)));
+    needs_to_delete(&arn, &format!("teardown: delete amp-workspace {}", r.id))
+}
+
+impl Workspaces {
+    /// How many workspaces the region holds (not counting those being deleted): what AMP's
+    /// per-region quota counts.
+    pub async fn count(&self) -> Result<usize> {
+        Ok(self
+            .list(None)
+            .await?
+            .iter()
+            .filter(|w| w.status != "DELETING")
+            .count())
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_workspace_call_has_its_action_declared() {
+        let scope = Scope::new("eu-west-1", "1");
+        let mut declared = needs_to_ensure(&scope, "t");
+        declared.extend(needs_to_take_down(
+            &scope,
+            &Resource::new(crate::doc::ResourceKind::AmpWorkspace, "ws-1", "t"),
+        ));
+        declared.extend(needs_to_list("t"));
+        crate::preflight::assert_calls_declared(include_str!("mod.rs"), CALLS, &declared);
+        assert_eq!(
+            needs_to_query("arn:w", "api/v1/query_range", "t")[0].action,
+            "aps:QueryMetrics"
+        );
+    }
 
     #[test]
     fn workspace_endpoints_follow_the_region_or_the_configured_endpoint() {

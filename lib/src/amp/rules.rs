@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::grafana::Outcome;
 use crate::ledger::{self, Removal, Run, Verdict};
 use crate::poll::{self, Attempt, Pace, Progress};
+use crate::preflight::{Need, Scope};
 use crate::sts::{arn_account, arn_region};
 use crate::timespec::format_duration;
 
@@ -742,4 +743,144 @@ fn unsettled(status: Option<String>, what: &str, timeout: Duration) -> Option<Ve
                 timeout.as_secs()
             ))
         })
+}
+
+// ---- What these calls need (preflight) --------------------------------------------------------
+
+/// The IAM action of every AMP rules and alert-manager call this module makes (SDK method →
+/// action); a unit test finds every SDK call of this file here.
+pub const CALLS: &[(&str, &str)] = &[
+    (
+        "create_alert_manager_definition",
+        "aps:CreateAlertManagerDefinition",
+    ),
+    (
+        "create_rule_groups_namespace",
+        "aps:CreateRuleGroupsNamespace",
+    ),
+    (
+        "delete_alert_manager_definition",
+        "aps:DeleteAlertManagerDefinition",
+    ),
+    (
+        "delete_rule_groups_namespace",
+        "aps:DeleteRuleGroupsNamespace",
+    ),
+    (
+        "describe_alert_manager_definition",
+        "aps:DescribeAlertManagerDefinition",
+    ),
+    (
+        "describe_rule_groups_namespace",
+        "aps:DescribeRuleGroupsNamespace",
+    ),
+    (
+        "put_alert_manager_definition",
+        "aps:PutAlertManagerDefinition",
+    ),
+    ("put_rule_groups_namespace", "aps:PutRuleGroupsNamespace"),
+];
+
+/// A rule groups namespace's ARN (`*` for what is not known yet).
+pub fn namespace_arn_in(scope: &Scope, workspace_id: Option<&str>, name: &str) -> String {
+    scope.arn(
+        "aps",
+        &format!("rulegroupsnamespace/{}/{name}", workspace_id.unwrap_or("*")),
+    )
+}
+
+/// What [`Rules::ensure_namespace`] and [`Rules::ensure_alert_manager_definition`] need:
+/// the namespace (found, created tagged, or put) and the workspace's definition.
+pub fn needs_for_alerting(
+    scope: &Scope,
+    workspace_id: Option<&str>,
+    namespace: &str,
+    step: &str,
+) -> Vec<Need> {
+    let ns = namespace_arn_in(scope, workspace_id, namespace);
+    let ws = crate::amp::workspace_arn_in(scope, workspace_id);
+    vec![
+        Need::new(
+            "aps:DescribeRuleGroupsNamespace",
+            &ns,
+            format!("{step}: find the rule groups namespace"),
+        ),
+        Need::new(
+            "aps:CreateRuleGroupsNamespace",
+            &ns,
+            format!("{step}: create the rule groups namespace"),
+        ),
+        Need::new(
+            "aps:TagResource",
+            &ns,
+            format!("{step}: tag the rule groups namespace managed-by=ampkit"),
+        ),
+        Need::new(
+            "aps:PutRuleGroupsNamespace",
+            &ns,
+            format!("{step}: update the rules"),
+        ),
+        Need::new(
+            "aps:DescribeAlertManagerDefinition",
+            &ws,
+            format!("{step}: read the alert manager definition"),
+        ),
+        Need::new(
+            "aps:CreateAlertManagerDefinition",
+            &ws,
+            format!("{step}: create the alert manager definition"),
+        ),
+        Need::new(
+            "aps:PutAlertManagerDefinition",
+            &ws,
+            format!("{step}: merge the SNS receiver into the definition"),
+        ),
+    ]
+}
+
+/// What teardown needs for a namespace or definition entry (`take_down_*` below).
+pub fn needs_to_take_down(scope: &Scope, r: &Resource) -> Vec<Need> {
+    let step = format!("teardown: delete {} {}", r.kind.as_str(), r.id);
+    match &r.kind {
+        crate::doc::ResourceKind::AmpRuleGroupsNamespace => {
+            let arn = r
+                .arn
+                .clone()
+                .unwrap_or_else(|| namespace_arn_in(scope, None, "*"));
+            vec![
+                Need::new("aps:DescribeRuleGroupsNamespace", &arn, &step),
+                Need::new("aps:DeleteRuleGroupsNamespace", &arn, &step),
+            ]
+        }
+        crate::doc::ResourceKind::AmpAlertManagerDefinition => {
+            let arn = crate::amp::workspace_arn_in(scope, Some(&r.id));
+            vec![
+                Need::new("aps:DescribeAlertManagerDefinition", &arn, &step),
+                Need::new("aps:PutAlertManagerDefinition", &arn, &step),
+                Need::new("aps:DeleteAlertManagerDefinition", &arn, &step),
+            ]
+        }
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_rules_call_has_its_action_declared() {
+        let scope = Scope::new("eu-west-1", "1");
+        let mut declared = needs_for_alerting(&scope, Some("ws-1"), "ns", "t");
+        for kind in [
+            crate::doc::ResourceKind::AmpRuleGroupsNamespace,
+            crate::doc::ResourceKind::AmpAlertManagerDefinition,
+        ] {
+            declared.extend(needs_to_take_down(
+                &scope,
+                &Resource::new(kind, "ws-1", "t"),
+            ));
+        }
+        crate::preflight::assert_calls_declared(include_str!("rules.rs"), CALLS, &declared);
+    }
 }

@@ -25,6 +25,7 @@ use crate::doc::{MANAGED_BY, Resource, tagged_ours};
 use crate::error::{Error, Result};
 use crate::ledger::{self, Run, Verdict};
 use crate::poll::{self, Attempt, Pace, Progress};
+use crate::preflight::{Need, Scope};
 use crate::sts::{arn_account, arn_region};
 use crate::timespec::format_duration;
 
@@ -352,10 +353,89 @@ pub async fn take_down_scraper(run: &mut impl Run, r: &Resource) -> Result<Verdi
     }
 }
 
+// ---- What these calls need (preflight) --------------------------------------------------------
+
+/// The IAM action of every scraper call this module makes (SDK method → action); a unit test
+/// finds every SDK call of this file here.
+pub const CALLS: &[(&str, &str)] = &[
+    ("create_scraper", "aps:CreateScraper"),
+    ("delete_scraper", "aps:DeleteScraper"),
+    ("describe_scraper", "aps:DescribeScraper"),
+    ("list_scrapers", "aps:ListScrapers"),
+];
+
+/// What [`Scrapers::find_existing`], [`Scrapers::create`] and the wait need. CreateScraper
+/// also reads the cluster's network and makes AMP's service-linked role (AMP user guide,
+/// "Using an AWS managed collector": the permissions to create a scraper).
+pub fn needs_to_ensure(scope: &Scope, step: &str) -> Vec<Need> {
+    let any = scope.arn("aps", "scraper/*");
+    let role = scope.global_arn(
+        "iam",
+        "role/aws-service-role/scraper.aps.amazonaws.com/AWSServiceRoleForAmazonPrometheusScraper",
+    );
+    vec![
+        Need::new("aps:ListScrapers", "*", format!("{step}: find the scraper")),
+        Need::new(
+            "aps:CreateScraper",
+            &any,
+            format!("{step}: create the scraper"),
+        ),
+        Need::new(
+            "aps:TagResource",
+            &any,
+            format!("{step}: tag the scraper managed-by=ampkit"),
+        ),
+        Need::new(
+            "aps:DescribeScraper",
+            &any,
+            format!("{step}: wait until the scraper is ACTIVE"),
+        ),
+        Need::new(
+            "ec2:DescribeSubnets",
+            "*",
+            format!("{step}: the scraper's subnets"),
+        ),
+        Need::new(
+            "ec2:DescribeSecurityGroups",
+            "*",
+            format!("{step}: the scraper's security groups"),
+        ),
+        Need::new(
+            "iam:CreateServiceLinkedRole",
+            role,
+            format!("{step}: AMP's scraper service-linked role"),
+        ),
+    ]
+}
+
+/// What teardown needs for an `amp-scraper` entry.
+pub fn needs_to_take_down(scope: &Scope, r: &Resource) -> Vec<Need> {
+    let arn = r
+        .arn
+        .clone()
+        .unwrap_or_else(|| scope.arn("aps", &format!("scraper/{}", r.id)));
+    let step = format!("teardown: delete amp-scraper {}", r.id);
+    vec![
+        Need::new("aps:DescribeScraper", &arn, &step),
+        Need::new("aps:DeleteScraper", &arn, &step),
+    ]
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_scraper_call_has_its_action_declared() {
+        let scope = Scope::new("eu-west-1", "1");
+        let mut declared = needs_to_ensure(&scope, "t");
+        declared.extend(needs_to_take_down(
+            &scope,
+            &Resource::new(crate::doc::ResourceKind::AmpScraper, "s-1", "t"),
+        ));
+        crate::preflight::assert_calls_declared(include_str!("scraper.rs"), CALLS, &declared);
+    }
 
     const YAML: &str = "global:\n  scrape_interval: 30s\nscrape_configs:\n- job_name: envoy\n";
 

@@ -12,6 +12,7 @@ use crate::aws::{AwsArgs, sdk_error};
 use crate::doc::{Resource, ResourceKind};
 use crate::error::{Error, Result};
 use crate::ledger::{self, Run, Verdict};
+use crate::preflight::{Need, Scope};
 
 use super::{Grafana, GrafanaArgs, Token};
 
@@ -262,9 +263,81 @@ pub async fn take_down_service_account(run: &mut impl Run, r: &Resource) -> Resu
     Ok(Verdict::Deleted)
 }
 
+// ---- What these calls need (preflight) --------------------------------------------------------
+
+/// The IAM action of every AMG call this module makes (SDK method → action); a unit test
+/// finds every SDK call of this file here.
+pub const CALLS: &[(&str, &str)] = &[
+    ("describe_workspace", "grafana:DescribeWorkspace"),
+    (
+        "create_workspace_service_account",
+        "grafana:CreateWorkspaceServiceAccount",
+    ),
+    (
+        "create_workspace_service_account_token",
+        "grafana:CreateWorkspaceServiceAccountToken",
+    ),
+    (
+        "delete_workspace_service_account",
+        "grafana:DeleteWorkspaceServiceAccount",
+    ),
+];
+
+/// An AMG workspace's ARN.
+pub fn workspace_arn_in(scope: &Scope, id: &str) -> String {
+    scope.arn("grafana", &format!("/workspaces/{id}"))
+}
+
+/// What a run's session (opened and closed by this module) needs on AMG workspace `id`.
+pub fn needs_for_session(scope: &Scope, id: &str, step: &str) -> Vec<Need> {
+    let arn = workspace_arn_in(scope, id);
+    vec![
+        Need::new(
+            "grafana:DescribeWorkspace",
+            &arn,
+            format!("{step}: find the Grafana workspace's endpoint"),
+        ),
+        Need::new(
+            "grafana:CreateWorkspaceServiceAccount",
+            &arn,
+            format!("{step}: a service account for the run"),
+        ),
+        Need::new(
+            "grafana:CreateWorkspaceServiceAccountToken",
+            &arn,
+            format!("{step}: its token"),
+        ),
+        Need::new(
+            "grafana:DeleteWorkspaceServiceAccount",
+            &arn,
+            format!("{step}: delete the service account at the end"),
+        ),
+    ]
+}
+
+/// What teardown needs for a `grafana-service-account` entry.
+pub fn needs_to_take_down(scope: &Scope, r: &Resource) -> Vec<Need> {
+    let workspace = r
+        .details_as::<ServiceAccountDetails>()
+        .map(|d| d.workspace_id)
+        .unwrap_or_else(|_| "*".to_owned());
+    vec![Need::new(
+        "grafana:DeleteWorkspaceServiceAccount",
+        workspace_arn_in(scope, &workspace),
+        format!("teardown: delete grafana-service-account {}", r.id),
+    )]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_amg_call_has_its_action_declared() {
+        let scope = Scope::new("eu-west-1", "1");
+        let declared = needs_for_session(&scope, "g-1", "t");
+        crate::preflight::assert_calls_declared(include_str!("amg.rs"), CALLS, &declared);
+    }
 
     #[test]
     fn workspace_ids_are_checked() {

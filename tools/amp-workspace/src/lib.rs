@@ -19,6 +19,7 @@ use ampkit::cli::{Runtime, Tool};
 use ampkit::doc::{Resource, ResourceKind, StateDoc};
 use ampkit::error::{Error, Result};
 use ampkit::poll::Progress;
+use ampkit::preflight::{Need, Preflight, Scope};
 use ampkit::timespec::parse_duration;
 
 /// The program's name, as in the ledger and in error lines.
@@ -59,6 +60,10 @@ pub enum Command {
         /// Tag for a workspace this creates, KEY=VALUE (repeatable); managed-by=ampkit is always set
         #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
         tags: Vec<(String, String)>,
+        /// Workspaces per region this account may have (AMP's default quota is 25): `--check`
+        /// says when creating one more would pass it
+        #[arg(long, value_name = "N", default_value_t = amp::DEFAULT_WORKSPACE_QUOTA)]
+        workspace_quota: usize,
     },
     /// Create a workspace (always a new one); wait until ACTIVE
     Create {
@@ -71,6 +76,10 @@ pub enum Command {
         /// Return at once instead of waiting until ACTIVE
         #[arg(long)]
         no_wait: bool,
+        /// Workspaces per region this account may have (AMP's default quota is 25): `--check`
+        /// says when creating one more would pass it
+        #[arg(long, value_name = "N", default_value_t = amp::DEFAULT_WORKSPACE_QUOTA)]
+        workspace_quota: usize,
     },
     /// Describe a workspace into the document
     Describe {
@@ -141,12 +150,13 @@ pub async fn run(cli: Cli, doc: &mut StateDoc) -> Result<()> {
     };
     let ws = &run.workspaces;
     match cli.command {
-        Command::Ensure { alias, tags } => ensure(&run, &alias, &tags, doc).await,
+        Command::Ensure { alias, tags, .. } => ensure(&run, &alias, &tags, doc).await,
         Command::Scraper(args) => scraper::ensure(&run, &args, &config, doc).await,
         Command::Create {
             alias,
             tags,
             no_wait,
+            ..
         } => create(&run, &alias, &tags, !no_wait, doc).await,
         Command::Describe { workspace_id } => {
             let id = workspace_id_from(workspace_id, doc, &aws::region_of(&config))?;
@@ -263,6 +273,88 @@ async fn create(
     doc.set_section(amp::SECTION, ws.section(&described))
 }
 
+/// What each subcommand calls, for `--print-policy` and `--check` (the actions are declared
+/// by lib's `amp`, `amp::scraper` and `eks`, next to the calls).
+impl Preflight for Cli {
+    fn aws_args(&self) -> &AwsArgs {
+        &self.aws
+    }
+
+    fn needs(&self, doc: &StateDoc, scope: &Scope) -> Result<Vec<Need>> {
+        // The workspace a subcommand names, when the flag or the document gives it.
+        let known = |flag: &Option<String>| -> Result<String> {
+            if let Some(id) = flag.as_deref().filter(|id| !id.is_empty()) {
+                return Ok(amp::workspace_arn_in(scope, Some(id)));
+            }
+            Ok(WorkspaceSection::from_doc(doc)?
+                .map(|ws| ws.arn)
+                .filter(|arn| !arn.is_empty())
+                .unwrap_or_else(|| amp::workspace_arn_in(scope, None)))
+        };
+        Ok(match &self.command {
+            Command::Ensure { .. } => amp::needs_to_ensure(scope, "amp-workspace ensure"),
+            Command::Create { .. } => amp::needs_to_create(scope, "amp-workspace create"),
+            Command::List { .. } => amp::needs_to_list("amp-workspace list"),
+            Command::Describe { workspace_id } => {
+                amp::needs_to_describe(&known(workspace_id)?, "amp-workspace describe")
+            }
+            Command::Wait { workspace_id, .. } => {
+                amp::needs_to_describe(&known(workspace_id)?, "amp-workspace wait")
+            }
+            Command::Delete { workspace_id, .. } => {
+                amp::needs_to_delete(&known(workspace_id)?, "amp-workspace delete")
+            }
+            Command::Scraper(args) => {
+                let step = "amp-workspace scraper";
+                let mut needs = ampkit::amp::scraper::needs_to_ensure(scope, step);
+                needs.extend(ampkit::eks::needs_to_describe_cluster(
+                    scope,
+                    &args.cluster,
+                    step,
+                ));
+                needs
+            }
+        })
+    }
+
+    /// Creating one more workspace where the region holds the quota's worth already fails
+    /// with AMP's ServiceQuotaExceededException: said before, with the count.
+    async fn quotas(&self, config: &aws::SdkConfig, _doc: &StateDoc) -> Result<Vec<String>> {
+        let (alias, quota) = match &self.command {
+            Command::Ensure {
+                alias,
+                workspace_quota,
+                ..
+            } => (Some(alias), *workspace_quota),
+            Command::Create {
+                workspace_quota, ..
+            } => (None, *workspace_quota),
+            _ => return Ok(Vec::new()),
+        };
+        let ws = Workspaces::new(config);
+        let listed = match ws.list(None).await {
+            Ok(listed) => listed,
+            // A caller who may not list has that said as a missing permission already.
+            Err(e) if e.kind == ampkit::error::ErrorKind::Denied => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let live: Vec<&WorkspaceListing> =
+            listed.iter().filter(|w| w.status != "DELETING").collect();
+        if alias.is_some_and(|a| live.iter().any(|w| w.alias.as_deref() == Some(a.as_str()))) {
+            return Ok(Vec::new());
+        }
+        if live.len() >= quota {
+            return Ok(vec![format!(
+                "region {} holds {} workspaces, and the quota is {quota} (--workspace-quota; AMP's default is {}): creating one more would be refused; delete one or ask Service Quotas for more",
+                ws.region,
+                live.len(),
+                amp::DEFAULT_WORKSPACE_QUOTA
+            )]);
+        }
+        Ok(Vec::new())
+    }
+}
+
 fn workspace_id_from(flag: Option<String>, doc: &StateDoc, region: &str) -> Result<String> {
     if let Some(id) = flag.filter(|id| !id.is_empty()) {
         return Ok(id);
@@ -291,6 +383,71 @@ fn mark_status(doc: &mut StateDoc, id: &str, status: &str) -> Result<()> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// The actions a command line needs, from the tool's own Preflight.
+    fn actions_of(args: &[&str], doc: &str) -> Vec<String> {
+        use clap::Parser as _;
+        let cli = Cli::try_parse_from(args).unwrap();
+        let scope = ampkit::preflight::Scope::new("eu-west-1", "123456789012");
+        let doc = StateDoc::parse(doc).unwrap();
+        ampkit::preflight::Preflight::needs(&cli, &doc, &scope)
+            .unwrap()
+            .into_iter()
+            .map(|n| format!("{} {}", n.action, n.resource))
+            .collect()
+    }
+
+    /// Every `want` is among `have` (an action, optionally with its resource).
+    fn assert_has(have: &[String], want: &[&str]) {
+        for w in want {
+            assert!(
+                have.iter()
+                    .any(|h| h == w || h.split(' ').next() == Some(w)),
+                "{w} not in {have:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn each_subcommand_declares_the_calls_it_makes() {
+        // ensure: list (find by alias), create, wait (describe); lib amp's calls.
+        let ensure = actions_of(&["amp-workspace", "ensure", "--alias", "a"], "{}");
+        assert_has(
+            &ensure,
+            &[
+                "aps:ListWorkspaces *",
+                "aps:CreateWorkspace arn:aws:aps:eu-west-1:123456789012:workspace/*",
+                "aps:TagResource",
+                "aps:DescribeWorkspace",
+            ],
+        );
+        // describe/delete name the workspace from the flag, else the document: never a pattern.
+        let delete = actions_of(
+            &["amp-workspace", "delete", "--wait"],
+            r#"{"workspace":{"workspaceId":"ws-1","arn":"arn:aws:aps:eu-west-1:123456789012:workspace/ws-1"}}"#,
+        );
+        assert_eq!(
+            delete,
+            vec![
+                "aps:DescribeWorkspace arn:aws:aps:eu-west-1:123456789012:workspace/ws-1",
+                "aps:DeleteWorkspace arn:aws:aps:eu-west-1:123456789012:workspace/ws-1",
+            ]
+        );
+        let scraper = actions_of(&["amp-workspace", "scraper", "--cluster", "c"], "{}");
+        assert_has(
+            &scraper,
+            &[
+                "eks:DescribeCluster arn:aws:eks:eu-west-1:123456789012:cluster/c",
+                "aps:ListScrapers",
+                "aps:CreateScraper",
+                "aps:DescribeScraper",
+            ],
+        );
+        assert_eq!(
+            actions_of(&["amp-workspace", "list"], "{}"),
+            vec!["aps:ListWorkspaces *"]
+        );
+    }
 
     #[test]
     fn tags_and_statuses_parse() {

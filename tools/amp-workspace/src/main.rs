@@ -4,5 +4,5 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    ampkit::cli::run(&amp_workspace::TOOL, amp_workspace::run)
+    ampkit::cli::run_aws(&amp_workspace::TOOL, amp_workspace::run)
 }

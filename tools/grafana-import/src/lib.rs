@@ -315,6 +315,44 @@ async fn plan(cli: &Cli, doc: &StateDoc) -> Result<Plan> {
 }
 
 /// Run the tool against the document.
+/// What a run calls of AWS, for `--print-policy` and `--check`: AMG's service account for the
+/// run (`--amg-workspace-id`), and with `--verify` the workspace's queries (lib `amp`'s data
+/// plane actions). Grafana's own API is not IAM's.
+impl ampkit::preflight::Preflight for Cli {
+    fn aws_args(&self) -> &AwsArgs {
+        &self.aws
+    }
+
+    fn needs(
+        &self,
+        doc: &StateDoc,
+        scope: &ampkit::preflight::Scope,
+    ) -> Result<Vec<ampkit::preflight::Need>> {
+        let mut needs = Vec::new();
+        if !self.render_only
+            && let Some(id) = &self.grafana.amg_workspace_id
+        {
+            needs.extend(ampkit::grafana::amg::needs_for_session(scope, id, NAME));
+        }
+        if self.verify {
+            let workspace = WorkspaceSection::from_doc(doc)?
+                .map(|ws| ws.arn)
+                .filter(|arn| !arn.is_empty())
+                .unwrap_or_else(|| ampkit::amp::workspace_arn_in(scope, None));
+            let step = format!("{NAME} --verify");
+            for path in [
+                "api/v1/query",
+                "api/v1/query_range",
+                "api/v1/series",
+                "api/v1/label/<name>/values",
+            ] {
+                needs.extend(ampkit::amp::needs_to_query(&workspace, path, &step));
+            }
+        }
+        Ok(needs)
+    }
+}
+
 pub async fn run(cli: Cli, doc: &mut StateDoc) -> Result<()> {
     let plan = plan(&cli, doc).await?;
     if cli.render_only {

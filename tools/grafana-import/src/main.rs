@@ -4,5 +4,5 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    ampkit::cli::run(&grafana_import::TOOL, grafana_import::run)
+    ampkit::cli::run_aws(&grafana_import::TOOL, grafana_import::run)
 }

@@ -81,6 +81,40 @@ pub struct CreateOptions {
     pub thumbprints: Vec<String>,
 }
 
+/// What `create` calls, for `--print-policy` and `--check` (the actions are declared by lib's
+/// `eks` and `iam`, next to the calls). The cluster's issuer is known only from EKS, so the
+/// provider is every EKS issuer's of the region.
+impl ampkit::preflight::Preflight for Cli {
+    fn aws_args(&self) -> &AwsArgs {
+        &self.aws
+    }
+
+    fn needs(
+        &self,
+        _doc: &StateDoc,
+        scope: &ampkit::preflight::Scope,
+    ) -> Result<Vec<ampkit::preflight::Need>> {
+        let Command::Create(opts) = &self.command;
+        let step = "irsa-role create";
+        let role = role_name(opts)?;
+        let mut needs = ampkit::eks::needs_to_describe_cluster(scope, &opts.cluster, step);
+        if opts.pod_identity {
+            needs.extend(iam::needs_for_role(scope, &role, step));
+            needs.extend(ampkit::eks::needs_for_pod_identity(
+                scope,
+                &opts.cluster,
+                &iam::role_arn_in(scope, Some(&role)),
+                step,
+            ));
+        } else {
+            let issuers = format!("https://oidc.eks.{}.amazonaws.com/id/*", scope.region);
+            needs.extend(iam::needs_for_oidc_provider(scope, Some(&issuers), step));
+            needs.extend(iam::needs_for_role(scope, &role, step));
+        }
+        Ok(needs)
+    }
+}
+
 /// Run one `irsa-role` subcommand against the document.
 pub async fn run(cli: Cli, doc: &mut StateDoc) -> Result<()> {
     match cli.command {
@@ -357,6 +391,68 @@ fn write_manifest(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// The actions a command line needs, from the tool's own Preflight.
+    fn actions_of(args: &[&str], doc: &str) -> Vec<String> {
+        use clap::Parser as _;
+        let cli = Cli::try_parse_from(args).unwrap();
+        let scope = ampkit::preflight::Scope::new("eu-west-1", "123456789012");
+        let doc = StateDoc::parse(doc).unwrap();
+        ampkit::preflight::Preflight::needs(&cli, &doc, &scope)
+            .unwrap()
+            .into_iter()
+            .map(|n| format!("{} {}", n.action, n.resource))
+            .collect()
+    }
+
+    /// Every `want` is among `have` (an action, optionally with its resource).
+    fn assert_has(have: &[String], want: &[&str]) {
+        for w in want {
+            assert!(
+                have.iter()
+                    .any(|h| h == w || h.split(' ').next() == Some(w)),
+                "{w} not in {have:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn create_declares_the_cluster_the_provider_the_role_and_its_policy() {
+        let irsa = actions_of(
+            &["irsa-role", "create", "--cluster", "c", "--role-name", "r"],
+            "{}",
+        );
+        assert_has(
+            &irsa,
+            &[
+                "eks:DescribeCluster arn:aws:eks:eu-west-1:123456789012:cluster/c",
+                "iam:ListOpenIDConnectProviders *",
+                "iam:CreateOpenIDConnectProvider arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/*",
+                "iam:CreateRole arn:aws:iam::123456789012:role/r",
+                "iam:PutRolePolicy arn:aws:iam::123456789012:role/r",
+            ],
+        );
+        let pod = actions_of(
+            &[
+                "irsa-role",
+                "create",
+                "--cluster",
+                "c",
+                "--role-name",
+                "r",
+                "--pod-identity",
+            ],
+            "{}",
+        );
+        assert_has(
+            &pod,
+            &[
+                "eks:CreatePodIdentityAssociation",
+                "iam:PassRole arn:aws:iam::123456789012:role/r",
+            ],
+        );
+        assert!(!pod.iter().any(|a| a.contains("OpenIDConnect")), "{pod:#?}");
+    }
 
     fn opts(cluster: &str) -> CreateOptions {
         CreateOptions {

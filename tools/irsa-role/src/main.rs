@@ -3,5 +3,5 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    ampkit::cli::run(&irsa_role::TOOL, irsa_role::run)
+    ampkit::cli::run_aws(&irsa_role::TOOL, irsa_role::run)
 }

@@ -175,6 +175,50 @@ pub enum Command {
     },
 }
 
+/// What a run calls, for `--print-policy` and `--check`: the workspace's data plane (the
+/// actions per API path are lib `amp::DATA_PLANE`'s). A `--url` that is not AMP's, or
+/// `--no-sign`, asks nothing of IAM.
+impl ampkit::preflight::Preflight for Cli {
+    fn aws_args(&self) -> &AwsArgs {
+        &self.aws
+    }
+
+    fn needs(
+        &self,
+        doc: &StateDoc,
+        scope: &ampkit::preflight::Scope,
+    ) -> Result<Vec<ampkit::preflight::Need>> {
+        if self.options.no_sign || self.options.url.is_some() {
+            return Ok(Vec::new());
+        }
+        let workspace = match self
+            .options
+            .workspace_id
+            .as_deref()
+            .filter(|id| !id.is_empty())
+        {
+            Some(id) => amp::workspace_arn_in(scope, Some(id)),
+            None => WorkspaceSection::from_doc(doc)?
+                .map(|ws| ws.arn)
+                .filter(|arn| !arn.is_empty())
+                .unwrap_or_else(|| amp::workspace_arn_in(scope, None)),
+        };
+        let (sub, path) = match &self.command {
+            Command::Query { .. } => ("query", "api/v1/query"),
+            Command::Wait { .. } => ("wait", "api/v1/query"),
+            Command::Range { .. } => ("range", "api/v1/query_range"),
+            Command::Series { .. } => ("series", "api/v1/series"),
+            Command::Labels { .. } => ("labels", "api/v1/labels"),
+            Command::LabelValues { .. } => ("label-values", "api/v1/label/<name>/values"),
+        };
+        Ok(amp::needs_to_query(
+            &workspace,
+            path,
+            &format!("{NAME} {sub}"),
+        ))
+    }
+}
+
 /// Run one `promql` subcommand and write its answer.
 pub async fn run(cli: Cli, doc: &mut StateDoc) -> Result<()> {
     let Cli {
@@ -746,6 +790,64 @@ async fn poll_until_holds(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// The actions a command line needs, from the tool's own Preflight.
+    fn actions_of(args: &[&str], doc: &str) -> Vec<String> {
+        use clap::Parser as _;
+        let cli = Cli::try_parse_from(args).unwrap();
+        let scope = ampkit::preflight::Scope::new("eu-west-1", "123456789012");
+        let doc = StateDoc::parse(doc).unwrap();
+        ampkit::preflight::Preflight::needs(&cli, &doc, &scope)
+            .unwrap()
+            .into_iter()
+            .map(|n| format!("{} {}", n.action, n.resource))
+            .collect()
+    }
+
+    #[test]
+    fn each_subcommand_declares_its_data_plane_action_on_the_workspace() {
+        let ws = "arn:aws:aps:eu-west-1:123456789012:workspace/ws-1";
+        for (args, action) in [
+            (
+                vec!["promql", "--workspace-id", "ws-1", "query", "up"],
+                "aps:QueryMetrics",
+            ),
+            (
+                vec!["promql", "--workspace-id", "ws-1", "range", "up"],
+                "aps:QueryMetrics",
+            ),
+            (
+                vec!["promql", "--workspace-id", "ws-1", "wait", "up"],
+                "aps:QueryMetrics",
+            ),
+            (
+                vec!["promql", "--workspace-id", "ws-1", "series", "up"],
+                "aps:GetSeries",
+            ),
+            (
+                vec!["promql", "--workspace-id", "ws-1", "labels"],
+                "aps:GetLabels",
+            ),
+            (
+                vec!["promql", "--workspace-id", "ws-1", "label-values", "job"],
+                "aps:GetLabels",
+            ),
+        ] {
+            assert_eq!(
+                actions_of(&args, "{}"),
+                vec![format!("{action} {ws}")],
+                "{args:?}"
+            );
+        }
+        // A Prometheus of one's own asks nothing of IAM.
+        assert!(
+            actions_of(
+                &["promql", "--url", "http://127.0.0.1:9090", "query", "up"],
+                "{}"
+            )
+            .is_empty()
+        );
+    }
 
     fn cmp(op: &str, n: &str) -> Option<Compare> {
         Compare::parse(&[op.to_owned(), n.to_owned()]).unwrap()

@@ -3,5 +3,5 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    ampkit::cli::run(&promql::TOOL, promql::run)
+    ampkit::cli::run_aws(&promql::TOOL, promql::run)
 }

@@ -326,6 +326,59 @@ pub async fn run(cli: Cli, doc: &mut StateDoc) -> Result<()> {
     }
 }
 
+/// What a run calls, for `--print-policy` and `--check` (the actions are declared by lib's
+/// `sns`, `amp`, `amp::rules` and `grafana::amg`, next to the calls).
+impl ampkit::preflight::Preflight for Cli {
+    fn aws_args(&self) -> &AwsArgs {
+        &self.aws
+    }
+
+    fn needs(
+        &self,
+        doc: &StateDoc,
+        scope: &ampkit::preflight::Scope,
+    ) -> Result<Vec<ampkit::preflight::Need>> {
+        let doc_topic = doc.str_field(SECTION, "topicArn").filter(|t| !t.is_empty());
+        if let Some(Command::Test(args)) = &self.command {
+            let topic = args
+                .topic_arn
+                .as_deref()
+                .or(doc_topic)
+                .map_or_else(|| sns::topic_arn_in(scope, "*"), str::to_owned);
+            return Ok(sns::needs_to_publish(&topic, "sns-alert test"));
+        }
+        let args = &self.create;
+        let step = NAME;
+        let (topic, by_name) = match &args.topic_arn {
+            Some(arn) => (arn.clone(), false),
+            None => (sns::topic_arn_in(scope, &args.topic_name), true),
+        };
+        let mut needs = sns::needs_for_topic(scope, &topic, by_name, !args.emails.is_empty(), step);
+        if args.target.amp() {
+            let workspace_id = args.workspace_id.clone().or_else(|| {
+                WorkspaceSection::from_doc(doc)
+                    .ok()
+                    .flatten()
+                    .and_then(|ws| WorkspaceSection::get(&ws.workspace_id).map(str::to_owned))
+            });
+            let workspace = ampkit::amp::workspace_arn_in(scope, workspace_id.as_deref());
+            needs.extend(ampkit::amp::needs_to_describe(&workspace, step));
+            needs.extend(ampkit::amp::rules::needs_for_alerting(
+                scope,
+                workspace_id.as_deref(),
+                &args.namespace,
+                step,
+            ));
+        }
+        if args.target.grafana()
+            && let Some(id) = &args.grafana.amg_workspace_id
+        {
+            needs.extend(ampkit::grafana::amg::needs_for_session(scope, id, step));
+        }
+        Ok(needs)
+    }
+}
+
 /// Everything the run will do, checked before anything is created: the flags, the alert's
 /// PromQL, the topic (its region and account), the workspace and the definition AMP would
 /// be given, and the Grafana target.
@@ -947,4 +1000,84 @@ async fn test(args: TestArgs, config: &SdkConfig, doc: &mut StateDoc) -> Result<
     section["topicArn"] = json!(topic_arn);
     section["test"] = json!({"messageId": id});
     doc.set_section(SECTION, section)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod preflight_tests {
+    use super::*;
+
+    /// The actions a command line needs, from the tool's own Preflight.
+    fn actions_of(args: &[&str], doc: &str) -> Vec<String> {
+        use clap::Parser as _;
+        let cli = Cli::try_parse_from(args).unwrap();
+        let scope = ampkit::preflight::Scope::new("eu-west-1", "123456789012");
+        let doc = StateDoc::parse(doc).unwrap();
+        ampkit::preflight::Preflight::needs(&cli, &doc, &scope)
+            .unwrap()
+            .into_iter()
+            .map(|n| format!("{} {}", n.action, n.resource))
+            .collect()
+    }
+
+    /// Every `want` is among `have` (an action, optionally with its resource).
+    fn assert_has(have: &[String], want: &[&str]) {
+        for w in want {
+            assert!(
+                have.iter()
+                    .any(|h| h == w || h.split(' ').next() == Some(w)),
+                "{w} not in {have:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn each_target_declares_the_topic_the_rules_and_the_definition() {
+        let doc = r#"{"workspace":{"workspaceId":"ws-1"}}"#;
+        let amp = actions_of(
+            &["sns-alert", "--topic-name", "grafana-x", "--email", "a@b.c"],
+            doc,
+        );
+        assert_has(
+            &amp,
+            &[
+                "sns:ListTopics *",
+                "sns:CreateTopic arn:aws:sns:eu-west-1:123456789012:grafana-x",
+                "sns:SetTopicAttributes arn:aws:sns:eu-west-1:123456789012:grafana-x",
+                "sns:Subscribe",
+                "aps:DescribeWorkspace arn:aws:aps:eu-west-1:123456789012:workspace/ws-1",
+                "aps:CreateRuleGroupsNamespace arn:aws:aps:eu-west-1:123456789012:rulegroupsnamespace/ws-1/ampkit-alerting",
+                "aps:PutAlertManagerDefinition arn:aws:aps:eu-west-1:123456789012:workspace/ws-1",
+            ],
+        );
+        let amg = actions_of(
+            &[
+                "sns-alert",
+                "--target",
+                "grafana",
+                "--amg-workspace-id",
+                "g-1",
+            ],
+            doc,
+        );
+        assert_has(
+            &amg,
+            &[
+                "grafana:CreateWorkspaceServiceAccount arn:aws:grafana:eu-west-1:123456789012:/workspaces/g-1",
+            ],
+        );
+        assert!(!amg.iter().any(|a| a.starts_with("aps:")), "{amg:#?}");
+        assert_eq!(
+            actions_of(
+                &[
+                    "sns-alert",
+                    "test",
+                    "--topic-arn",
+                    "arn:aws:sns:eu-west-1:123456789012:t"
+                ],
+                "{}"
+            ),
+            vec!["sns:Publish arn:aws:sns:eu-west-1:123456789012:t"]
+        );
+    }
 }

@@ -4,5 +4,5 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    ampkit::cli::run(&sns_alert::TOOL, sns_alert::run)
+    ampkit::cli::run_aws(&sns_alert::TOOL, sns_alert::run)
 }

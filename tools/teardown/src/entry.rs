@@ -16,6 +16,7 @@ use ampkit::error::{ErrorKind, Result};
 use ampkit::grafana::{alerting, amg, delete as grafana};
 use ampkit::kube::service_account;
 use ampkit::ledger::Verdict;
+use ampkit::preflight::{Need, Scope};
 use ampkit::{amp, eks, iam, sns};
 
 use crate::Context;
@@ -70,5 +71,41 @@ async fn take_down(ctx: &mut Context, r: &Resource) -> Result<Verdict> {
         ResourceKind::Other(kind) => Ok(Verdict::Failed(format!(
             "unknown kind `{kind}` (written by another ampkit version?): kept, never guessed at"
         ))),
+    }
+}
+
+/// What deleting entry `r` needs, for `--print-policy` and `--check`: each owner declares its
+/// kinds' actions next to its `take_down_*` (the same table as [`take_down`]'s). Kubernetes and
+/// Grafana's own objects ask nothing of IAM.
+pub fn needs(scope: &Scope, r: &Resource) -> Vec<Need> {
+    // An entry made in another region is deleted there.
+    let scope = match r.region.as_deref().filter(|region| !region.is_empty()) {
+        Some(region) => Scope::new(region, &scope.account),
+        None => scope.clone(),
+    };
+    let scope = &scope;
+    match &r.kind {
+        ResourceKind::AmpWorkspace => amp::needs_to_take_down(scope, r),
+        ResourceKind::AmpRuleGroupsNamespace | ResourceKind::AmpAlertManagerDefinition => {
+            amp::rules::needs_to_take_down(scope, r)
+        }
+        ResourceKind::AmpScraper => amp::scraper::needs_to_take_down(scope, r),
+        ResourceKind::IamRole | ResourceKind::IamRolePolicy | ResourceKind::IamOidcProvider => {
+            iam::needs_to_take_down(scope, r)
+        }
+        ResourceKind::EksPodIdentityAssociation => eks::needs_to_take_down(scope, r),
+        ResourceKind::SnsTopic
+        | ResourceKind::SnsSubscription
+        | ResourceKind::SnsTopicPolicyStatement => sns::needs_to_take_down(scope, r),
+        ResourceKind::GrafanaServiceAccount => amg::needs_to_take_down(scope, r),
+        ResourceKind::K8sNamespace
+        | ResourceKind::K8sServiceAccount
+        | ResourceKind::GrafanaDatasource
+        | ResourceKind::GrafanaFolder
+        | ResourceKind::GrafanaDashboard
+        | ResourceKind::GrafanaContactPoint
+        | ResourceKind::GrafanaNotificationRoute
+        | ResourceKind::GrafanaAlertRule
+        | ResourceKind::Other(_) => Vec::new(),
     }
 }

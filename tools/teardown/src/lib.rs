@@ -72,6 +72,44 @@ pub struct Cli {
     pub grafana: GrafanaArgs,
 }
 
+/// What deleting the ledger calls, entry by entry, for `--print-policy` and `--check`; a dry
+/// run only reads. The ledger is the one `--state` names, else the document's.
+impl ampkit::preflight::Preflight for Cli {
+    fn aws_args(&self) -> &AwsArgs {
+        &self.aws
+    }
+
+    fn needs(
+        &self,
+        doc: &StateDoc,
+        scope: &ampkit::preflight::Scope,
+    ) -> Result<Vec<ampkit::preflight::Need>> {
+        let from_file;
+        let doc = match &self.state {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    Error::usage(format!("cannot read --state {}: {e}", path.display()))
+                })?;
+                from_file = StateDoc::parse(&text)?;
+                &from_file
+            }
+            None => doc,
+        };
+        let read_only = |need: &ampkit::preflight::Need| {
+            let verb = need.action.split(':').nth(1).unwrap_or_default();
+            ["Get", "List", "Describe"]
+                .iter()
+                .any(|prefix| verb.starts_with(prefix))
+        };
+        Ok(doc
+            .resources()
+            .iter()
+            .flat_map(|r| entry::needs(scope, r))
+            .filter(|need| !self.dry_run || read_only(need))
+            .collect())
+    }
+}
+
 /// One line of the `teardown` section.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -455,6 +493,59 @@ async fn interruption() -> &'static str {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// The actions a command line needs, from the tool's own Preflight.
+    fn actions_of(args: &[&str], doc: &str) -> Vec<String> {
+        use clap::Parser as _;
+        let cli = Cli::try_parse_from(args).unwrap();
+        let scope = ampkit::preflight::Scope::new("eu-west-1", "123456789012");
+        let doc = StateDoc::parse(doc).unwrap();
+        ampkit::preflight::Preflight::needs(&cli, &doc, &scope)
+            .unwrap()
+            .into_iter()
+            .map(|n| format!("{} {}", n.action, n.resource))
+            .collect()
+    }
+
+    /// Every `want` is among `have` (an action, optionally with its resource).
+    fn assert_has(have: &[String], want: &[&str]) {
+        for w in want {
+            assert!(
+                have.iter()
+                    .any(|h| h == w || h.split(' ').next() == Some(w)),
+                "{w} not in {have:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_aws_kind_of_the_ledger_declares_its_deletes_and_a_dry_run_only_reads() {
+        let ledger = r#"{"resources":[
+            {"type":"amp-workspace","id":"ws-1","arn":"arn:aws:aps:eu-west-1:123456789012:workspace/ws-1","tool":"t"},
+            {"type":"iam-role","id":"r","tool":"t"},
+            {"type":"sns-topic","id":"arn:aws:sns:eu-west-1:123456789012:grafana-x","arn":"arn:aws:sns:eu-west-1:123456789012:grafana-x","tool":"t"},
+            {"type":"amp-scraper","id":"s-1","tool":"t","region":"us-east-2"},
+            {"type":"k8s-namespace","id":"ns","tool":"t"}
+        ]}"#;
+        let all = actions_of(&["teardown"], ledger);
+        assert_has(
+            &all,
+            &[
+                "aps:DeleteWorkspace arn:aws:aps:eu-west-1:123456789012:workspace/ws-1",
+                "iam:DeleteRole arn:aws:iam::123456789012:role/r",
+                "sns:DeleteTopic arn:aws:sns:eu-west-1:123456789012:grafana-x",
+                "aps:DeleteScraper arn:aws:aps:us-east-2:123456789012:scraper/s-1",
+            ],
+        );
+        let dry = actions_of(&["teardown", "--dry-run"], ledger);
+        assert!(
+            !dry.is_empty()
+                && dry
+                    .iter()
+                    .all(|a| a.contains(":Get") || a.contains(":List") || a.contains(":Describe")),
+            "{dry:#?}"
+        );
+    }
     use ampkit::kube::testing::{Call, not_found, serve};
     use clap::Parser;
     use http::{Method, StatusCode};

@@ -3,5 +3,5 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    ampkit::cli::run(&teardown::TOOL, teardown::run)
+    ampkit::cli::run_aws(&teardown::TOOL, teardown::run)
 }
