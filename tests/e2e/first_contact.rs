@@ -348,3 +348,39 @@ fn a_workspace_in_another_region_is_named_with_both() {
         .run()
         .expect_code(0);
 }
+
+/// A workspace the document places in another account than the credentials' is named with
+/// both accounts and the fix, exit 2 (AMP would answer "not found", as for a deleted one).
+#[test]
+fn a_workspace_of_another_account_is_named_with_both() {
+    let stack = ampkit_e2e::stack();
+    let mut doc = ampkit_e2e::new_workspace(&stack, "other-account");
+    let id = doc["workspace"]["workspaceId"].as_str().unwrap().to_owned();
+    let arn = doc["workspace"]["arn"].as_str().unwrap().to_owned();
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let ours = parts[4].to_owned();
+    let elsewhere = format!(
+        "{}:{}:{}:{}:111122223333:{}",
+        parts[0], parts[1], parts[2], parts[3], parts[5]
+    );
+    doc["workspace"]["arn"] = serde_json::json!(elsewhere);
+    for (name, args) in [
+        ("amp-workspace", vec!["describe"]),
+        ("sns-alert", vec!["--topic-name", "grafana-other-account"]),
+    ] {
+        let run = tool(name).on(&stack).args(&args).stdin_doc(&doc).run();
+        run.expect_code(2);
+        let error = &run.error()["error"];
+        let message = error["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!(
+                "the document's workspace {id} is in account 111122223333, but the credentials are of account {ours}"
+            )),
+            "{name}: {message}"
+        );
+        assert!(
+            error["hint"].as_str().unwrap().contains("--profile"),
+            "{name}"
+        );
+    }
+}

@@ -84,6 +84,27 @@ impl WorkspaceSection {
         Ok(Some(section))
     }
 
+    /// Whether the caller's credentials are of the account the section's ARN names: AMP would
+    /// answer "not found" for another account's workspace, as for a deleted one. One STS call,
+    /// made only when the ARN names an account.
+    pub async fn check_account(&self, config: &aws_config::SdkConfig) -> Result<()> {
+        let Some(account) = Self::get(&self.arn).and_then(crate::sts::arn_account) else {
+            return Ok(());
+        };
+        let caller = crate::sts::caller(config).await?;
+        if caller.account == account {
+            return Ok(());
+        }
+        Err(Error::usage(format!(
+            "the document's workspace {} is in account {account}, but the credentials are of account {} ({})",
+            self.workspace_id, caller.account, caller.arn
+        ))
+        .with_hint(format!(
+            "use credentials of account {account} (--profile, AWS_PROFILE), or give a workspace of account {} with --workspace-id",
+            caller.account
+        )))
+    }
+
     /// A field that is set: `Some` only when not empty.
     pub fn get(field: &str) -> Option<&str> {
         Some(field).filter(|f| !f.is_empty())

@@ -159,7 +159,7 @@ pub async fn run(cli: Cli, doc: &mut StateDoc) -> Result<()> {
             ..
         } => create(&run, &alias, &tags, !no_wait, doc).await,
         Command::Describe { workspace_id } => {
-            let id = workspace_id_from(workspace_id, doc, &aws::region_of(&config))?;
+            let id = doc_workspace_id(workspace_id, doc, &config).await?;
             let found = ws.describe(&id).await?;
             doc.set_section(amp::SECTION, ws.section(&found))
         }
@@ -180,7 +180,7 @@ pub async fn run(cli: Cli, doc: &mut StateDoc) -> Result<()> {
             workspace_id,
             status,
         } => {
-            let id = workspace_id_from(workspace_id, doc, &aws::region_of(&config))?;
+            let id = doc_workspace_id(workspace_id, doc, &config).await?;
             match ws
                 .wait_for(&id, &status, run.timeout, &run.progress)
                 .await?
@@ -190,7 +190,7 @@ pub async fn run(cli: Cli, doc: &mut StateDoc) -> Result<()> {
             }
         }
         Command::Delete { workspace_id, wait } => {
-            let id = workspace_id_from(workspace_id, doc, &aws::region_of(&config))?;
+            let id = doc_workspace_id(workspace_id, doc, &config).await?;
             // Not every implementation reports an unknown id on delete (moto does not);
             // describing first makes "not there" exit 3 everywhere.
             ws.describe(&id).await?;
@@ -353,6 +353,22 @@ impl Preflight for Cli {
         }
         Ok(Vec::new())
     }
+}
+
+/// The workspace a subcommand acts on: the flag's, else the document's once its region and
+/// account are the run's (AMP would answer "not found" for either, sending a user looking for
+/// a deleted workspace).
+async fn doc_workspace_id(
+    flag: Option<String>,
+    doc: &StateDoc,
+    config: &aws::SdkConfig,
+) -> Result<String> {
+    let from_doc = flag.as_deref().is_none_or(str::is_empty);
+    let id = workspace_id_from(flag, doc, &aws::region_of(config))?;
+    if from_doc && let Some(section) = WorkspaceSection::from_doc(doc)? {
+        section.check_account(config).await?;
+    }
+    Ok(id)
 }
 
 fn workspace_id_from(flag: Option<String>, doc: &StateDoc, region: &str) -> Result<String> {

@@ -501,7 +501,11 @@ async fn amp_plan(
     let section = if args.workspace_id.is_some() {
         WorkspaceSection::from_doc(doc)?
     } else {
-        WorkspaceSection::from_doc_in(doc, region)?
+        let section = WorkspaceSection::from_doc_in(doc, region)?;
+        if let Some(section) = &section {
+            section.check_account(config).await?;
+        }
+        section
     }
     .unwrap_or_default();
     let workspace_id = args
