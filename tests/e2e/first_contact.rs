@@ -384,3 +384,52 @@ fn a_workspace_of_another_account_is_named_with_both() {
         );
     }
 }
+
+/// An endpoint that answers, but is no AWS service (here the stack's Prometheus), is told
+/// apart from one nothing answers: "answered HTTP N, but not as an AWS service does" against
+/// "could not reach the service", each with its fix.
+#[test]
+fn an_endpoint_that_is_not_aws_is_told_apart_from_one_that_does_not_answer() {
+    let stack = ampkit_e2e::stack();
+    let answered = aimed_at("amp-workspace", &stack.prometheus_url)
+        .env("AWS_REGION", "eu-west-1")
+        .env("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEEXAMPLE00")
+        .env("AWS_SECRET_ACCESS_KEY", "secret")
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .args(["list"])
+        .run();
+    answered.expect_code(1);
+    let message = answered.error()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.starts_with("listing workspaces: the endpoint answered HTTP 404")
+            && message.ends_with("but not as an AWS service does"),
+        "{message}"
+    );
+    let free = ampkit_e2e::amp_local::free_port();
+    let silent = aimed_at("amp-workspace", &format!("http://127.0.0.1:{free}"))
+        .env("AWS_REGION", "eu-west-1")
+        .env("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEEXAMPLE00")
+        .env("AWS_SECRET_ACCESS_KEY", "secret")
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .args(["list"])
+        .run();
+    silent.expect_code(1);
+    let error = &silent.error()["error"];
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("listing workspaces: could not reach the service"),
+        "{}",
+        silent.stderr
+    );
+    assert!(
+        error["hint"]
+            .as_str()
+            .unwrap()
+            .starts_with("nothing answered")
+    );
+}
