@@ -370,6 +370,39 @@ async fn principal(iam: &crate::iam::Iam, caller: &crate::sts::Caller) -> Princi
     }
 }
 
+/// What the tools' tests ask of their `Preflight`: the needs of a command line, as
+/// `"ACTION RESOURCE"` lines, and that some are among them.
+#[cfg(any(test, feature = "test-support"))]
+#[allow(clippy::unwrap_used)]
+pub mod testing {
+    use super::{Preflight, Scope};
+    use crate::doc::StateDoc;
+
+    /// The needs `args` (program name first) declare with `doc` on stdin, in eu-west-1 of
+    /// account 123456789012, as `"ACTION RESOURCE"`.
+    pub fn actions_of<C: clap::Parser + Preflight>(args: &[&str], doc: &str) -> Vec<String> {
+        let cli = C::try_parse_from(args).unwrap();
+        let scope = Scope::new("eu-west-1", "123456789012");
+        let doc = StateDoc::parse(doc).unwrap();
+        cli.needs(&doc, &scope)
+            .unwrap()
+            .into_iter()
+            .map(|n| format!("{} {}", n.action, n.resource))
+            .collect()
+    }
+
+    /// Every `want` is among `have` (an action, optionally with its resource).
+    pub fn assert_has(have: &[String], want: &[&str]) {
+        for w in want {
+            assert!(
+                have.iter()
+                    .any(|h| h == w || h.split(' ').next() == Some(w)),
+                "{w} not in {have:#?}"
+            );
+        }
+    }
+}
+
 /// The SDK methods a module's source calls on its client (`client.x()`, `iam.x()`, chained
 /// on the next line too): what its `CALLS` table must cover. Calls with arguments are the
 /// module's own wrappers, not SDK operations.

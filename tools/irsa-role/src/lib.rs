@@ -392,28 +392,11 @@ fn write_manifest(
 mod tests {
     use super::*;
 
-    /// The actions a command line needs, from the tool's own Preflight.
-    fn actions_of(args: &[&str], doc: &str) -> Vec<String> {
-        use clap::Parser as _;
-        let cli = Cli::try_parse_from(args).unwrap();
-        let scope = ampkit::preflight::Scope::new("eu-west-1", "123456789012");
-        let doc = StateDoc::parse(doc).unwrap();
-        ampkit::preflight::Preflight::needs(&cli, &doc, &scope)
-            .unwrap()
-            .into_iter()
-            .map(|n| format!("{} {}", n.action, n.resource))
-            .collect()
-    }
+    use ampkit::preflight::testing::assert_has;
 
-    /// Every `want` is among `have` (an action, optionally with its resource).
-    fn assert_has(have: &[String], want: &[&str]) {
-        for w in want {
-            assert!(
-                have.iter()
-                    .any(|h| h == w || h.split(' ').next() == Some(w)),
-                "{w} not in {have:#?}"
-            );
-        }
+    /// The actions a command line of this tool needs, from its own Preflight.
+    fn actions_of(args: &[&str], doc: &str) -> Vec<String> {
+        ampkit::preflight::testing::actions_of::<Cli>(args, doc)
     }
 
     #[test]
