@@ -418,39 +418,7 @@ mod tests {
 
     /// The blob as render-agent-config's managed-scraper flavour writes it (model.rs
     /// `envoy_pod_rules`).
-    const RENDERED: &str = r"global:
-  scrape_interval: 5s
-scrape_configs:
-- job_name: envoy
-  metrics_path: /stats/prometheus
-  kubernetes_sd_configs:
-  - role: pod
-  relabel_configs:
-  - source_labels: [__meta_kubernetes_pod_container_name]
-    regex: envoy
-    action: keep
-  - source_labels: [__address__]
-    regex: ([^:]+)(?::\d+)?
-    target_label: __address__
-    replacement: ${1}:9901
-    action: replace
-  - source_labels: [__address__, __meta_kubernetes_pod_annotation_prometheus_io_port]
-    regex: ([^:]+)(?::\d+)?;(\d+)
-    target_label: __address__
-    replacement: ${1}:${2}
-    action: replace
-  - regex: __meta_kubernetes_pod_label_(.+)
-    action: labelmap
-  - source_labels: [__meta_kubernetes_namespace]
-    target_label: namespace
-    action: replace
-  - source_labels: [__meta_kubernetes_pod_label_app]
-    target_label: service
-    action: replace
-  - source_labels: [__meta_kubernetes_pod_name]
-    target_label: kubernetes_pod_name
-    action: replace
-";
+    const RENDERED: &str = include_str!("../../../tests/fixtures/scrapers/managed-envoy.yaml");
 
     fn pods() -> Vec<Pod> {
         [
