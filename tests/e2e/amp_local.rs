@@ -8,7 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use ampkit_e2e::amp_local::{
-    Agent, Process, REMOTE_WRITE_HEADERS, Signer, free_port, now_ms, remote_write_body, series,
+    Agent, Process, REMOTE_WRITE_HEADERS, Signer, free_port, http, now_ms, prometheus_query,
+    remote_write_body, series, signed_read,
 };
 use ampkit_e2e::{Stack, amp_sdk, eventually, stack, unique_name, urlencode};
 use aws_sdk_amp::client::Waiters;
@@ -21,13 +22,6 @@ fn amp_url(stack: &Stack) -> String {
 
 async fn sdk() -> aws_sdk_amp::Client {
     amp_sdk(&amp_url(&stack())).await
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("an HTTP client")
 }
 
 /// A test's own workspace (alias from `prefix`), waited ACTIVE, with the stack and the SDK
@@ -122,43 +116,10 @@ async fn active_workspace(client: &aws_sdk_amp::Client, alias: &str) -> String {
     id
 }
 
-/// Instant query straight against the Prometheus behind amp-local.
-async fn prometheus_query(stack: &Stack, query: &str) -> Vec<Value> {
-    let body: Value = http()
-        .get(format!(
-            "{}/api/v1/query?query={}",
-            stack.prometheus_url,
-            urlencode(query)
-        ))
-        .send()
-        .await
-        .expect("Prometheus answers")
-        .json()
-        .await
-        .expect("JSON from Prometheus");
-    assert_eq!(body["status"], "success", "{body}");
-    body["data"]["result"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
-/// A read of a workspace's Prometheus API (`op` after `api/v1/`) through amp-local,
-/// SigV4-signed, its parameters in the query string of a GET.
+/// A read of a workspace's Prometheus API (`op` after `api/v1/`) through the stack's
+/// amp-local, SigV4-signed, its parameters in the query string of a GET.
 async fn amp_read(stack: &Stack, ws: &str, op: &str, params: &[(&str, &str)]) -> (u16, Value) {
-    let query = params
-        .iter()
-        .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
-        .collect::<Vec<_>>()
-        .join("&");
-    let url = format!("{}/workspaces/{ws}/api/v1/{op}?{query}", amp_url(stack));
-    let response = Signer::for_stack(stack)
-        .request(&http(), "GET", &url, &[], Vec::new())
-        .send()
-        .await
-        .expect("amp-local answers");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    signed_read(stack, &amp_url(stack), ws, op, params).await
 }
 
 /// Instant query through amp-local, SigV4-signed, in the POST form.
@@ -1719,39 +1680,7 @@ async fn subqueries_step_as_amp_does_and_annotations_carry_no_foreign_position()
 /// A scraper's configuration as ampkit renders it (render-agent-config's managed-scraper
 /// flavour): Kubernetes pod discovery, only `envoy` containers, the port from the
 /// `prometheus.io/port` annotation, pod labels mapped, `service` from the `app` label.
-const SCRAPER_BLOB: &str = r"global:
-  scrape_interval: 5s
-scrape_configs:
-- job_name: envoy
-  metrics_path: /stats/prometheus
-  kubernetes_sd_configs:
-  - role: pod
-  relabel_configs:
-  - source_labels: [__meta_kubernetes_pod_container_name]
-    regex: envoy
-    action: keep
-  - source_labels: [__address__]
-    regex: ([^:]+)(?::\d+)?
-    target_label: __address__
-    replacement: ${1}:9901
-    action: replace
-  - source_labels: [__address__, __meta_kubernetes_pod_annotation_prometheus_io_port]
-    regex: ([^:]+)(?::\d+)?;(\d+)
-    target_label: __address__
-    replacement: ${1}:${2}
-    action: replace
-  - regex: __meta_kubernetes_pod_label_(.+)
-    action: labelmap
-  - source_labels: [__meta_kubernetes_namespace]
-    target_label: namespace
-    action: replace
-  - source_labels: [__meta_kubernetes_pod_label_app]
-    target_label: service
-    action: replace
-  - source_labels: [__meta_kubernetes_pod_name]
-    target_label: kubernetes_pod_name
-    action: replace
-";
+const SCRAPER_BLOB: &str = include_str!("../fixtures/scrapers/managed-envoy.yaml");
 
 /// The ARN of a workspace, as DescribeWorkspace gives it.
 async fn workspace_arn(client: &aws_sdk_amp::Client, id: &str) -> String {

@@ -17,19 +17,13 @@ use ampkit::grafana::Outcome;
 use ampkit::ledger::Removal;
 use ampkit::poll::Progress;
 use ampkit_e2e::amp_local::{
-    Process, REMOTE_WRITE_HEADERS, Signer, free_port, local_bin, now_ms, remote_write_body, series,
+    Process, REMOTE_WRITE_HEADERS, Signer, free_port, http, local_bin, now_ms, prometheus_query,
+    remote_write_body, series, signed_read,
 };
 use ampkit_e2e::{Stack, amp_sdk, eventually, stack, tool, unique_name};
 use aws_sdk_amp::client::Waiters;
 use aws_sdk_amp::primitives::Blob;
 use serde_json::{Value, json};
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("an HTTP client")
-}
 
 /// An amp-local of the test's own with `limits` (flags), in front of the stack's Prometheus;
 /// stopped by PID when dropped.
@@ -130,30 +124,8 @@ impl OwnAmp {
 
     /// A signed GET of a workspace's query API with `params`: the status and the JSON body.
     async fn read(&self, ws: &str, op: &str, params: &[(&str, &str)]) -> (u16, Value) {
-        read(&self.stack, &self.url, ws, op, params).await
+        signed_read(&self.stack, &self.url, ws, op, params).await
     }
-}
-
-async fn read(
-    stack: &Stack,
-    base: &str,
-    ws: &str,
-    op: &str,
-    params: &[(&str, &str)],
-) -> (u16, Value) {
-    let query: String = params
-        .iter()
-        .map(|(k, v)| format!("{k}={}", ampkit_e2e::urlencode(v)))
-        .collect::<Vec<_>>()
-        .join("&");
-    let url = format!("{base}/workspaces/{ws}/api/v1/{op}?{query}");
-    let response = Signer::for_stack(stack)
-        .request(&http(), "GET", &url, &[], Vec::new())
-        .send()
-        .await
-        .expect("amp-local answers");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 /// How many samples of `selector` (with `ampkit_workspace=ws`) the Prometheus holds over the
@@ -164,20 +136,10 @@ async fn stored_samples(stack: &Stack, ws: &str, selector: &str) -> u64 {
         None => format!("{selector}{{ampkit_workspace=\"{ws}\"}}"),
     };
     let expr = format!("sum(count_over_time({confined}[1h]))");
-    let body: Value = http()
-        .get(format!(
-            "{}/api/v1/query?query={}",
-            stack.prometheus_url,
-            ampkit_e2e::urlencode(&expr)
-        ))
-        .send()
+    prometheus_query(stack, &expr)
         .await
-        .expect("Prometheus answers")
-        .json()
-        .await
-        .expect("JSON");
-    body["data"]["result"][0]["value"][1]
-        .as_str()
+        .first()
+        .and_then(|r| r["value"][1].as_str())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }
@@ -358,7 +320,7 @@ async fn a_range_query_longer_than_32_days_is_refused_with_400() {
         ("end", end_s.as_str()),
         ("step", "1d"),
     ];
-    let (status, body) = read(&stack, &stack.amp_url, &ws, "query_range", &params).await;
+    let (status, body) = signed_read(&stack, &stack.amp_url, &ws, "query_range", &params).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["errorType"], "bad_data");
     assert_eq!(
@@ -372,7 +334,7 @@ async fn a_range_query_longer_than_32_days_is_refused_with_400() {
         ("end", end_s.as_str()),
         ("step", "1d"),
     ];
-    let (status, body) = read(&stack, &stack.amp_url, &ws, "query_range", &params).await;
+    let (status, body) = signed_read(&stack, &stack.amp_url, &ws, "query_range", &params).await;
     assert_eq!(status, 200, "32 days exactly is within the quota: {body}");
     let _ = client.delete_workspace().workspace_id(&ws).send().await;
 }

@@ -8,18 +8,11 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ampkit_e2e::amp_local::{Process, local_bin};
+use ampkit_e2e::amp_local::{Process, http, local_bin};
 use ampkit_e2e::grafana::alerting::SnsFlavour;
 use ampkit_e2e::grafana::{GrafanaFixture, mint_token};
 use ampkit_e2e::{Stack, amp_sdk, bin, ledger_kinds, stack, tool, unique_name};
 use serde_json::{Value, json};
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("an HTTP client")
-}
 
 /// moto's SNS topics as it stores them (policy, sent notifications).
 async fn moto_topics(stack: &Stack) -> Vec<Value> {

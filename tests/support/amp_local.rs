@@ -12,6 +12,64 @@ use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
 
+/// An HTTP client for the stack's loopback services (no proxy from the environment).
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("an HTTP client")
+}
+
+/// A read of a workspace's Prometheus API (`op` after `api/v1/`) through the amp-local at
+/// `base`, SigV4-signed with the stack's key, its parameters in the query string of a GET:
+/// the status and the JSON body (null when there is none).
+pub async fn signed_read(
+    stack: &Stack,
+    base: &str,
+    ws: &str,
+    op: &str,
+    params: &[(&str, &str)],
+) -> (u16, serde_json::Value) {
+    let query = params
+        .iter()
+        .map(|(k, v)| format!("{}={}", crate::urlencode(k), crate::urlencode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    let url = format!("{base}/workspaces/{ws}/api/v1/{op}?{query}");
+    let response = Signer::for_stack(stack)
+        .request(&http(), "GET", &url, &[], Vec::new())
+        .send()
+        .await
+        .expect("amp-local answers");
+    let status = response.status().as_u16();
+    (
+        status,
+        response.json().await.unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// Instant query straight against the Prometheus behind amp-local (not through it): the
+/// result vector.
+pub async fn prometheus_query(stack: &Stack, query: &str) -> Vec<serde_json::Value> {
+    let body: serde_json::Value = http()
+        .get(format!(
+            "{}/api/v1/query?query={}",
+            stack.prometheus_url,
+            crate::urlencode(query)
+        ))
+        .send()
+        .await
+        .expect("Prometheus answers")
+        .json()
+        .await
+        .expect("JSON from Prometheus");
+    assert_eq!(body["status"], "success", "{body}");
+    body["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
 /// Who signs, for which region and service.
 #[derive(Debug, Clone)]
 pub struct Signer {
