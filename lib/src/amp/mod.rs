@@ -259,25 +259,55 @@ impl Workspaces {
     /// refuses it (409) while the workspace is CREATING or UPDATING: that waits (up to five
     /// minutes) and tries again; one DELETING already is taken as deleted.
     pub async fn delete(&self, id: &str) -> Result<()> {
-        use aws_sdk_amp::operation::delete_workspace::DeleteWorkspaceError;
         let timeout = Duration::from_secs(300);
+        if self
+            .start_deleting(id, timeout, &Progress::new("ampkit", false))
+            .await?
+        {
+            return Ok(());
+        }
+        Err(
+            Error::not_found(format!("deleting workspace {id}: it does not exist"))
+                .with_hint("check the workspace id and the region (--region, AWS_REGION)"),
+        )
+    }
+
+    /// DeleteWorkspace, again while AMP answers 409 (the workspace is CREATING or UPDATING):
+    /// `true` once the delete is taken or the workspace is DELETING already, `false` when it
+    /// is gone. Bounded by `timeout`.
+    async fn start_deleting(
+        &self,
+        id: &str,
+        timeout: Duration,
+        progress: &Progress,
+    ) -> Result<bool> {
+        use aws_sdk_amp::operation::delete_workspace::DeleteWorkspaceError;
         let pace = Pace::doubling(Duration::from_millis(500), Duration::from_secs(5), timeout);
-        poll::until(
+        let (taken, _) = poll::until(
             &format!("workspace {id} to be deletable"),
             pace,
-            &Progress::new("ampkit", false),
+            progress,
             || async {
                 match self.client.delete_workspace().workspace_id(id).send().await {
-                    Ok(_) => Ok(Attempt::Done(())),
+                    Ok(_) => Ok(Attempt::Done(true)),
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(DeleteWorkspaceError::is_resource_not_found_exception) =>
+                    {
+                        Ok(Attempt::Done(false))
+                    }
                     Err(e)
                         if e.as_service_error()
                             .is_some_and(DeleteWorkspaceError::is_conflict_exception) =>
                     {
-                        let status = self.describe(id).await.map(|ws| status_of(&ws))?;
-                        if status == WorkspaceStatusCode::Deleting.as_str() {
-                            Ok(Attempt::Done(()))
-                        } else {
-                            Ok(Attempt::Pending(status))
+                        match self.find(id).await? {
+                            None => Ok(Attempt::Done(false)),
+                            Some(ws)
+                                if status_of(&ws) == WorkspaceStatusCode::Deleting.as_str() =>
+                            {
+                                Ok(Attempt::Done(true))
+                            }
+                            Some(ws) => Ok(Attempt::Pending(status_of(&ws).to_owned())),
                         }
                     }
                     Err(e) => Err(sdk_error(e, format!("deleting workspace {id}"))),
@@ -286,7 +316,7 @@ impl Workspaces {
             |t| self.timed_out(id, "deletable", timeout, &t.last),
         )
         .await?;
-        Ok(())
+        Ok(taken)
     }
 
     /// Wait until the workspace has status `want` (or is gone, for [`DELETED`]); the last
@@ -467,44 +497,8 @@ impl Workspaces {
         timeout: Duration,
         progress: &Progress,
     ) -> Result<Deleted> {
-        use aws_sdk_amp::operation::delete_workspace::DeleteWorkspaceError;
         let deadline = tokio::time::Instant::now() + timeout;
-        let pace = Pace::doubling(Duration::from_millis(500), Duration::from_secs(5), timeout);
-        // Done(true): the delete was taken (or the workspace is DELETING already); Done(false):
-        // it was gone already; Pending: AMP refused it (409) while the workspace settles.
-        let (taken, _) = poll::until(
-            &format!("workspace {id} to be deletable"),
-            pace,
-            progress,
-            || async {
-                match self.client.delete_workspace().workspace_id(id).send().await {
-                    Ok(_) => Ok(Attempt::Done(true)),
-                    Err(e)
-                        if e.as_service_error()
-                            .is_some_and(DeleteWorkspaceError::is_resource_not_found_exception) =>
-                    {
-                        Ok(Attempt::Done(false))
-                    }
-                    Err(e)
-                        if e.as_service_error()
-                            .is_some_and(DeleteWorkspaceError::is_conflict_exception) =>
-                    {
-                        match self.find(id).await? {
-                            None => Ok(Attempt::Done(false)),
-                            Some(ws)
-                                if status_of(&ws) == WorkspaceStatusCode::Deleting.as_str() =>
-                            {
-                                Ok(Attempt::Done(true))
-                            }
-                            Some(ws) => Ok(Attempt::Pending(status_of(&ws).to_owned())),
-                        }
-                    }
-                    Err(e) => Err(sdk_error(e, format!("deleting workspace {id}"))),
-                }
-            },
-            |t| self.timed_out(id, "deletable", timeout, &t.last),
-        )
-        .await?;
+        let taken = self.start_deleting(id, timeout, progress).await?;
         if !taken {
             return Ok(Deleted::AlreadyGone);
         }

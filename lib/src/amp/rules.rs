@@ -98,6 +98,29 @@ where
     Ok(out)
 }
 
+/// [`retrying_conflicts`] for a delete: `None` when AMP answers that the object is gone
+/// (`gone`), which is an answer here, not an error to retry or report.
+async fn deleting_through_conflicts<T, E, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    progress: &Progress,
+    send: F,
+    gone: impl Fn(&E) -> bool,
+) -> Result<Option<T>>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = std::result::Result<T, SdkError<E, HttpResponse>>>,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    retrying_conflicts(what, timeout, progress, || async {
+        match send().await {
+            Err(e) if e.as_service_error().is_some_and(&gone) => Ok(None),
+            other => other.map(Some),
+        }
+    })
+    .await
+}
+
 impl Rules {
     pub fn new(config: &aws_config::SdkConfig) -> Self {
         Rules {
@@ -432,35 +455,22 @@ impl Rules {
         progress: &Progress,
     ) -> Result<Removal> {
         let what = format!("deleting rule groups namespace {name} of workspace {ws}");
-        let deleted = retrying_conflicts(&what, timeout, progress, || async {
-            // "Not found" is an answer here, not an error to retry or report.
-            match self
-                .client
-                .delete_rule_groups_namespace()
-                .workspace_id(ws)
-                .name(name)
-                .send()
-                .await
-            {
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_resource_not_found_exception()) =>
-                {
-                    Ok(Err(e))
-                }
-                other => other.map(Ok),
-            }
-        })
+        let deleted = deleting_through_conflicts(
+            &what,
+            timeout,
+            progress,
+            || {
+                self.client
+                    .delete_rule_groups_namespace()
+                    .workspace_id(ws)
+                    .name(name)
+                    .send()
+            },
+            |e| e.is_resource_not_found_exception(),
+        )
         .await?;
-        match deleted {
-            Ok(_) => {}
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
-            {
-                return Ok(Removal::Absent);
-            }
-            Err(e) => return Err(sdk_error(e, what)),
+        if deleted.is_none() {
+            return Ok(Removal::Absent);
         }
         let what = format!("rule groups namespace {name}");
         self.wait_gone(&what, timeout, progress, || async {
@@ -478,33 +488,21 @@ impl Rules {
         progress: &Progress,
     ) -> Result<Removal> {
         let what = format!("deleting the alert manager definition of workspace {ws}");
-        let deleted = retrying_conflicts(&what, timeout, progress, || async {
-            match self
-                .client
-                .delete_alert_manager_definition()
-                .workspace_id(ws)
-                .send()
-                .await
-            {
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_resource_not_found_exception()) =>
-                {
-                    Ok(Err(e))
-                }
-                other => other.map(Ok),
-            }
-        })
+        let deleted = deleting_through_conflicts(
+            &what,
+            timeout,
+            progress,
+            || {
+                self.client
+                    .delete_alert_manager_definition()
+                    .workspace_id(ws)
+                    .send()
+            },
+            |e| e.is_resource_not_found_exception(),
+        )
         .await?;
-        match deleted {
-            Ok(_) => {}
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
-            {
-                return Ok(Removal::Absent);
-            }
-            Err(e) => return Err(sdk_error(e, what)),
+        if deleted.is_none() {
+            return Ok(Removal::Absent);
         }
         let what = format!("the alert manager definition of workspace {ws}");
         self.wait_gone(&what, timeout, progress, || self.describe_definition(ws))
