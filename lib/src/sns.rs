@@ -557,11 +557,6 @@ fn status_text(pending: bool) -> &'static str {
     }
 }
 
-/// The caller's account id (STS GetCallerIdentity), for checks made before anything exists.
-pub async fn caller_account(config: &aws_config::SdkConfig) -> Result<String> {
-    Ok(crate::sts::caller(config).await?.account)
-}
-
 // ---- The ledger's SNS entries, and their deletes (teardown) ----------------------------------
 
 /// A topic's ledger details.

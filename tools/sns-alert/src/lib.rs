@@ -550,7 +550,7 @@ async fn check_topic_account(arn: &str, amp: Option<&AmpPlan>, config: &SdkConfi
     let parsed = TopicArn::parse(arn).map_err(Error::usage)?;
     let account = match amp {
         Some(amp) if !amp.account.is_empty() => amp.account.clone(),
-        _ => sns::caller_account(config).await?,
+        _ => ampkit::sts::caller(config).await?.account,
     };
     if parsed.account != account {
         return Err(Error::usage(format!(
