@@ -88,7 +88,7 @@ pub async fn load(args: &AwsArgs) -> Result<SdkConfig> {
     if let Some(provider) = config.credentials_provider()
         && let Err(e) = provider.provide_credentials().await
     {
-        return Err(credentials_error(e, args));
+        return Err(credentials_error(e, args).await);
     }
     Ok(config)
 }
@@ -100,14 +100,16 @@ const CREDENTIAL_SOURCES: &str = "the environment (AWS_ACCESS_KEY_ID), the profi
 
 /// A credentials failure as one line naming the cause and the fix (exit 2: it is the user's
 /// configuration to change), the SDK's error kept as the source.
-fn credentials_error(e: CredentialsError, args: &AwsArgs) -> Error {
+async fn credentials_error(e: CredentialsError, args: &AwsArgs) -> Error {
     let text = DisplayErrorContext(&e).to_string();
     let named = args
         .profile
         .clone()
         .or_else(|| std::env::var("AWS_PROFILE").ok().filter(|p| !p.is_empty()));
     let profile = named.clone().unwrap_or_else(|| "default".to_owned());
-    let error = if named.is_some()
+    let error = if let Some(failed) = failed_assume_role(&e) {
+        assume_role_error(failed, &profile).await
+    } else if named.is_some()
         && (text.contains("was not defined")
             || text.contains("ProfileNotDefined")
             || text.contains("No profiles were defined"))
@@ -123,6 +125,14 @@ fn credentials_error(e: CredentialsError, args: &AwsArgs) -> Error {
     {
         Error::usage(format!(
             "the SSO session of profile `{profile}` has expired"
+        ))
+        .with_hint(format!("run `aws sso login --profile {profile}`"))
+    } else if text.contains("UnauthorizedException") && is_sso_profile(&profile).await {
+        // The portal's GetRoleCredentials refused the cached token (signed out, revoked, or an
+        // expired one of a profile without `sso_session`, which the SDK sends unchecked). Its
+        // error type is the SSO crate's, which lib does not link: the code is read as text.
+        Error::usage(format!(
+            "the SSO session of profile `{profile}` is no longer valid: the SSO portal refused its token"
         ))
         .with_hint(format!("run `aws sso login --profile {profile}`"))
     } else if text.contains("AssumeRole") || text.contains("assume role") {
@@ -149,6 +159,92 @@ fn credentials_error(e: CredentialsError, args: &AwsArgs) -> Error {
     error.with_source(e)
 }
 
+/// The AssumeRole call that failed under a profile's `role_arn`, if that is what the chain
+/// of causes holds (the SDK nests it in two provider errors, and its text alone does not name
+/// the code when the body is in a shape the SDK could not parse).
+fn failed_assume_role(
+    e: &CredentialsError,
+) -> Option<&SdkError<aws_sdk_sts::operation::assume_role::AssumeRoleError, HttpResponse>> {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(error) = next {
+        if let Some(found) = error.downcast_ref() {
+            return Some(found);
+        }
+        next = error.source();
+    }
+    None
+}
+
+/// A setting of a profile in the AWS config and credentials files, read as the SDK reads them
+/// (`AWS_CONFIG_FILE`, `AWS_SHARED_CREDENTIALS_FILE`, `~/.aws`): the SDK's error does not say
+/// which role it was assuming.
+async fn profile_setting(profile: &str, key: &str) -> Option<String> {
+    // The defaults are the real file system, the process's environment and the two files.
+    let profiles = aws_config::profile::load(
+        &Default::default(),
+        &Default::default(),
+        &Default::default(),
+        None,
+    )
+    .await
+    .ok()?;
+    profiles
+        .get_profile(profile)?
+        .get(key)
+        .map(str::to_owned)
+        .filter(|v| !v.is_empty())
+}
+
+/// Whether a profile takes its credentials from IAM Identity Center (`sso_session`, or the
+/// older `sso_start_url` form).
+async fn is_sso_profile(profile: &str) -> bool {
+    profile_setting(profile, "sso_session").await.is_some()
+        || profile_setting(profile, "sso_start_url").await.is_some()
+}
+
+/// A profile's role that could not be assumed: the role, and STS's answer said as every AWS
+/// answer is (access denied naming the caller, refused source credentials, an endpoint that
+/// is not STS, one that does not answer), with the fix for a role assumption.
+async fn assume_role_error(
+    failed: &SdkError<aws_sdk_sts::operation::assume_role::AssumeRoleError, HttpResponse>,
+    profile: &str,
+) -> Error {
+    let role = profile_setting(profile, "role_arn").await;
+    let source = profile_setting(profile, "source_profile").await;
+    let doing = match &role {
+        Some(role) => format!("assuming role {role} of profile `{profile}`"),
+        None => format!("assuming the role of profile `{profile}`"),
+    };
+    let error = described(failed, &doing);
+    let role = role.unwrap_or_else(|| "the role".to_owned());
+    let source = source
+        .map(|s| format!("source_profile `{s}`"))
+        .unwrap_or_else(|| "the source credentials".to_owned());
+    match error.kind {
+        // IAM's "How to use trust policies with IAM roles": both the role's trust policy and
+        // the caller's own policies must allow sts:AssumeRole.
+        ErrorKind::Denied => {
+            let who = match failed {
+                SdkError::ServiceError(service) => Denial::parse(&answer_of(service).2).principal,
+                _ => None,
+            }
+            .unwrap_or_else(|| format!("the identity of {source}"));
+            let hint = format!(
+                "the trust policy of {role} must allow {who} to sts:AssumeRole, and {who}'s own policies must allow sts:AssumeRole on it; or fix the profile's role_arn and source_profile"
+            );
+            error.with_hint(hint)
+        }
+        ErrorKind::Usage => {
+            let hint = format!(
+                "{} (these are the credentials of {source})",
+                error.hint.as_deref().unwrap_or("check the credentials")
+            );
+            error.with_hint(hint)
+        }
+        _ => error,
+    }
+}
+
 /// The first line of a long message, which is the part that names the cause.
 fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or(text)
@@ -157,6 +253,65 @@ fn first_line(text: &str) -> &str {
 /// The region a loaded configuration uses (always set by [`load`]).
 pub fn region_of(config: &SdkConfig) -> String {
     config.region().map(|r| r.to_string()).unwrap_or_default()
+}
+
+/// An object a run is about to act on, placed in a region and an account by an ARN (or an
+/// endpoint) that the document or a flag gives. AWS answers "not found" for an object of
+/// another region or account exactly as for a deleted one, which sends a user looking for the
+/// wrong cause; so each tool checks, before any call that would create or change something,
+/// that the object lives where the run acts, and says both places and the fix in one line.
+#[derive(Debug, Clone)]
+pub struct Placed<'a> {
+    /// The object as the user knows it: "the document's workspace ws-1", "the topic t that
+    /// --topic-arn names".
+    pub what: String,
+    /// Its kind, for the fix: "workspace", "topic", "role".
+    pub noun: &'a str,
+    /// The flag that names another one instead.
+    pub flag: &'a str,
+}
+
+impl Placed<'_> {
+    /// `placed` (the object's region, `None` when nothing says) must be the run's `region`.
+    pub fn in_region(&self, placed: Option<&str>, region: &str) -> Result<()> {
+        let Some(placed) = placed.filter(|p| !p.is_empty() && *p != region) else {
+            return Ok(());
+        };
+        Err(Error::usage(format!(
+            "{} is in region {placed}, but this run uses region {region}",
+            self.what
+        ))
+        .with_hint(format!(
+            "pass --region {placed} (or set AWS_REGION={placed}), or give a {} of {region} with {}",
+            self.noun, self.flag
+        )))
+    }
+
+    /// `account` (the object's, `None` when nothing says) must be the caller's.
+    pub fn of_account(&self, account: Option<&str>, caller: &crate::sts::Caller) -> Result<()> {
+        let Some(account) = account.filter(|a| !a.is_empty() && *a != caller.account) else {
+            return Ok(());
+        };
+        Err(Error::usage(format!(
+            "{} is in account {account}, but the credentials are of account {} ({})",
+            self.what, caller.account, caller.arn
+        ))
+        .with_hint(format!(
+            "use credentials of account {account} (--profile, AWS_PROFILE), or give a {} of account {} with {}",
+            self.noun, caller.account, self.flag
+        )))
+    }
+
+    /// Both, from the object's ARN: its region (IAM's ARNs have none: IAM is global) against
+    /// the run's, then its account against the caller's (one STS call, made only when the
+    /// region matched and the ARN names an account).
+    pub async fn check_arn(&self, arn: &str, config: &SdkConfig) -> Result<()> {
+        self.in_region(crate::sts::arn_region(arn), &region_of(config))?;
+        let Some(account) = crate::sts::arn_account(arn) else {
+            return Ok(());
+        };
+        self.of_account(Some(account), &crate::sts::caller(config).await?)
+    }
 }
 
 /// The one table of service error codes, for the exit code of an error nobody handled: code
@@ -302,25 +457,44 @@ pub fn sdk_error<E>(err: SdkError<E, HttpResponse>, doing: impl Display) -> Erro
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let error = match &err {
+    // The SDK's error stays reachable (`source()`), for whoever wants its whole chain.
+    described(&err, &doing).with_source(err)
+}
+
+/// The status, AWS error code and message of a service's answer. What the SDK could not
+/// parse may still be an AWS error in another protocol's shape (moto answers REST-JSON
+/// services' auth errors in XML, and its query-protocol errors wrapped in `<Errors>`; so do
+/// some proxies), so the body is read when the SDK found no code.
+fn answer_of<E: ProvideErrorMetadata>(
+    service: &aws_smithy_runtime_api::client::result::ServiceError<E, HttpResponse>,
+) -> (u16, Option<String>, String) {
+    let inner = service.err();
+    let raw = service.raw();
+    let status = raw.status().as_u16();
+    let from_body = || raw.body().bytes().and_then(error_in);
+    let (code, message) = match (inner.code(), inner.message()) {
+        (Some(code), message) => (
+            Some(code.to_owned()),
+            message.unwrap_or("no message").to_owned(),
+        ),
+        (None, message) => match from_body() {
+            Some((code, text)) => (Some(code), text),
+            None => (None, message.unwrap_or("no message").to_owned()),
+        },
+    };
+    (status, code, message)
+}
+
+/// [`sdk_error`] without taking the error: for an SDK error found inside another one (the
+/// AssumeRole call under a profile's credentials).
+fn described<E>(err: &SdkError<E, HttpResponse>, doing: &dyn Display) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match err {
         SdkError::ServiceError(service) => {
-            let inner = service.err();
-            let raw = service.raw();
-            let status = raw.status().as_u16();
-            // What the SDK could not parse may still be an AWS error in another protocol's
-            // shape (moto answers REST-JSON services' auth errors in XML; so do some proxies).
-            let from_body = || raw.body().bytes().and_then(error_in);
-            let (code, message) = match (inner.code(), inner.message()) {
-                (Some(code), message) => (
-                    Some(code.to_owned()),
-                    message.unwrap_or("no message").to_owned(),
-                ),
-                (None, message) => match from_body() {
-                    Some((code, text)) => (Some(code), text),
-                    None => (None, message.unwrap_or("no message").to_owned()),
-                },
-            };
-            classify(&doing, status, code.as_deref(), &message)
+            let (status, code, message) = answer_of(service);
+            classify(doing, status, code.as_deref(), &message)
         }
         SdkError::ResponseError(response) => Error::remote(format!(
             "{doing}: the endpoint answered HTTP {} with something that is not an AWS answer",
@@ -329,20 +503,18 @@ where
         .with_hint("check that the endpoint is the service's (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_<SERVICE>) and the region"),
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => Error::remote(format!(
             "{doing}: could not reach the service: {}",
-            DisplayErrorContext(&err)
+            DisplayErrorContext(err)
         ))
         .with_hint(
             "nothing answered: check the network and the endpoint (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_<SERVICE>)",
         ),
         SdkError::ConstructionFailure(_) => Error::usage(format!(
             "{doing}: the request could not be built: {}",
-            DisplayErrorContext(&err)
+            DisplayErrorContext(err)
         ))
         .with_hint("check the credentials are configured (AWS_PROFILE, AWS_ACCESS_KEY_ID)"),
-        _ => Error::remote(format!("{doing}: {}", DisplayErrorContext(&err))),
-    };
-    // The SDK's error stays reachable (`source()`), for whoever wants its whole chain.
-    error.with_source(err)
+        _ => Error::remote(format!("{doing}: {}", DisplayErrorContext(err))),
+    }
 }
 
 /// The error for a service's answer: its code decides the kind, the message stays AWS's.
@@ -563,6 +735,45 @@ mod tests {
             error.message,
             "creating role x: access denied: the caller (arn:aws:iam::123456789012:user/ci) may \
              not `iam:CreateRole` on `arn:aws:iam::123456789012:role/x`"
+        );
+    }
+
+    #[test]
+    fn an_object_elsewhere_is_named_with_both_places_and_the_fix() {
+        let placed = Placed {
+            what: "the document's topic t".into(),
+            noun: "topic",
+            flag: "--topic-arn",
+        };
+        assert!(placed.in_region(Some("eu-west-1"), "eu-west-1").is_ok());
+        assert!(placed.in_region(None, "eu-west-1").is_ok());
+        let error = placed
+            .in_region(Some("us-east-2"), "eu-west-1")
+            .unwrap_err();
+        assert_eq!(error.exit_code(), 2);
+        assert_eq!(
+            error.message,
+            "the document's topic t is in region us-east-2, but this run uses region eu-west-1"
+        );
+        assert_eq!(
+            error.hint.as_deref(),
+            Some(
+                "pass --region us-east-2 (or set AWS_REGION=us-east-2), or give a topic of eu-west-1 with --topic-arn"
+            )
+        );
+        let caller = crate::sts::Caller {
+            account: "123456789012".into(),
+            arn: "arn:aws:iam::123456789012:user/ci".into(),
+        };
+        assert!(placed.of_account(Some("123456789012"), &caller).is_ok());
+        let error = placed
+            .of_account(Some("111122223333"), &caller)
+            .unwrap_err();
+        assert_eq!(error.exit_code(), 2);
+        assert_eq!(
+            error.message,
+            "the document's topic t is in account 111122223333, but the credentials are of \
+             account 123456789012 (arn:aws:iam::123456789012:user/ci)"
         );
     }
 

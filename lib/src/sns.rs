@@ -54,6 +54,20 @@ impl TopicArn {
             )),
         }
     }
+
+    /// The topic for lib's one placement check (SNS, like AMP, answers "not found" for
+    /// another region's or account's topic): named as the document's, or as `--topic-arn`'s.
+    pub fn placed(&self, from_doc: bool) -> crate::aws::Placed<'static> {
+        crate::aws::Placed {
+            what: if from_doc {
+                format!("the document's topic {}", self.name)
+            } else {
+                format!("the topic {} that --topic-arn names", self.name)
+            },
+            noun: "topic",
+            flag: "--topic-arn",
+        }
+    }
 }
 
 /// The account of any ARN (`arn:aws:SERVICE:REGION:ACCOUNT:...`), if it has one.

@@ -1,14 +1,16 @@
 //! The first minutes with a real account, as far as they can be produced here: credentials
 //! that are missing or name a profile that does not exist are said in one line with the fix,
 //! exit 2, before any call is made (the endpoint named is one nothing listens on, so a call
-//! would fail differently).
+//! would fail differently); so are an SSO session that expired or that the portal refuses, and
+//! a profile's role that cannot be assumed. An object the document or a flag places in another
+//! region or account than the run's (workspace, topic, role, AMG workspace) is named with both
+//! before anything is made; an endpoint that answers but is no AWS service is told apart from
+//! one nothing answers.
 
 use ampkit_e2e::tool;
 
-/// A tool run with no credentials anywhere the default chain looks: a fresh HOME, no keys in
-/// the environment, the instance metadata service at a loopback port nothing listens on.
-fn without_credentials(home: &std::path::Path) -> ampkit_e2e::Invocation {
-    let mut invocation = aimed_at("amp-workspace", "http://127.0.0.1:9");
+/// The invocation without the environment variables the default credentials chain reads.
+fn without_ambient_credentials(mut invocation: ampkit_e2e::Invocation) -> ampkit_e2e::Invocation {
     for key in [
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",
@@ -22,6 +24,12 @@ fn without_credentials(home: &std::path::Path) -> ampkit_e2e::Invocation {
         invocation = invocation.env_remove(key);
     }
     invocation
+}
+
+/// A tool run with no credentials anywhere the default chain looks: a fresh HOME, no keys in
+/// the environment, the instance metadata service at a loopback port nothing listens on.
+fn without_credentials(home: &std::path::Path) -> ampkit_e2e::Invocation {
+    without_ambient_credentials(aimed_at("amp-workspace", "http://127.0.0.1:9"))
         .env("HOME", home)
         .env("AWS_CONFIG_FILE", home.join("config"))
         .env("AWS_SHARED_CREDENTIALS_FILE", home.join("credentials"))
@@ -431,5 +439,593 @@ fn an_endpoint_that_is_not_aws_is_told_apart_from_one_that_does_not_answer() {
             .as_str()
             .unwrap()
             .starts_with("nothing answered")
+    );
+}
+
+/// A region other than the stack's, for objects placed elsewhere.
+fn elsewhere(stack: &ampkit_e2e::Stack) -> &'static str {
+    let other = "ap-southeast-2";
+    assert_ne!(stack.region, other, "the stack runs in another region");
+    other
+}
+
+/// The stack's caller, as STS names it (the account and ARN the messages must give).
+async fn stack_caller_of(stack: &ampkit_e2e::Stack) -> (String, String) {
+    let caller = ampkit::sts::caller(&stack.aws_config().await)
+        .await
+        .unwrap();
+    (caller.account, caller.arn)
+}
+
+fn stack_caller(stack: &ampkit_e2e::Stack) -> (String, String) {
+    ampkit_e2e::runtime().block_on(stack_caller_of(stack))
+}
+
+/// A topic the document (or --topic-arn) places in another region or account than the run's
+/// is named with both and the fix, exit 2, before the publish; the same document with the
+/// topic of the run's own region and account publishes.
+#[test]
+fn a_topic_of_another_region_or_account_is_named_before_any_publish() {
+    let stack = ampkit_e2e::stack();
+    let (account, caller_arn) = stack_caller(&stack);
+    let name = ampkit_e2e::unique_name("grafana-placed");
+    let topic = ampkit_e2e::runtime().block_on(async {
+        aws_sdk_sns::Client::new(&stack.aws_config().await)
+            .create_topic()
+            .name(&name)
+            .send()
+            .await
+            .unwrap()
+            .topic_arn
+            .unwrap()
+    });
+    assert_eq!(
+        topic,
+        format!("arn:aws:sns:{}:{account}:{name}", stack.region)
+    );
+    let other_region = topic.replace(
+        &format!(":{}:", stack.region),
+        &format!(":{}:", elsewhere(&stack)),
+    );
+    let other_account = topic.replace(&format!(":{account}:"), ":111122223333:");
+    let doc_with = |arn: &str| serde_json::json!({"alerting": {"topicArn": arn}});
+
+    let run = tool("sns-alert")
+        .on(&stack)
+        .args(["test"])
+        .stdin_doc(&doc_with(&other_region))
+        .run();
+    run.expect_code(2);
+    let error = &run.error()["error"];
+    assert_eq!(
+        error["message"],
+        format!(
+            "the document's topic {name} is in region {}, but this run uses region {}",
+            elsewhere(&stack),
+            stack.region
+        ),
+        "{}",
+        run.stderr
+    );
+    let hint = error["hint"].as_str().unwrap();
+    assert!(
+        hint.contains(&format!("--region {}", elsewhere(&stack))),
+        "{hint}"
+    );
+    assert!(hint.contains("--topic-arn"), "{hint}");
+    // Nothing was published: the document comes back as it went in.
+    assert_eq!(run.doc(), doc_with(&other_region));
+
+    let run = tool("sns-alert")
+        .on(&stack)
+        .args(["test"])
+        .stdin_doc(&doc_with(&other_account))
+        .run();
+    run.expect_code(2);
+    let error = &run.error()["error"];
+    assert_eq!(
+        error["message"],
+        format!(
+            "the document's topic {name} is in account 111122223333, but the credentials are of account {account} ({caller_arn})"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        error["hint"]
+            .as_str()
+            .unwrap()
+            .starts_with("use credentials of account 111122223333 (--profile, AWS_PROFILE)")
+    );
+    assert_eq!(run.doc(), doc_with(&other_account));
+
+    // The flag is checked the same way when sns-alert makes the alert.
+    let ws = ampkit_e2e::new_workspace(&stack, "placed-topic");
+    let run = tool("sns-alert")
+        .on(&stack)
+        .args(["--topic-arn", &other_account])
+        .stdin_doc(&ws)
+        .run();
+    run.expect_code(2);
+    assert_eq!(
+        run.error()["error"]["message"],
+        format!(
+            "the topic {name} that --topic-arn names is in account 111122223333, but the credentials are of account {account} ({caller_arn})"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.doc(), ws, "nothing was made");
+
+    // The topic of the run's own region and account goes through.
+    let run = tool("sns-alert")
+        .on(&stack)
+        .args(["test"])
+        .stdin_doc(&doc_with(&topic))
+        .run();
+    run.expect_code(0);
+    assert!(
+        run.doc()["alerting"]["test"]["messageId"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty()),
+        "{}",
+        run.stdout
+    );
+}
+
+/// The role the document records (irsa-role's) in another account than the credentials' is
+/// named with both accounts and the caller, exit 2, and no role is made in the caller's
+/// account (IAM is global: only the account matters).
+#[test]
+fn the_documents_role_of_another_account_is_named_and_nothing_is_made() {
+    let stack = ampkit_e2e::stack();
+    let (account, caller_arn) = stack_caller(&stack);
+    let role = ampkit_e2e::unique_name("placed-role");
+    let doc = serde_json::json!({
+        "workspace": {"arn": format!("arn:aws:aps:{}:{account}:workspace/ws-placed", stack.region)},
+        "irsa": {"roleName": role, "roleArn": format!("arn:aws:iam::111122223333:role/{role}")}
+    });
+    let run = tool("irsa-role")
+        .on(&stack)
+        .args([
+            "create",
+            "--cluster",
+            "placed",
+            "--role-name",
+            &role,
+            "--no-kube",
+        ])
+        .stdin_doc(&doc)
+        .run();
+    run.expect_code(2);
+    let error = &run.error()["error"];
+    assert_eq!(
+        error["message"],
+        format!(
+            "the document's role {role} is in account 111122223333, but the credentials are of account {account} ({caller_arn})"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(error["hint"].as_str().unwrap().contains("--profile"));
+    assert_eq!(run.doc(), doc, "the document passes through");
+    let found = ampkit_e2e::runtime().block_on(async {
+        aws_sdk_iam::Client::new(&stack.aws_config().await)
+            .get_role()
+            .role_name(&role)
+            .send()
+            .await
+    });
+    let err = found.expect_err("no role was made in the caller's account");
+    assert!(
+        err.as_service_error()
+            .is_some_and(|e| e.is_no_such_entity_exception()),
+        "{err:?}"
+    );
+}
+
+/// An Amazon Managed Grafana workspace that `--grafana-url` or the document places in
+/// another region than the run's is named with both, exit 2, before any AMG call (no service
+/// account made) and before anything else is made (no topic).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_amg_workspace_of_another_region_is_named_before_any_amg_call() {
+    let stack = ampkit_e2e::stack();
+    let other = elsewhere(&stack);
+    let amg_url = format!("https://g-0123456789.grafana-workspace.{other}.amazonaws.com");
+    // The AMG API the tools would call: any call at all fails the test below.
+    let amg = ampkit_e2e::amg::AmgFixture::start("g-0123456789", "127.0.0.1:9").await;
+    let doc = serde_json::json!({
+        "workspace": {
+            "workspaceId": "ws-placed",
+            "region": stack.region,
+            "prometheusEndpoint": format!("{}/workspaces/ws-placed/", stack.amp_url),
+        },
+        "grafana": {"url": amg_url},
+    });
+    let run = tokio::task::block_in_place(|| {
+        tool("grafana-import")
+            .on(&stack)
+            .env("AWS_ENDPOINT_URL_GRAFANA", &amg.url)
+            .args(["--amg-workspace-id", "g-0123456789"])
+            .stdin_doc(&doc)
+            .run()
+    });
+    run.expect_code(2);
+    let error = &run.error()["error"];
+    assert_eq!(
+        error["message"],
+        format!(
+            "the document's Grafana workspace g-0123456789 is in region {other}, but this run uses region {}",
+            stack.region
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        error["hint"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("--region {other}"))
+    );
+    assert_eq!(run.doc(), doc);
+
+    let topic = ampkit_e2e::unique_name("grafana-placed-amg");
+    let run = tokio::task::block_in_place(|| {
+        tool("sns-alert")
+            .on(&stack)
+            .env("AWS_ENDPOINT_URL_GRAFANA", &amg.url)
+            .args(["--target", "grafana", "--topic-name", &topic])
+            .args([
+                "--amg-workspace-id",
+                "g-0123456789",
+                "--grafana-url",
+                &amg_url,
+            ])
+            .args(["--datasource-uid", "ampkit-ws-placed"])
+            .stdin("{}")
+            .run()
+    });
+    run.expect_code(2);
+    assert_eq!(
+        run.error()["error"]["message"],
+        format!(
+            "the Grafana workspace g-0123456789 that --grafana-url names is in region {other}, but this run uses region {}",
+            stack.region
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(amg.calls().is_empty(), "no AMG call: {:?}", amg.calls());
+    let arn = format!(
+        "arn:aws:sns:{}:{}:{topic}",
+        stack.region,
+        stack_caller_of(&stack).await.0
+    );
+    assert!(
+        !ampkit_e2e::sns_topic_exists(&arn).await,
+        "no topic was made"
+    );
+}
+
+/// An endpoint of the test's own that answers every request with a web server's 404 page
+/// (text/html): each tool's one line says it answered HTTP 404 but not as an AWS service does
+/// (REST-JSON AMP and query-protocol STS alike), exit 1; a port nothing listens on is "could
+/// not reach the service" instead, each with its fix.
+#[test]
+fn an_html_404_is_not_an_aws_answer_and_a_closed_port_is_not_reached() {
+    let app = axum::Router::new().fallback(|| async {
+        (
+            axum::http::StatusCode::NOT_FOUND,
+            [("content-type", "text/html; charset=utf-8")],
+            "<!DOCTYPE html><html><head><title>404 Not Found</title></head>\
+             <body><h1>Not Found</h1><p>The requested URL was not found.</p></body></html>",
+        )
+    });
+    let url = ampkit_e2e::serve_in_background(app);
+    let closed = format!("http://127.0.0.1:{}", ampkit_e2e::amp_local::free_port());
+    let cases = [
+        ("amp-workspace", vec!["list"], "listing workspaces"),
+        (
+            "sns-alert",
+            vec![
+                "test",
+                "--topic-arn",
+                "arn:aws:sns:eu-west-1:123456789012:grafana-x",
+            ],
+            "asking STS who the caller is",
+        ),
+    ];
+    for (name, args, doing) in cases {
+        let run = aimed_at(name, &url)
+            .env("AWS_REGION", "eu-west-1")
+            .env("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEEXAMPLE00")
+            .env("AWS_SECRET_ACCESS_KEY", "secret")
+            .env("AWS_MAX_ATTEMPTS", "1")
+            .args(&args)
+            .run();
+        run.expect_code(1);
+        let error = &run.error()["error"];
+        assert_eq!(
+            error["message"],
+            format!("{doing}: the endpoint answered HTTP 404, but not as an AWS service does"),
+            "{name}: {}",
+            run.stderr
+        );
+        assert_eq!(error["kind"], "remote");
+        assert!(
+            error["hint"]
+                .as_str()
+                .unwrap()
+                .starts_with("check that the endpoint is the service's"),
+            "{name}: {error}"
+        );
+        let run = aimed_at(name, &closed)
+            .env("AWS_REGION", "eu-west-1")
+            .env("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEEXAMPLE00")
+            .env("AWS_SECRET_ACCESS_KEY", "secret")
+            .env("AWS_MAX_ATTEMPTS", "1")
+            .args(&args)
+            .run();
+        run.expect_code(1);
+        let error = &run.error()["error"];
+        let message = error["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!("{doing}: could not reach the service")),
+            "{name}: {message}"
+        );
+        assert!(
+            error["hint"]
+                .as_str()
+                .unwrap()
+                .starts_with("nothing answered"),
+            "{name}: {error}"
+        );
+    }
+}
+
+/// A home of the test's own with `config` as its AWS config file and nothing else, every AWS
+/// endpoint (SSO and its token service included) at a loopback port nothing listens on, so
+/// that any call would fail as "could not reach", not as what the test expects.
+fn with_home(name: &str, home: &std::path::Path, closed: &str) -> ampkit_e2e::Invocation {
+    without_ambient_credentials(aimed_at(name, closed))
+        .env("HOME", home)
+        .env("AWS_CONFIG_FILE", home.join(".aws/config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", home.join(".aws/credentials"))
+        .env("AWS_REGION", "eu-west-1")
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", closed)
+        .env("AWS_ENDPOINT_URL_SSO", closed)
+        .env("AWS_ENDPOINT_URL_SSO_OIDC", closed)
+}
+
+/// A cached IAM Identity Center token for `identifier` (an `sso_session`'s name, or the older
+/// form's `sso_start_url`), written where the SDK reads it, as the AWS CLI writes it:
+/// `~/.aws/sso/cache/SHA1(identifier).json` (aws-config's sso/cache.rs, `cached_token_path`).
+/// No refresh token, so the SDK cannot refresh it. Returns the file and what it holds.
+fn cached_sso_token(
+    home: &std::path::Path,
+    identifier: &str,
+    expires_at: &str,
+) -> (std::path::PathBuf, String) {
+    let sha1 = std::process::Command::new("sha1sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(identifier.as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    let hash = String::from_utf8(sha1.stdout).unwrap()[..40].to_owned();
+    let token = serde_json::json!({
+        "accessToken": "cached-access-token",
+        "expiresAt": expires_at,
+        "region": "eu-west-1",
+        "startUrl": "https://corp.awsapps.com/start"
+    })
+    .to_string();
+    let dir = home.join(".aws/sso/cache");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cache = dir.join(format!("{hash}.json"));
+    std::fs::write(&cache, &token).unwrap();
+    (cache, token)
+}
+
+/// The profile `dev` signing in through the IAM Identity Center session `corp`.
+const SSO_SESSION_PROFILE: &str = "[profile dev]\nsso_session = corp\nsso_account_id = 123456789012\n\
+    sso_role_name = Admin\nregion = eu-west-1\n\n\
+    [sso-session corp]\nsso_start_url = https://corp.awsapps.com/start\n\
+    sso_region = eu-west-1\nsso_registration_scopes = sso:account:access\n";
+
+/// An `sso_session` profile whose cached token expired and cannot be refreshed (no refresh
+/// token): the SDK's SSO token provider fails before any call (aws-config's
+/// `sso/token.rs`: expired and not refreshable is `ExpiredToken`), and the tool says to log
+/// in again, naming the profile, exit 2.
+#[test]
+fn an_expired_sso_session_names_aws_sso_login() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join(".aws")).unwrap();
+    std::fs::write(home.path().join(".aws/config"), SSO_SESSION_PROFILE).unwrap();
+    let (cache, token) = cached_sso_token(home.path(), "corp", "2024-01-01T00:00:00Z");
+    let closed = format!("http://127.0.0.1:{}", ampkit_e2e::amp_local::free_port());
+    for how in [
+        with_home("amp-workspace", home.path(), &closed).env("AWS_PROFILE", "dev"),
+        with_home("amp-workspace", home.path(), &closed).args(["--profile", "dev"]),
+    ] {
+        let run = how.args(["list"]).run();
+        run.expect_code(2);
+        let error = &run.error()["error"];
+        assert_eq!(
+            error["message"], "the SSO session of profile `dev` has expired",
+            "{}",
+            run.stderr
+        );
+        assert_eq!(error["hint"], "run `aws sso login --profile dev`");
+        assert_eq!(error["kind"], "usage");
+    }
+    assert_eq!(
+        std::fs::read_to_string(&cache).unwrap(),
+        token,
+        "no refresh rewrote the cache"
+    );
+}
+
+/// A cached token the IAM Identity Center portal refuses (signed out or revoked; or an expired
+/// one of the older profile form without `sso_session`, which the SDK sends without looking
+/// at its expiry: aws-config's sso/credentials.rs, `load_sso_credentials`): the portal's
+/// documented answer to GetRoleCredentials, HTTP 401 UnauthorizedException, from a fixture of
+/// the test's own, is said as a session to log in to again, naming the profile, exit 2.
+#[test]
+fn a_token_the_sso_portal_refuses_names_aws_sso_login() {
+    use std::sync::{Arc, Mutex};
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let seen = asked.clone();
+    let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+        let seen = seen.clone();
+        async move {
+            seen.lock().unwrap().push(request.uri().path().to_owned());
+            (
+                axum::http::StatusCode::UNAUTHORIZED,
+                [("x-amzn-ErrorType", "UnauthorizedException")],
+                axum::Json(serde_json::json!({"message": "Session token not found or invalid"})),
+            )
+        }
+    });
+    let portal = ampkit_e2e::serve_in_background(app);
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join(".aws")).unwrap();
+    let legacy = "https://legacy.awsapps.com/start";
+    std::fs::write(
+        home.path().join(".aws/config"),
+        format!(
+            "{SSO_SESSION_PROFILE}\n[profile old]\nsso_start_url = {legacy}\nsso_region = eu-west-1\n\
+             sso_account_id = 123456789012\nsso_role_name = Admin\n"
+        ),
+    )
+    .unwrap();
+    cached_sso_token(home.path(), "corp", "2099-01-01T00:00:00Z");
+    cached_sso_token(home.path(), legacy, "2024-01-01T00:00:00Z");
+    let closed = format!("http://127.0.0.1:{}", ampkit_e2e::amp_local::free_port());
+    for profile in ["dev", "old"] {
+        let run = with_home("amp-workspace", home.path(), &closed)
+            .env("AWS_ENDPOINT_URL_SSO", &portal)
+            .args(["list", "--profile", profile])
+            .run();
+        run.expect_code(2);
+        let error = &run.error()["error"];
+        assert_eq!(
+            error["message"],
+            format!(
+                "the SSO session of profile `{profile}` is no longer valid: the SSO portal refused its token"
+            ),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(
+            error["hint"],
+            format!("run `aws sso login --profile {profile}`")
+        );
+    }
+    assert_eq!(
+        *asked.lock().unwrap(),
+        ["/federation/credentials", "/federation/credentials"],
+        "each profile's token went to the portal's GetRoleCredentials once"
+    );
+}
+
+/// A profile whose role cannot be assumed (role_arn + source_profile, STS a moto enforcing
+/// IAM): the tool's one line names the role, the profile and STS's cause, exit 2: a source
+/// identity whose policies do not allow sts:AssumeRole is access denied naming it, source
+/// keys STS does not know are refused credentials naming the source profile.
+#[test]
+fn a_role_that_cannot_be_assumed_names_the_role_and_the_cause() {
+    // Two unchecked calls: the source user and its key.
+    let moto = EnforcingMoto::start(2);
+    let user = ampkit_e2e::unique_name("source");
+    let (key_id, secret) = ampkit_e2e::runtime().block_on(async {
+        let iam = aws_sdk_iam::Client::new(&moto.admin().await);
+        iam.create_user().user_name(&user).send().await.unwrap();
+        let key = iam
+            .create_access_key()
+            .user_name(&user)
+            .send()
+            .await
+            .unwrap()
+            .access_key
+            .unwrap();
+        (
+            key.access_key_id().to_owned(),
+            key.secret_access_key().to_owned(),
+        )
+    });
+    let role = "arn:aws:iam::123456789012:role/ampkit-deployer";
+    let home = tempfile::tempdir().unwrap();
+    let aws = home.path().join(".aws");
+    std::fs::create_dir_all(&aws).unwrap();
+    std::fs::write(
+        aws.join("config"),
+        format!(
+            "[profile deployer]\nrole_arn = {role}\nsource_profile = ci\n\n\
+             [profile outsider]\nrole_arn = {role}\nsource_profile = stranger\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        aws.join("credentials"),
+        format!(
+            "[ci]\naws_access_key_id = {key_id}\naws_secret_access_key = {secret}\n\n\
+             [stranger]\naws_access_key_id = AKIAUNKNOWNUNKNOWN00\naws_secret_access_key = nope\n"
+        ),
+    )
+    .unwrap();
+    let closed = format!("http://127.0.0.1:{}", ampkit_e2e::amp_local::free_port());
+    let as_profile = |profile: &str| {
+        with_home("amp-workspace", home.path(), &closed)
+            .env("AWS_ENDPOINT_URL_STS", &moto.url)
+            .args(["list", "--profile", profile])
+            .run()
+    };
+
+    let run = as_profile("deployer");
+    run.expect_code(2);
+    let error = &run.error()["error"];
+    assert_eq!(error["kind"], "access-denied", "{}", run.stderr);
+    let caller = format!("arn:aws:iam::123456789012:user/{user}");
+    assert_eq!(
+        error["message"],
+        format!(
+            "assuming role {role} of profile `deployer`: access denied: the caller ({caller}) may not `sts:AssumeRole`"
+        ),
+        "{}",
+        run.stderr
+    );
+    let hint = error["hint"].as_str().unwrap();
+    assert!(
+        hint.starts_with(&format!("the trust policy of {role} must allow {caller}")),
+        "{hint}"
+    );
+
+    let run = as_profile("outsider");
+    run.expect_code(2);
+    let error = &run.error()["error"];
+    assert_eq!(error["kind"], "usage", "{}", run.stderr);
+    assert_eq!(
+        error["message"],
+        format!(
+            "assuming role {role} of profile `outsider`: AWS refused the credentials (InvalidClientTokenId): The security token included in the request is invalid."
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        error["hint"]
+            .as_str()
+            .unwrap()
+            .ends_with("(these are the credentials of source_profile `stranger`)"),
+        "{error}"
     );
 }

@@ -522,6 +522,24 @@ pub async fn serve_on_loopback(app: axum::Router) -> (String, tokio::task::JoinH
     (format!("http://{addr}"), task)
 }
 
+/// Serve `app` on a free loopback port from a thread and runtime of its own, for a synchronous
+/// test whose thread blocks on a tool's process: its base URL. The server lives as long as the
+/// test binary (it holds no state a later test could trip on).
+pub fn serve_in_background(app: axum::Router) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+    listener
+        .set_nonblocking(true)
+        .expect("a non-blocking listener");
+    let url = format!("http://{}", listener.local_addr().expect("its address"));
+    std::thread::spawn(move || {
+        runtime().block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
+            let _ = axum::serve(listener, app).await;
+        })
+    });
+    url
+}
+
 /// Whether an SNS topic exists, asked of SNS itself (moto's data.json keeps deleted objects).
 pub async fn sns_topic_exists(arn: &str) -> bool {
     let _ = stack();

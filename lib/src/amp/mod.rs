@@ -67,20 +67,9 @@ impl WorkspaceSection {
         let Some(section) = Self::from_doc(doc)? else {
             return Ok(None);
         };
-        let placed = Self::get(&section.region)
-            .or_else(|| Self::get(&section.arn).and_then(|arn| arn.split(':').nth(3)))
-            .filter(|r| !r.is_empty());
-        if let Some(placed) = placed
-            && placed != region
-        {
-            return Err(Error::usage(format!(
-                "the document's workspace {} is in region {placed}, but this run uses region {region}",
-                section.workspace_id
-            ))
-            .with_hint(format!(
-                "pass --region {placed} (or set AWS_REGION={placed}), or give the workspace of {region} with --workspace-id"
-            )));
-        }
+        let placed =
+            Self::get(&section.region).or_else(|| Self::get(&section.arn).and_then(arn_region));
+        section.placed().in_region(placed, region)?;
         Ok(Some(section))
     }
 
@@ -88,21 +77,20 @@ impl WorkspaceSection {
     /// answer "not found" for another account's workspace, as for a deleted one. One STS call,
     /// made only when the ARN names an account.
     pub async fn check_account(&self, config: &aws_config::SdkConfig) -> Result<()> {
-        let Some(account) = Self::get(&self.arn).and_then(crate::sts::arn_account) else {
+        let Some(account) = Self::get(&self.arn).and_then(arn_account) else {
             return Ok(());
         };
-        let caller = crate::sts::caller(config).await?;
-        if caller.account == account {
-            return Ok(());
+        self.placed()
+            .of_account(Some(account), &crate::sts::caller(config).await?)
+    }
+
+    /// The section's workspace for lib's one placement check.
+    fn placed(&self) -> crate::aws::Placed<'static> {
+        crate::aws::Placed {
+            what: format!("the document's workspace {}", self.workspace_id),
+            noun: "workspace",
+            flag: "--workspace-id",
         }
-        Err(Error::usage(format!(
-            "the document's workspace {} is in account {account}, but the credentials are of account {} ({})",
-            self.workspace_id, caller.account, caller.arn
-        ))
-        .with_hint(format!(
-            "use credentials of account {account} (--profile, AWS_PROFILE), or give a workspace of account {} with --workspace-id",
-            caller.account
-        )))
     }
 
     /// A field that is set: `Some` only when not empty.

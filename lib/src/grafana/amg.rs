@@ -53,12 +53,37 @@ pub fn check_workspace_id(id: &str) -> Result<()> {
     }
 }
 
+/// The AMG workspace id and region of an AMG workspace's URL
+/// (`https://g-0123456789.grafana-workspace.eu-west-1.amazonaws.com/...`, the endpoint
+/// DescribeWorkspace gives), `None` for any other URL (a VPC endpoint, a Grafana of one's own).
+pub fn workspace_in_url(url: &str) -> Option<(&str, &str)> {
+    let host = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let host = host.split(['/', ':', '?']).next()?;
+    let (id, rest) = host.split_once(".grafana-workspace.")?;
+    let region = rest.strip_suffix(".amazonaws.com")?;
+    (check_workspace_id(id).is_ok() && !region.is_empty() && !region.contains('.'))
+        .then_some((id, region))
+}
+
 impl GrafanaArgs {
     /// Connect to the Grafana these flags name: `--grafana-url` with a token from the
     /// environment or a file, or `--amg-workspace-id` with a service account made for this
     /// run (its endpoint from DescribeWorkspace, unless `--grafana-url` overrides it, e.g. a
     /// VPC endpoint).
     pub async fn open(&self, aws: &AwsArgs, tool: &'static str) -> Result<Session> {
+        self.open_with_record(aws, tool, None).await
+    }
+
+    /// [`Self::open`], for a tool whose document records a Grafana (`recorded`, its URL): an
+    /// AMG workspace that `--grafana-url` or the document places in another region than the
+    /// run's is refused, naming both, before any AMG call (AMG would answer "not found" and
+    /// the run would look like one for a deleted workspace).
+    pub async fn open_with_record(
+        &self,
+        aws: &AwsArgs,
+        tool: &'static str,
+        recorded: Option<&str>,
+    ) -> Result<Session> {
         let Some(workspace_id) = &self.amg_workspace_id else {
             let url = self.grafana_url.clone().ok_or_else(|| {
                 Error::usage("no Grafana: give --grafana-url URL or --amg-workspace-id g-...")
@@ -74,6 +99,25 @@ impl GrafanaArgs {
         check_workspace_id(workspace_id)?;
         let config = crate::aws::load(aws).await?;
         let region = crate::aws::region_of(&config);
+        let named = [
+            (
+                self.grafana_url.as_deref(),
+                "the Grafana workspace {} that --grafana-url names",
+            ),
+            (recorded, "the document's Grafana workspace {}"),
+        ];
+        for (url, what) in named {
+            if let Some((id, placed)) = url.and_then(workspace_in_url)
+                && id == workspace_id
+            {
+                crate::aws::Placed {
+                    what: what.replace("{}", id),
+                    noun: "Grafana workspace",
+                    flag: "--amg-workspace-id",
+                }
+                .in_region(Some(placed), &region)?;
+            }
+        }
         let client = crate::aws_client!(aws_sdk_grafana, &config);
         let described = client
             .describe_workspace()
@@ -337,6 +381,26 @@ mod tests {
         let scope = Scope::new("eu-west-1", "1");
         let declared = needs_for_session(&scope, "g-1", "t");
         crate::preflight::assert_calls_declared(include_str!("amg.rs"), CALLS, &declared);
+    }
+
+    #[test]
+    fn an_amg_url_names_its_workspace_and_region() {
+        assert_eq!(
+            workspace_in_url("https://g-0123456789.grafana-workspace.us-east-2.amazonaws.com/d/x"),
+            Some(("g-0123456789", "us-east-2"))
+        );
+        assert_eq!(
+            workspace_in_url("g-abcdef0123.grafana-workspace.eu-west-1.amazonaws.com"),
+            Some(("g-abcdef0123", "eu-west-1"))
+        );
+        for other in [
+            "http://127.0.0.1:3000",
+            "https://grafana.example.com",
+            "https://vpce-1.grafana-workspace.eu-west-1.vpce.amazonaws.com",
+            "https://g-0123456789.grafana-workspace.amazonaws.com",
+        ] {
+            assert_eq!(workspace_in_url(other), None, "{other}");
+        }
     }
 
     #[test]

@@ -358,7 +358,13 @@ pub async fn run(cli: Cli, doc: &mut StateDoc) -> Result<()> {
     if cli.render_only {
         return render_only(&cli, &plan, doc).await;
     }
-    let session = cli.grafana.open(&cli.aws, NAME).await?;
+    // The Grafana an earlier run recorded: an AMG workspace it places in another region than
+    // this run's is refused before any AMG call.
+    let recorded = doc.str_field(SECTION, "url").map(str::to_owned);
+    let session = cli
+        .grafana
+        .open_with_record(&cli.aws, NAME, recorded.as_deref())
+        .await?;
     let result = import(&cli, &plan, &session.grafana, session.is_amg, doc).await;
     // The service account made for this run goes whatever happened; only a failed delete is
     // left for teardown, in the ledger.

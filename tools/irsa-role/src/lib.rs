@@ -197,6 +197,7 @@ pub async fn create(opts: &CreateOptions, aws_args: &AwsArgs, doc: &mut StateDoc
     };
 
     let config = aws::load(aws_args).await?;
+    check_recorded_role(doc, &role, &config).await?;
     let region = aws::region_of(&config);
     let eks = Eks::new(&config);
     let iam = Iam::new(&config);
@@ -275,6 +276,29 @@ pub async fn create(opts: &CreateOptions, aws_args: &AwsArgs, doc: &mut StateDoc
             manifest,
         },
     )
+}
+
+/// The role a re-run converges on is the one the document records: of another account than
+/// the credentials', this run would make a second role there rather than find it. IAM is
+/// global, so only the account matters; one STS call, made only when the document records
+/// this run's role with an ARN.
+async fn check_recorded_role(doc: &StateDoc, role: &str, config: &aws::SdkConfig) -> Result<()> {
+    let (Some(name), Some(arn)) = (
+        doc.str_field(iam::SECTION, "roleName"),
+        doc.str_field(iam::SECTION, "roleArn"),
+    ) else {
+        return Ok(());
+    };
+    if name != role {
+        return Ok(());
+    }
+    aws::Placed {
+        what: format!("the document's role {name}"),
+        noun: "role",
+        flag: "--role-name",
+    }
+    .check_arn(arn, config)
+    .await
 }
 
 /// The flags' values that no service needs to be asked about.

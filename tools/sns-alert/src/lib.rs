@@ -479,13 +479,10 @@ fn topic_choice(args: &CreateArgs, region: &str) -> Result<TopicChoice> {
         Error::usage(format!("--topic-arn: {e}"))
             .with_hint("give the ARN `aws sns list-topics` shows, or --topic-name")
     })?;
-    if parsed.region != region {
-        return Err(Error::usage(format!(
-            "--topic-arn is in region {}, but this run uses {region}",
-            parsed.region
-        ))
-        .with_hint("AMP and Grafana publish to a topic in their own region: pass --region or a topic of this region"));
-    }
+    // AMP and Grafana publish to a topic of their own region.
+    parsed
+        .placed(false)
+        .in_region(Some(&parsed.region), region)?;
     Ok(TopicChoice::Arn(arn.clone()))
 }
 
@@ -544,22 +541,17 @@ async fn amp_plan(
     })
 }
 
-/// A topic given by ARN must be in the workspace's account (or, without a workspace, the
-/// caller's): AMP publishes only to a topic in its own account.
+/// A topic given by ARN must be in the caller's account, which is the workspace's (AMP
+/// described it with these credentials, and publishes only to a topic of its own account).
+/// STS is asked only when the topic's account is not the workspace's.
 async fn check_topic_account(arn: &str, amp: Option<&AmpPlan>, config: &SdkConfig) -> Result<()> {
     let parsed = TopicArn::parse(arn).map_err(Error::usage)?;
-    let account = match amp {
-        Some(amp) if !amp.account.is_empty() => amp.account.clone(),
-        _ => ampkit::sts::caller(config).await?.account,
-    };
-    if parsed.account != account {
-        return Err(Error::usage(format!(
-            "--topic-arn is in account {}, but the workspace (and these credentials) are in {account}",
-            parsed.account
-        ))
-        .with_hint("AMP publishes only to a topic in its own account: create one there with --topic-name"));
+    if amp.is_some_and(|amp| amp.account == parsed.account) {
+        return Ok(());
     }
-    Ok(())
+    parsed
+        .placed(false)
+        .of_account(Some(&parsed.account), &ampkit::sts::caller(config).await?)
 }
 
 /// Everything the Grafana target needs, checked before any change: the permission rule on
@@ -619,7 +611,8 @@ async fn grafana_plan(
         .filter(|u| !u.is_empty())
         .map(str::to_owned)
         .unwrap_or_else(|| uid_from("ampkit", &args.folder));
-    let session = target.open(aws, NAME).await?;
+    let recorded = doc.str_field("grafana", "url");
+    let session = target.open_with_record(aws, NAME, recorded).await?;
     let url = session.grafana.base().to_owned();
     let mut matchers = vec![(
         render::MANAGED_LABEL.0.to_owned(),
@@ -982,7 +975,12 @@ async fn test(args: TestArgs, config: &SdkConfig, doc: &mut StateDoc) -> Result<
             Error::usage("no topic: pass --topic-arn or pipe in the document sns-alert wrote")
                 .with_hint("sns-alert --email you@example.com < state.json > state2.json; sns-alert test < state2.json")
         })?;
-    TopicArn::parse(&topic_arn).map_err(|e| Error::usage(format!("topic: {e}")))?;
+    let parsed = TopicArn::parse(&topic_arn).map_err(|e| Error::usage(format!("topic: {e}")))?;
+    // Before the publish: SNS would say "not found" for another region's or account's topic.
+    parsed
+        .placed(args.topic_arn.is_none())
+        .check_arn(&topic_arn, config)
+        .await?;
     let sns = Sns::new(config);
     let message = format!(
         "TEST NOTIFICATION from ampkit sns-alert - not an alert.\n\
