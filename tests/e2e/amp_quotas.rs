@@ -17,8 +17,9 @@ use ampkit::grafana::Outcome;
 use ampkit::ledger::Removal;
 use ampkit::poll::Progress;
 use ampkit_e2e::amp_local::{
-    Process, REMOTE_WRITE_HEADERS, Signer, free_port, http, local_bin, now_ms, prometheus_query,
-    remote_write_body, series, signed_read,
+    MetricMetadata, Process, REMOTE_WRITE_HEADERS, Signer, counter_metadata, free_port, http,
+    local_bin, now_ms, prometheus_query, remote_write_body, remote_write_body_with_metadata,
+    series, signed_read,
 };
 use ampkit_e2e::{Stack, amp_sdk, eventually, stack, tool, unique_name};
 use aws_sdk_amp::client::Waiters;
@@ -106,20 +107,41 @@ impl OwnAmp {
         ws: &str,
         series: Vec<ampkit_e2e::amp_local::TimeSeries>,
     ) -> (u16, String) {
+        self.write_body(ws, remote_write_body(series)).await
+    }
+
+    /// Remote-write `series` and `metadata` into `ws`: the status and the body.
+    async fn write_with_metadata(
+        &self,
+        ws: &str,
+        series: Vec<ampkit_e2e::amp_local::TimeSeries>,
+        metadata: Vec<MetricMetadata>,
+    ) -> (u16, String) {
+        self.write_body(ws, remote_write_body_with_metadata(series, metadata))
+            .await
+    }
+
+    async fn write_body(&self, ws: &str, body: Vec<u8>) -> (u16, String) {
         let url = format!("{}/workspaces/{ws}/api/v1/remote_write", self.url);
         let response = Signer::for_stack(&self.stack)
-            .request(
-                &http(),
-                "POST",
-                &url,
-                REMOTE_WRITE_HEADERS,
-                remote_write_body(series),
-            )
+            .request(&http(), "POST", &url, REMOTE_WRITE_HEADERS, body)
             .send()
             .await
             .expect("amp-local answers");
         let status = response.status().as_u16();
         (status, response.text().await.unwrap_or_default())
+    }
+
+    /// The metadata entries of `metric` the workspace's GetMetricMetadata lists.
+    async fn metadata(&self, ws: &str, metric: &str) -> Vec<Value> {
+        let (status, body) = self.read(ws, "metadata", &[("metric", metric)]).await;
+        assert_eq!(status, 200, "{body}");
+        body["data"][metric].as_array().cloned().unwrap_or_default()
+    }
+
+    /// What amp-local has logged so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("amp-local.log")).unwrap_or_default()
     }
 
     /// A signed GET of a workspace's query API with `params`: the status and the JSON body.
@@ -287,7 +309,275 @@ async fn label_names_and_values_past_their_lengths_get_400() {
     assert_eq!(stored_samples(&amp.stack, &ws, "quota_len").await, 0);
 }
 
+// ---- metadata ----------------------------------------------------------------------------
+
+#[tokio::test]
+async fn metadata_longer_than_the_metadata_length_gets_400_and_the_rest_is_written() {
+    let amp = OwnAmp::start(&["--max-metadata-length", "24"]).await;
+    let ws = amp.workspace().await;
+    let metric = "quota_meta_len_total";
+    let (status, body) = amp
+        .write_with_metadata(
+            &ws,
+            vec![series(&[("__name__", metric)], &samples(3))],
+            vec![
+                counter_metadata(metric, "a help text longer than twenty-four bytes"),
+                counter_metadata("quota_meta_len_ok_total", "short"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body.trim(),
+        format!(
+            "metadata 'HELP' value too long: \"a help text longer than twenty-four bytes\" metric \"{metric}\""
+        )
+    );
+    // Names of 20 and 23 bytes are within 24. The series and the valid metadata are written;
+    // the invalid entry is not.
+    assert_eq!(stored_samples(&amp.stack, &ws, metric).await, 3);
+    assert!(amp.metadata(&ws, metric).await.is_empty());
+    assert_eq!(
+        amp.metadata(&ws, "quota_meta_len_ok_total").await,
+        vec![json!({"type": "counter", "help": "short", "unit": ""})]
+    );
+}
+
+#[tokio::test]
+async fn metadata_past_the_metadata_per_metric_limit_is_dropped_and_the_samples_written() {
+    let amp = OwnAmp::start(&["--max-metadata-per-metric", "1"]).await;
+    let ws = amp.workspace().await;
+    let metric = "quota_meta_per_metric_total";
+    let (status, body) = amp
+        .write_with_metadata(
+            &ws,
+            vec![series(&[("__name__", metric)], &samples(2))],
+            vec![
+                counter_metadata(metric, "first"),
+                counter_metadata(metric, "second"),
+            ],
+        )
+        .await;
+    // AMP_quotas: "metric sample is recorded, but metadata over the limit is dropped".
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(stored_samples(&amp.stack, &ws, metric).await, 2);
+    assert_eq!(
+        amp.metadata(&ws, metric).await,
+        vec![json!({"type": "counter", "help": "first", "unit": ""})]
+    );
+    let expected = format!(
+        "user=123456789012_{ws}: per-metric metadata limit (local limit: 0 global limit: 1 actual \
+         local limit: 1) exceeded for series {{__name__=\"{metric}\"}}"
+    );
+    eventually("the drop to be logged", Duration::from_secs(10), || async {
+        amp.log().contains(&expected).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn metadata_of_metrics_past_the_active_metrics_with_metadata_limit_is_dropped() {
+    let amp = OwnAmp::start(&["--max-metrics-with-metadata", "2"]).await;
+    let ws = amp.workspace().await;
+    let names = [
+        "quota_meta_a_total",
+        "quota_meta_b_total",
+        "quota_meta_c_total",
+    ];
+    let (status, body) = amp
+        .write_with_metadata(
+            &ws,
+            Vec::new(),
+            names.iter().map(|n| counter_metadata(n, "help")).collect(),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(amp.metadata(&ws, names[0]).await.len(), 1);
+    assert_eq!(amp.metadata(&ws, names[1]).await.len(), 1);
+    assert!(
+        amp.metadata(&ws, names[2]).await.is_empty(),
+        "past the limit"
+    );
+    let expected = format!(
+        "user=123456789012_{ws}: per-user metric metadata limit (local limit: 0 global limit: 2 \
+         actual local limit: 2) exceeded"
+    );
+    eventually("the drop to be logged", Duration::from_secs(10), || async {
+        amp.log().contains(&expected).then_some(())
+    })
+    .await;
+    // Another workspace has its own count.
+    let other = amp.workspace().await;
+    let (status, _) = amp
+        .write_with_metadata(&other, Vec::new(), vec![counter_metadata(names[2], "help")])
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(amp.metadata(&other, names[2]).await.len(), 1);
+}
+
 // ---- queries -----------------------------------------------------------------------------
+
+/// `n` samples one second apart, ending now (within the 5-minute lookback of an instant query).
+fn samples_per_second(n: i64) -> Vec<(f64, i64)> {
+    let now = now_ms();
+    (0..n).map(|i| (i as f64, now - (n - i) * 1000)).collect()
+}
+
+#[tokio::test]
+async fn a_query_past_the_samples_per_query_quota_gets_422() {
+    let amp = OwnAmp::start(&["--max-query-samples", "100"]).await;
+    let ws = amp.workspace().await;
+    let metric = "quota_query_samples";
+    let (status, body) = amp
+        .write(
+            &ws,
+            vec![
+                series(&[("__name__", metric), ("run", "big")], &samples(200)),
+                series(&[("__name__", metric), ("run", "small")], &samples(50)),
+            ],
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    // A range vector holds every sample it selects at once: 200 past the quota of 100.
+    let big = format!("{metric}{{run=\"big\"}}[1h]");
+    let (status, body) = amp.read(&ws, "query", &[("query", &big)]).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["errorType"], "execution");
+    assert_eq!(
+        body["error"],
+        "query processing would load too many samples into memory in query execution"
+    );
+    // 50 are within it: the answer has all of them, and no stats it did not ask for.
+    let small = format!("{metric}{{run=\"small\"}}[1h]");
+    let (status, body) = amp.read(&ws, "query", &[("query", &small)]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["data"]["result"][0]["values"].as_array().map(Vec::len),
+        Some(50)
+    );
+    assert_eq!(body["data"]["stats"], Value::Null, "{body}");
+}
+
+/// A workspace with three series of 40 samples: a query over all of them processes 120.
+async fn workspace_with_120_samples(amp: &OwnAmp, metric: &str) -> String {
+    let ws = amp.workspace().await;
+    let batch = (0..3)
+        .map(|i| {
+            series(
+                &[("__name__", metric), ("i", &i.to_string())],
+                &samples_per_second(40),
+            )
+        })
+        .collect();
+    let (status, body) = amp.write(&ws, batch).await;
+    assert_eq!(status, 204, "{body}");
+    ws
+}
+
+#[tokio::test]
+async fn the_qsp_warning_threshold_warns_in_a_successful_answer() {
+    let amp = OwnAmp::start(&[]).await;
+    let metric = "quota_qsp_warning";
+    let ws = workspace_with_120_samples(&amp, metric).await;
+    let query = format!("sum(count_over_time({metric}[1h]))");
+    // The count the thresholds are held to: Prometheus's stats, asked for.
+    let (status, body) = amp
+        .read(&ws, "query", &[("query", &query), ("stats", "all")])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["result"][0]["value"][1], "120");
+    assert_eq!(
+        body["data"]["stats"]["samples"]["totalQueryableSamples"],
+        120
+    );
+    assert_eq!(body.get("warnings"), None, "{body}");
+
+    let (status, body) = amp
+        .read(
+            &ws,
+            "query",
+            &[
+                ("query", &query),
+                ("max_samples_processed_warning_threshold", "100"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["result"][0]["value"][1], "120");
+    assert_eq!(
+        body["warnings"],
+        json!([
+            "the query processed 120 samples, more than the 100 of max_samples_processed_warning_threshold"
+        ])
+    );
+    assert_eq!(
+        body["data"]["stats"],
+        Value::Null,
+        "stats only when asked: {body}"
+    );
+    // At the threshold or under it: no warning.
+    let (status, body) = amp
+        .read(
+            &ws,
+            "query",
+            &[
+                ("query", &query),
+                ("max_samples_processed_warning_threshold", "120"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body.get("warnings"), None, "{body}");
+}
+
+#[tokio::test]
+async fn the_qsp_error_threshold_refuses_a_query_past_it_with_422() {
+    let amp = OwnAmp::start(&[]).await;
+    let metric = "quota_qsp_error";
+    let ws = workspace_with_120_samples(&amp, metric).await;
+    let query = format!("sum(count_over_time({metric}[1h]))");
+    let (status, body) = amp
+        .read(
+            &ws,
+            "query",
+            &[
+                ("query", &query),
+                ("max_samples_processed_error_threshold", "119"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["errorType"], "execution");
+    assert_eq!(
+        body["error"],
+        "the query processed 120 samples, more than the 119 of max_samples_processed_error_threshold: it was refused"
+    );
+    let (status, body) = amp
+        .read(
+            &ws,
+            "query",
+            &[
+                ("query", &query),
+                ("max_samples_processed_error_threshold", "120"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["result"][0]["value"][1], "120");
+    // A threshold that is no number is the caller's mistake.
+    let (status, body) = amp
+        .read(
+            &ws,
+            "query",
+            &[
+                ("query", &query),
+                ("max_samples_processed_error_threshold", "many"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["errorType"], "bad_data");
+}
 
 #[tokio::test]
 async fn a_range_query_longer_than_32_days_is_refused_with_400() {

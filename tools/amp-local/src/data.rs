@@ -147,21 +147,46 @@ async fn prometheus(app: &App, req: DataRequest<'_>) -> Response {
         // Within the workspace's quotas, every series into this workspace, and only into it.
         let user = format!("{}_{workspace_id}", app.opts.account_id);
         let mut after: Option<quotas::Refusal> = None;
+        let mut metadata_dropped: Option<String> = None;
         let labelled = isolation::label_write_request_admitted(&body, workspace_id, |raw| {
-            let scan = isolation::scan_write_request(raw)?;
+            let mut scan = isolation::scan_write_request(raw)?;
+            let limits = &app.opts.limits;
+            // Metadata is read only when the request has some: a Prometheus sends it in
+            // requests of its own, once a minute, and never with the samples.
+            let mut metadata = Vec::new();
+            let mut invalid_metadata = None;
+            if scan.metadata > 0 {
+                for entry in quotas::read_metadata(raw).map_err(WriteError::Malformed)? {
+                    match quotas::invalid_metadata(limits, &entry) {
+                        Some(why) => {
+                            invalid_metadata.get_or_insert(why);
+                        }
+                        None => metadata.push(entry),
+                    }
+                }
+                // Cortex takes only the valid metadata from the bucket.
+                scan.metadata = metadata.len();
+            }
+            let now = std::time::Instant::now();
             let admitted = app
                 .ingest
-                .admit(
-                    &app.opts.limits,
-                    &user,
-                    workspace_id,
-                    &scan,
-                    std::time::Instant::now(),
-                )
+                .admit(limits, &user, workspace_id, &scan, now)
                 .map_err(WriteError::Quota)?;
-            after = admitted.refusal;
+            metadata_dropped =
+                app.ingest
+                    .record_metadata(limits, &user, workspace_id, metadata, now);
+            // Cortex's order: the series limit's 429, an invalid series, invalid metadata.
+            after = admitted.refusal.or_else(|| {
+                invalid_metadata.map(|why| quotas::Refusal::new(StatusCode::BAD_REQUEST, why))
+            });
             Ok(admitted.keep)
         });
+        if let Some(why) = &metadata_dropped {
+            // Best effort, as in Cortex's ingester: logged, and the write goes on.
+            tracing::warn!(
+                "remote write into {workspace_id}: failed to ingest some metadata: {why}"
+            );
+        }
         let body = match labelled {
             Ok(labelled) => Bytes::from(labelled),
             Err(WriteError::LabelTaken) => {
@@ -288,6 +313,7 @@ async fn read(
         };
         params.push((name, confined));
     }
+    let mut cost = quotas::QueryCost::default();
     if answer == Some(Answer::Query) {
         if op == "query_range"
             && let Some(refusal) = range_too_long(&app.opts.limits, &params)
@@ -295,6 +321,14 @@ async fn read(
             return refusal;
         }
         cap_timeout(&app.opts.limits, &mut params);
+        cost = match quotas::QueryCost::take_thresholds(&mut params) {
+            Ok(cost) => cost,
+            Err(why) => return bad_data(why),
+        };
+        cost.max_samples = samples_quota_of_ours(app).await;
+        if cost.needs_stats() && !cost.stats_asked {
+            params.push(("stats".to_owned(), "all".to_owned()));
+        }
     }
     // Label names and values of this workspace's series only.
     if !has_match && (op == "labels" || op.starts_with("label/")) {
@@ -346,6 +380,15 @@ async fn read(
     };
     let mut bytes = bytes.to_vec();
     if status == StatusCode::OK {
+        if cost.needs_stats() {
+            bytes = match cost.judge(std::mem::take(&mut bytes)) {
+                Ok(judged) => judged,
+                Err(refusal) => {
+                    tracing::info!("query in {workspace_id}: {}", refusal.message);
+                    return query_refused(refusal);
+                }
+            };
+        }
         if let Some(stripped) = strip.and_then(|kind| isolation::strip_label(kind, &bytes)) {
             bytes = stripped;
         }
@@ -354,6 +397,43 @@ async fn read(
         }
     }
     (status, [("content-type", content_type)], bytes).into_response()
+}
+
+/// A query refused for its cost, in Prometheus's error shape.
+fn query_refused(refusal: quotas::QueryRefusal) -> Response {
+    let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
+    (
+        status,
+        [("content-type", "application/json")],
+        serde_json::json!({
+            "status": "error",
+            "errorType": refusal.error_type,
+            "error": refusal.message,
+        })
+        .to_string(),
+    )
+        .into_response()
+}
+
+/// `--max-query-samples` when amp-local must enforce it: below the Prometheus's own
+/// `--query.max-samples` (read once from its flags), which otherwise refuses first with the
+/// same answer, and no stats are needed. When its flags cannot be read, amp-local enforces it.
+async fn samples_quota_of_ours(app: &App) -> Option<u64> {
+    let ours = app.opts.limits.max_query_samples;
+    let theirs = match app.backend_samples.get() {
+        Some(theirs) => Some(theirs),
+        None => match get(app, "/api/v1/status/flags", &[]).await {
+            Ok((StatusCode::OK, _, bytes)) => serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v["data"]["query.max-samples"].as_str()?.parse::<u64>().ok())
+                .inspect(|theirs| app.backend_samples.set(*theirs)),
+            _ => None,
+        },
+    };
+    match theirs {
+        Some(theirs) if ours >= theirs => None,
+        _ => Some(ours),
+    }
 }
 
 /// A time parameter of the Prometheus API: RFC 3339 or (fractional) seconds since the epoch.
@@ -463,6 +543,7 @@ async fn metadata(app: &App, workspace_id: &str, params: &[(String, String)]) ->
     let mut value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
     if let Some(map) = value["data"].as_object_mut() {
         map.retain(|name, _| ours.contains(name));
+        remote_written_metadata(app, workspace_id, params, map);
     }
     (
         status,
@@ -470,6 +551,65 @@ async fn metadata(app: &App, workspace_id: &str, params: &[(String, String)]) ->
         value.to_string(),
     )
         .into_response()
+}
+
+/// The workspace's remote-written metadata added to a metadata answer's `data` (the
+/// Prometheus keeps none of it: [`quotas`] does), with the `metric`, `limit` and
+/// `limit_per_metric` parameters applied to the whole, as Prometheus applies them.
+fn remote_written_metadata(
+    app: &App,
+    workspace_id: &str,
+    params: &[(String, String)],
+    data: &mut serde_json::Map<String, serde_json::Value>,
+) {
+    let param = |name: &str| {
+        params
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let metric = param("metric").filter(|m| !m.is_empty());
+    let now = std::time::Instant::now();
+    for (name, metas) in app.ingest.metadata_of(&app.opts.limits, workspace_id, now) {
+        if metric.is_some_and(|m| m != name) {
+            continue;
+        }
+        let list = data
+            .entry(name)
+            .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+        let Some(list) = list.as_array_mut() else {
+            continue;
+        };
+        for meta in metas {
+            let entry =
+                serde_json::json!({"type": meta.kind, "help": meta.help, "unit": meta.unit});
+            if !list.contains(&entry) {
+                list.push(entry);
+            }
+        }
+    }
+    // Non-positive or unreadable limits mean no limit, as in Prometheus.
+    let limit = |name: &str| {
+        param(name)
+            .and_then(|v| v.parse::<i64>().ok())
+            .filter(|n| *n > 0)
+            .map(|n| n as usize)
+    };
+    if let Some(per_metric) = limit("limit_per_metric") {
+        for list in data
+            .values_mut()
+            .filter_map(serde_json::Value::as_array_mut)
+        {
+            list.truncate(per_metric);
+        }
+    }
+    if let Some(metrics) = limit("limit") {
+        let extra: Vec<String> = data.keys().skip(metrics).cloned().collect();
+        for name in extra {
+            data.remove(&name);
+        }
+    }
 }
 
 /// GET `path` of the Prometheus with `params`.

@@ -357,6 +357,8 @@ pub struct App {
     pub agents: agents::Agents,
     /// What each workspace has used of its ingestion quotas.
     pub ingest: quotas::Ingest,
+    /// The Prometheus's own samples limit, once read ([`data`]'s query cost).
+    pub backend_samples: quotas::BackendSamples,
 }
 
 impl App {
@@ -406,6 +408,7 @@ impl App {
             state: Mutex::new(state),
             writer: tokio::sync::Mutex::new(()),
             ingest: quotas::Ingest::default(),
+            backend_samples: quotas::BackendSamples::default(),
         })
     }
 

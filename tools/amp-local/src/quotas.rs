@@ -69,6 +69,29 @@ pub struct Limits {
     /// 422 (AMP-troubleshooting: "HTTP 422 error: query timeout")
     #[arg(long, default_value = "2m", value_parser = positive_duration, value_name = "DURATION")]
     pub query_timeout: Duration,
+    /// Samples a query may hold at once (AMP_quotas: "Query samples"; its figure could not be
+    /// read here: 50,000,000 is Cortex's and Prometheus's default, which one AWS page gives,
+    /// another source says 12,000,000). More is refused with 422 `query processing would load
+    /// too many samples into memory in query execution`, the Prometheus engine's words AMP
+    /// answers. Not below the Prometheus behind's own --query.max-samples, it refuses first
+    #[arg(long, default_value = "50000000", value_parser = clap::value_parser!(u64).range(1..), value_name = "SAMPLES")]
+    pub max_query_samples: u64,
+    /// Active metrics with metadata per workspace (AMP_quotas: 20,000); the metadata of a new
+    /// metric past it is dropped and its samples written, as AMP's page says
+    #[arg(long, default_value = "20000", value_parser = clap::value_parser!(u64).range(1..), value_name = "METRICS")]
+    pub max_metrics_with_metadata: u64,
+    /// Metadata entries (type, help, unit) per metric (AMP_quotas: "Metadata per metric"; its
+    /// figure could not be read here: 10 is Mimir's default); more are dropped, as above
+    #[arg(long, default_value = "10", value_parser = clap::value_parser!(u64).range(1..), value_name = "N")]
+    pub max_metadata_per_metric: u64,
+    /// Longest metric name, help or unit of a metadata entry in bytes (AMP_quotas' "Metadata
+    /// length" could not be read here: 1024 is Cortex's default); longer is refused with 400
+    #[arg(long, default_value = "1024", value_parser = clap::value_parser!(u64).range(1..), value_name = "BYTES")]
+    pub max_metadata_length: u64,
+    /// How long metadata stays active after it was last sent (Cortex's
+    /// -ingester.metadata-retain-period; AMP does not say)
+    #[arg(long, default_value = "10m", value_parser = positive_duration, value_name = "DURATION")]
+    pub metadata_retain_period: Duration,
     /// Rule groups namespaces per workspace (AMP_quotas: 10); one more is refused with 402
     /// ServiceQuotaExceededException
     #[arg(long, default_value = "10", value_parser = clap::value_parser!(u64).range(1..), value_name = "N")]
@@ -138,7 +161,7 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    fn new(status: StatusCode, message: String) -> Self {
+    pub fn new(status: StatusCode, message: String) -> Self {
         Refusal {
             status: status.as_u16(),
             message,
@@ -174,6 +197,8 @@ const PRUNE_EVERY: Duration = Duration::from_secs(30);
 #[derive(Default)]
 pub struct Ingest {
     usage: Mutex<HashMap<String, Usage>>,
+    /// Each workspace's remote-written metadata ([`Ingest::record_metadata`]).
+    metadata: Mutex<HashMap<String, MetadataUsage>>,
 }
 
 /// What [`Ingest::admit`] decided for a request it did not refuse whole.
@@ -344,6 +369,415 @@ impl Ingest {
     }
 }
 
+// ---- metadata ----------------------------------------------------------------------------
+//
+// Remote-write requests carry metric metadata (type, help, unit per metric family). The
+// Prometheus behind amp-local keeps none of it, so amp-local keeps each workspace's here and
+// answers the workspace's `api/v1/metadata` with it, as AMP's GetMetricMetadata does. Cortex's
+// rules, which AMP keeps: an entry with no metric name, or a name, help or unit past the
+// metadata length, is refused with 400 (the distributor's `ValidateMetadata`; the request's
+// other series and metadata are still written). The per-workspace and per-metric limits are
+// best effort: past them the metadata is dropped, the samples written and the answer a
+// success (Cortex's ingester: "Given metadata is a best-effort approach, and we don't halt on
+// errors"; AMP_quotas: "metric sample is recorded, but metadata over the limit is dropped"),
+// and the drop is logged in Cortex's words.
+
+/// `WriteRequest` read for its metadata (field 3) only: prost skips the series unread.
+#[derive(Clone, PartialEq, prost::Message)]
+struct MetadataOnly {
+    #[prost(message, repeated, tag = "3")]
+    metadata: Vec<MetricMetadata>,
+}
+
+/// prompb's `MetricMetadata`. Text fields as bytes: what a sender wrote is kept as sent.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct MetricMetadata {
+    #[prost(int32, tag = "1")]
+    pub r#type: i32,
+    #[prost(bytes = "vec", tag = "2")]
+    pub metric_family_name: Vec<u8>,
+    #[prost(bytes = "vec", tag = "4")]
+    pub help: Vec<u8>,
+    #[prost(bytes = "vec", tag = "5")]
+    pub unit: Vec<u8>,
+}
+
+/// One metadata entry of a metric, as the metadata API lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
+    pub kind: &'static str,
+    pub help: String,
+    pub unit: String,
+}
+
+/// prompb's `MetricType` as the Prometheus API names it.
+fn type_name(kind: i32) -> &'static str {
+    match kind {
+        1 => "counter",
+        2 => "gauge",
+        3 => "histogram",
+        4 => "gaugehistogram",
+        5 => "summary",
+        6 => "info",
+        7 => "stateset",
+        _ => "unknown",
+    }
+}
+
+/// The metadata entries of a decompressed `WriteRequest`.
+pub fn read_metadata(raw: &[u8]) -> Result<Vec<MetricMetadata>, String> {
+    <MetadataOnly as prost::Message>::decode(raw)
+        .map(|m| m.metadata)
+        .map_err(|e| format!("the body is not a remote-write WriteRequest: {e}"))
+}
+
+/// Cortex's `ValidateMetadata` of one entry: what is wrong with it, if anything.
+pub fn invalid_metadata(limits: &Limits, m: &MetricMetadata) -> Option<String> {
+    let name = &m.metric_family_name;
+    if name.is_empty() {
+        return Some("metadata missing metric name".to_owned());
+    }
+    let max = limits.max_metadata_length as usize;
+    let (kind, value) = if name.len() > max {
+        ("METRIC_NAME", name)
+    } else if m.help.len() > max {
+        ("HELP", &m.help)
+    } else if m.unit.len() > max {
+        ("UNIT", &m.unit)
+    } else {
+        return None;
+    };
+    Some(format!(
+        "metadata '{kind}' value too long: {} metric {}",
+        quoted(value),
+        quoted(name)
+    ))
+}
+
+/// A workspace's metadata: per metric name, its entries (in the order first sent) and when
+/// each was last sent.
+#[derive(Default)]
+struct MetadataUsage {
+    metrics: HashMap<Vec<u8>, Vec<(MetricMetadata, Instant)>>,
+}
+
+impl MetadataUsage {
+    fn prune(&mut self, retain: Duration, now: Instant) {
+        self.metrics.retain(|_, entries| {
+            entries.retain(|(_, seen)| now.saturating_duration_since(*seen) < retain);
+            !entries.is_empty()
+        });
+    }
+}
+
+impl Ingest {
+    /// Keep the valid `entries` of a write into `workspace` within the metadata limits; the
+    /// first entry dropped is answered in Cortex's words (for the log: the write succeeds).
+    pub fn record_metadata(
+        &self,
+        limits: &Limits,
+        user: &str,
+        workspace: &str,
+        entries: Vec<MetricMetadata>,
+        now: Instant,
+    ) -> Option<String> {
+        if entries.is_empty() {
+            return None;
+        }
+        let mut all = self.metadata.lock().unwrap_or_else(|p| p.into_inner());
+        let usage = all.entry(workspace.to_owned()).or_default();
+        // Metadata comes in its own small requests (a Prometheus sends it once a minute), so
+        // the prune runs with each: the limits count only what is still active.
+        usage.prune(limits.metadata_retain_period, now);
+        let (per_user, per_metric) = (
+            limits.max_metrics_with_metadata,
+            limits.max_metadata_per_metric,
+        );
+        let mut first_dropped = None;
+        for entry in entries {
+            let known_metric = usage.metrics.contains_key(&entry.metric_family_name);
+            if !known_metric && usage.metrics.len() as u64 >= per_user {
+                first_dropped.get_or_insert_with(|| {
+                    format!(
+                        "user={user}: per-user metric metadata limit (local limit: 0 global limit: \
+                         {per_user} actual local limit: {per_user}) exceeded"
+                    )
+                });
+                continue;
+            }
+            let name = entry.metric_family_name.clone();
+            let set = usage.metrics.entry(name).or_default();
+            // Unlike Cortex, an entry already known is refreshed even when the set is full:
+            // a sender that re-sends its metadata every minute keeps it active.
+            if let Some(known) = set.iter_mut().find(|(m, _)| *m == entry) {
+                known.1 = now;
+                continue;
+            }
+            if set.len() as u64 >= per_metric {
+                first_dropped.get_or_insert_with(|| {
+                    format!(
+                        "user={user}: per-metric metadata limit (local limit: 0 global limit: \
+                         {per_metric} actual local limit: {per_metric}) exceeded for series \
+                         {{__name__={}}}",
+                        quoted(&entry.metric_family_name)
+                    )
+                });
+                continue;
+            }
+            set.push((entry, now));
+        }
+        first_dropped
+    }
+
+    /// The active metadata of `workspace`, by metric name (sorted), each metric's entries in
+    /// the order first sent.
+    pub fn metadata_of(
+        &self,
+        limits: &Limits,
+        workspace: &str,
+        now: Instant,
+    ) -> Vec<(String, Vec<Meta>)> {
+        let all = self.metadata.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(usage) = all.get(workspace) else {
+            return Vec::new();
+        };
+        let retain = limits.metadata_retain_period;
+        let mut out: Vec<(String, Vec<Meta>)> = usage
+            .metrics
+            .iter()
+            .filter_map(|(name, entries)| {
+                let metas: Vec<Meta> = entries
+                    .iter()
+                    .filter(|(_, seen)| now.saturating_duration_since(*seen) < retain)
+                    .map(|(m, _)| Meta {
+                        kind: type_name(m.r#type),
+                        help: String::from_utf8_lossy(&m.help).into_owned(),
+                        unit: String::from_utf8_lossy(&m.unit).into_owned(),
+                    })
+                    .collect();
+                (!metas.is_empty()).then(|| (String::from_utf8_lossy(name).into_owned(), metas))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+}
+
+// ---- query cost ----------------------------------------------------------------------------
+//
+// AMP's QueryMetrics takes two Query Samples Processed (QSP) thresholds per request
+// (AMP-APIReference-QueryMetrics; query-insights-control): past the warning threshold "a
+// warning message will be returned in the API response", past the error threshold the query
+// "will be rejected with an error". There is no workspace-wide default: Grafana users set them
+// as the data source's custom query parameters. QSP is what Prometheus's `stats=all` reports
+// as `samples.totalQueryableSamples` (AMP-stats: "This is the information to be used for
+// billing"). The samples-per-query quota is the Prometheus engine's own limit on the samples a
+// query holds at once, `samples.peakSamples`.
+//
+// The stats are asked of the Prometheus only when a threshold or a samples quota below the
+// Prometheus's own is in force, and taken out of the answer again unless the user asked for
+// them: the stats object closes the answer's `data`, so that is a cut near the end of the body,
+// not a parse of the whole answer.
+//
+// AMP documents neither the wording nor the status of the threshold answers: the warning is
+// added to the answer's `warnings`, and the refusal is a 422 with errorType `execution`, as
+// AMP answers its other per-query limits (the samples quota below; the aggregated data size
+// limit, "HTTP 422: expanding series: the query hit the aggregated data size limit").
+
+/// QueryMetrics' warning threshold parameter.
+pub const WARNING_THRESHOLD: &str = "max_samples_processed_warning_threshold";
+/// QueryMetrics' error threshold parameter.
+pub const ERROR_THRESHOLD: &str = "max_samples_processed_error_threshold";
+
+/// The Prometheus engine's refusal past its samples limit, which AMP passes on.
+pub const TOO_MANY_SAMPLES: &str =
+    "query processing would load too many samples into memory in query execution";
+
+/// What one query is held to.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct QueryCost {
+    pub warning: Option<u64>,
+    pub error: Option<u64>,
+    /// The samples quota, when amp-local (not the Prometheus behind) must enforce it.
+    pub max_samples: Option<u64>,
+    /// The user asked for the stats (a non-empty `stats`): they stay in the answer.
+    pub stats_asked: bool,
+}
+
+/// The Prometheus behind's own samples limit (its `--query.max-samples`), read once from its
+/// flags: a samples quota not below it needs no stats, as that Prometheus refuses first.
+#[derive(Default)]
+pub struct BackendSamples(std::sync::OnceLock<u64>);
+
+impl BackendSamples {
+    pub fn get(&self) -> Option<u64> {
+        self.0.get().copied()
+    }
+
+    pub fn set(&self, limit: u64) {
+        let _ = self.0.set(limit);
+    }
+}
+
+/// A query refused for its cost: Prometheus's error shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryRefusal {
+    pub status: u16,
+    pub error_type: &'static str,
+    pub message: String,
+}
+
+impl QueryCost {
+    /// The thresholds of a query's parameters, taken out of them (the Prometheus behind does
+    /// not know them); an unreadable one is the message of a 400.
+    pub fn take_thresholds(params: &mut Vec<(String, String)>) -> Result<QueryCost, String> {
+        let mut cost = QueryCost::default();
+        let mut bad = None;
+        params.retain(|(name, value)| {
+            let slot = match name.as_str() {
+                WARNING_THRESHOLD => &mut cost.warning,
+                ERROR_THRESHOLD => &mut cost.error,
+                "stats" => {
+                    cost.stats_asked |= !value.is_empty();
+                    return true;
+                }
+                _ => return true,
+            };
+            match value.trim().parse::<u64>() {
+                Ok(n) => *slot = Some(n),
+                Err(_) => {
+                    bad.get_or_insert_with(|| {
+                        format!(
+                            "invalid parameter \"{name}\": cannot parse {value:?} to a valid \
+                             non-negative integer"
+                        )
+                    });
+                }
+            }
+            false
+        });
+        match bad {
+            Some(why) => Err(why),
+            None => Ok(cost),
+        }
+    }
+
+    /// Whether the Prometheus must be asked for the query's stats.
+    pub fn needs_stats(&self) -> bool {
+        self.warning.is_some() || self.error.is_some() || self.max_samples.is_some()
+    }
+
+    /// Hold a successful query answer `body` (asked with `stats=all`) to this cost: the answer
+    /// to send (with the threshold's warning, without stats the user did not ask for), or the
+    /// refusal. An answer without stats is passed on as it is.
+    pub fn judge(&self, body: Vec<u8>) -> Result<Vec<u8>, QueryRefusal> {
+        let Some(found) = find_stats(&body) else {
+            return Ok(body);
+        };
+        let samples = &found.stats["samples"];
+        let processed = samples["totalQueryableSamples"].as_u64().unwrap_or(0);
+        let peak = samples["peakSamples"].as_u64().unwrap_or(0);
+        let refuse = |message: String| QueryRefusal {
+            status: StatusCode::UNPROCESSABLE_ENTITY.as_u16(),
+            error_type: "execution",
+            message,
+        };
+        if let Some(max) = self.max_samples
+            && peak > max
+        {
+            return Err(refuse(TOO_MANY_SAMPLES.to_owned()));
+        }
+        if let Some(limit) = self.error
+            && processed > limit
+        {
+            return Err(refuse(format!(
+                "the query processed {processed} samples, more than the {limit} of \
+                 {ERROR_THRESHOLD}: it was refused"
+            )));
+        }
+        let warning = self
+            .warning
+            .filter(|limit| processed > *limit)
+            .map(|limit| {
+                format!(
+                    "the query processed {processed} samples, more than the {limit} of \
+                 {WARNING_THRESHOLD}"
+                )
+            });
+        if self.stats_asked && warning.is_none() {
+            return Ok(body);
+        }
+        Ok(rebuild(&body, &found, self.stats_asked, warning))
+    }
+}
+
+/// Where a query answer's `data.stats` is: from the comma before it to the end of its object.
+struct StatsAt {
+    comma: usize,
+    end: usize,
+    stats: serde_json::Value,
+}
+
+/// The stats member closes `data` in Prometheus's answers (`QueryData`'s last field), so it is
+/// looked for from the end. `,"stats":{` cannot occur inside a string (its quotes would be
+/// escaped), and no other object-valued member of an answer is named `stats`.
+fn find_stats(body: &[u8]) -> Option<StatsAt> {
+    const KEY: &[u8] = b",\"stats\":{";
+    let comma = body.windows(KEY.len()).rposition(|w| w == KEY)?;
+    let open = comma + KEY.len() - 1;
+    let mut values =
+        serde_json::Deserializer::from_slice(&body[open..]).into_iter::<serde_json::Value>();
+    let stats = values.next()?.ok()?;
+    let end = open + values.byte_offset();
+    (body.get(end) == Some(&b'}')).then_some(StatsAt { comma, end, stats })
+}
+
+/// `body` without its stats (unless `keep_stats`), with `warning` added to its `warnings`.
+/// Only what follows `data` is parsed: the warnings and infos.
+fn rebuild(body: &[u8], at: &StatsAt, keep_stats: bool, warning: Option<String>) -> Vec<u8> {
+    let data_end = if keep_stats { at.end } else { at.comma };
+    // What follows `data`'s closing brace: `}` alone, or `,"warnings":[...],...}`.
+    let after = body[at.end + 1..].trim_ascii_end();
+    let mut out = Vec::with_capacity(body.len());
+    out.extend_from_slice(&body[..data_end]);
+    out.push(b'}');
+    let Some(warning) = warning else {
+        out.extend_from_slice(after);
+        return out;
+    };
+    let mut rest: serde_json::Map<String, serde_json::Value> = match after.split_first() {
+        Some((b',', members)) => {
+            let mut object = Vec::with_capacity(members.len() + 1);
+            object.push(b'{');
+            object.extend_from_slice(members);
+            match serde_json::from_slice(&object) {
+                Ok(map) => map,
+                Err(_) => {
+                    out.extend_from_slice(after);
+                    return out;
+                }
+            }
+        }
+        _ => serde_json::Map::new(),
+    };
+    match rest
+        .get_mut("warnings")
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        Some(list) => list.push(warning.into()),
+        None => {
+            rest.insert(
+                "warnings".to_owned(),
+                vec![serde_json::Value::from(warning)].into(),
+            );
+        }
+    }
+    let members = serde_json::Value::Object(rest).to_string();
+    out.push(b',');
+    out.extend_from_slice(&members.as_bytes()[1..]);
+    out
+}
+
 /// A duration as Go prints a `time.Duration` (`768h0m0s`), as Cortex's messages show them.
 pub fn go_duration(d: Duration) -> String {
     let total = d.as_secs_f64();
@@ -491,6 +925,184 @@ mod tests {
                 })
             );
         }
+    }
+
+    const ANSWER: &str = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"stats":"x"},"value":[1,"2"]}],"stats":{"timings":{"evalTotalTime":0.1},"samples":{"totalQueryableSamples":120,"peakSamples":40}}},"infos":["i"]}"#;
+
+    fn judged(cost: QueryCost, body: &str) -> Result<serde_json::Value, QueryRefusal> {
+        cost.judge(body.as_bytes().to_vec())
+            .map(|b| serde_json::from_slice(&b).expect("still JSON"))
+    }
+
+    #[test]
+    fn query_cost_warns_refuses_and_takes_the_stats_out_unless_asked() {
+        let plain: serde_json::Value = serde_json::from_str(ANSWER).unwrap();
+        // Under every threshold: the answer without its stats, nothing else changed.
+        let cost = QueryCost {
+            warning: Some(120),
+            error: Some(120),
+            ..QueryCost::default()
+        };
+        let mut expected = plain.clone();
+        expected["data"].as_object_mut().unwrap().remove("stats");
+        assert_eq!(judged(cost, ANSWER).unwrap(), expected);
+        // Past the warning threshold: a warning, the infos kept.
+        let cost = QueryCost {
+            warning: Some(119),
+            ..QueryCost::default()
+        };
+        let warned = judged(cost, ANSWER).unwrap();
+        assert_eq!(
+            warned["warnings"],
+            serde_json::json!([format!(
+                "the query processed 120 samples, more than the 119 of {WARNING_THRESHOLD}"
+            )])
+        );
+        assert_eq!(warned["infos"], serde_json::json!(["i"]));
+        assert_eq!(warned["data"]["stats"], serde_json::Value::Null);
+        // Asked for: the stats stay, and an existing warnings list grows.
+        let with_warning = ANSWER.replace(r#""infos":["i"]"#, r#""warnings":["w"]"#);
+        let cost = QueryCost {
+            warning: Some(1),
+            stats_asked: true,
+            ..QueryCost::default()
+        };
+        let kept = judged(cost, &with_warning).unwrap();
+        assert_eq!(
+            kept["data"]["stats"]["samples"]["totalQueryableSamples"],
+            120
+        );
+        assert_eq!(kept["warnings"].as_array().unwrap().len(), 2);
+        // Past the error threshold, or the samples quota (on the peak): 422.
+        let refused = judged(
+            QueryCost {
+                error: Some(119),
+                ..QueryCost::default()
+            },
+            ANSWER,
+        )
+        .unwrap_err();
+        assert_eq!((refused.status, refused.error_type), (422, "execution"));
+        let refused = judged(
+            QueryCost {
+                max_samples: Some(39),
+                ..QueryCost::default()
+            },
+            ANSWER,
+        )
+        .unwrap_err();
+        assert_eq!(refused.message, TOO_MANY_SAMPLES);
+        assert!(
+            judged(
+                QueryCost {
+                    max_samples: Some(40),
+                    ..QueryCost::default()
+                },
+                ANSWER
+            )
+            .is_ok()
+        );
+        // No stats in the answer: passed on as it is.
+        let bare = r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
+        let cost = QueryCost {
+            error: Some(0),
+            ..QueryCost::default()
+        };
+        assert_eq!(
+            cost.judge(bare.as_bytes().to_vec()).unwrap(),
+            bare.as_bytes()
+        );
+    }
+
+    #[test]
+    fn thresholds_are_taken_out_of_the_parameters() {
+        let mut params = vec![
+            ("query".to_owned(), "up".to_owned()),
+            (WARNING_THRESHOLD.to_owned(), "10".to_owned()),
+            (ERROR_THRESHOLD.to_owned(), "20".to_owned()),
+            ("stats".to_owned(), "all".to_owned()),
+        ];
+        let cost = QueryCost::take_thresholds(&mut params).unwrap();
+        assert_eq!(
+            (cost.warning, cost.error, cost.stats_asked),
+            (Some(10), Some(20), true)
+        );
+        assert_eq!(params.len(), 2);
+        let mut bad = vec![(ERROR_THRESHOLD.to_owned(), "lots".to_owned())];
+        let why = QueryCost::take_thresholds(&mut bad).unwrap_err();
+        assert!(why.contains(ERROR_THRESHOLD), "{why}");
+    }
+
+    fn meta(name: &str, help: &str) -> MetricMetadata {
+        MetricMetadata {
+            r#type: 1,
+            metric_family_name: name.as_bytes().to_vec(),
+            help: help.as_bytes().to_vec(),
+            unit: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn metadata_past_its_limits_is_dropped_and_expires() {
+        let limits = Limits {
+            max_metrics_with_metadata: 1,
+            max_metadata_per_metric: 1,
+            max_metadata_length: 4,
+            ..Limits::default()
+        };
+        let ingest = Ingest::default();
+        let t0 = Instant::now();
+        let dropped = ingest.record_metadata(
+            &limits,
+            "u",
+            "ws",
+            vec![meta("a", "x"), meta("a", "y"), meta("b", "x")],
+            t0,
+        );
+        assert_eq!(
+            dropped.as_deref(),
+            Some(
+                "user=u: per-metric metadata limit (local limit: 0 global limit: 1 actual local limit: 1) exceeded for series {__name__=\"a\"}"
+            )
+        );
+        let kept = ingest.metadata_of(&limits, "ws", t0);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(
+            (
+                kept[0].0.as_str(),
+                kept[0].1[0].kind,
+                kept[0].1[0].help.as_str()
+            ),
+            ("a", "counter", "x")
+        );
+        assert_eq!(
+            ingest
+                .record_metadata(&limits, "u", "ws", vec![meta("b", "x")], t0)
+                .as_deref(),
+            Some(
+                "user=u: per-user metric metadata limit (local limit: 0 global limit: 1 actual local limit: 1) exceeded"
+            )
+        );
+        // A known entry sent again is no drop; past the retain period the slot is free.
+        assert_eq!(
+            ingest.record_metadata(&limits, "u", "ws", vec![meta("a", "x")], t0),
+            None
+        );
+        let later = t0 + limits.metadata_retain_period;
+        assert_eq!(
+            ingest.record_metadata(&limits, "u", "ws", vec![meta("b", "x")], later),
+            None
+        );
+        assert_eq!(ingest.metadata_of(&limits, "ws", later)[0].0, "b");
+        // Cortex's validation messages.
+        assert_eq!(
+            invalid_metadata(&limits, &meta("", "")).as_deref(),
+            Some("metadata missing metric name")
+        );
+        assert_eq!(
+            invalid_metadata(&limits, &meta("a", "too long")).as_deref(),
+            Some("metadata 'HELP' value too long: \"too long\" metric \"a\"")
+        );
     }
 
     #[test]
