@@ -39,6 +39,8 @@ pub enum ResourceKind {
     /// Our inline policy on a role someone else made.
     IamRolePolicy,
     EksPodIdentityAssociation,
+    /// An EKS access entry mapping an IAM role (a managed collector's) to a Kubernetes user.
+    EksAccessEntry,
     K8sNamespace,
     K8sServiceAccount,
     GrafanaDatasource,
@@ -63,7 +65,7 @@ pub enum ResourceKind {
 }
 
 impl ResourceKind {
-    const KNOWN: [(ResourceKind, &'static str); 20] = [
+    const KNOWN: [(ResourceKind, &'static str); 21] = [
         (ResourceKind::AmpWorkspace, "amp-workspace"),
         (ResourceKind::IamOidcProvider, "iam-oidc-provider"),
         (ResourceKind::IamRole, "iam-role"),
@@ -102,6 +104,7 @@ impl ResourceKind {
             "amp-alert-manager-definition",
         ),
         (ResourceKind::AmpScraper, "amp-scraper"),
+        (ResourceKind::EksAccessEntry, "eks-access-entry"),
     ];
 
     /// Whether an entry of this kind must be deleted before a `newer` one, against the

@@ -5,11 +5,11 @@
 //!
 //! The owner of a kind is the module that creates it, so what "ours" and "gone" mean is
 //! written once: `amp` (workspace), `amp::rules` (rule groups namespace, alert manager
-//! definition), `iam` (role, role policy, OIDC provider), `eks` (pod identity association),
-//! `amp::scraper` (managed collector), `kube` (namespace, service account), `sns` (topic,
-//! subscription, policy statement),
-//! `grafana` (datasource, folder, dashboard), `grafana::alerting` (contact point, route, alert
-//! rule) and `grafana::amg` (AMG service account).
+//! definition), `iam` (role, role policy, OIDC provider), `eks` (pod identity association,
+//! access entry), `amp::scraper` (managed collector), `kube` (namespace, service account),
+//! `sns` (topic, subscription, policy statement), `grafana` (datasource, folder, dashboard),
+//! `grafana::alerting` (contact point, route, alert rule) and `grafana::amg` (AMG service
+//! account).
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -290,6 +290,7 @@ mod tests {
             K::IamRolePolicy => through::<iam::RolePolicyDetails>(r),
             K::IamOidcProvider | K::K8sNamespace => r.details.clone(),
             K::EksPodIdentityAssociation => through::<eks::AssociationDetails>(r),
+            K::EksAccessEntry => through::<eks::AccessEntryDetails>(r),
             K::K8sServiceAccount => through::<kube::service_account::ServiceAccountDetails>(r),
             K::SnsTopic => through::<sns::TopicDetails>(r),
             K::SnsSubscription => through::<sns::SubscriptionDetails>(r),

@@ -1,11 +1,14 @@
-//! A fixture for the EKS API calls moto 5.2 does not implement (Pod Identity associations).
+//! A fixture for the EKS API calls moto 5.2 does not implement (Pod Identity associations,
+//! access entries, and DescribeCluster's `accessConfig`).
 //!
 //! It speaks EKS REST-JSON the way the AWS SDK for Rust sends it (aws-sdk-eks's serializers:
-//! method, path, query, body members) for one cluster, keeps the associations it created in
-//! memory and answers in the documented shapes, with `ResourceNotFoundException` for any other
-//! cluster or association. The test names the operations it expects, in order; a call that
-//! was not expected, or that breaks the request shape, is answered with an error and fails
-//! the test, as does an expected call that never came (checked on drop).
+//! method, path, query, body members) for one cluster, keeps the associations and access
+//! entries it holds in memory and answers in the documented shapes (EKS API Reference:
+//! DescribeCluster, CreateAccessEntry, DescribeAccessEntry, DeleteAccessEntry,
+//! ListAccessEntries), with `ResourceNotFoundException` for any other cluster, association or
+//! entry. The test names the operations it expects, in order; a call that was not expected,
+//! or that breaks the request shape, is answered with an error and fails the test, as does an
+//! expected call that never came (checked on drop).
 
 use std::collections::VecDeque;
 use std::net::TcpListener;
@@ -33,6 +36,10 @@ struct Fixture {
     violations: Vec<String>,
     calls: Vec<Call>,
     associations: Vec<Value>,
+    /// Access entries, in the order they were made (EKS identifies one by its principal).
+    access_entries: Vec<Value>,
+    /// DescribeCluster's `accessConfig.authenticationMode`.
+    authentication_mode: String,
     next_id: u64,
 }
 
@@ -66,6 +73,9 @@ impl EksFixture {
             violations: Vec::new(),
             calls: Vec::new(),
             associations: Vec::new(),
+            access_entries: Vec::new(),
+            // What a cluster made in the console has; the API's default is CONFIG_MAP.
+            authentication_mode: "API_AND_CONFIG_MAP".to_owned(),
             next_id: u64::from(std::process::id()) << 20,
         }));
         let listener = TcpListener::bind("127.0.0.1:0").expect("the EKS fixture binds");
@@ -132,6 +142,23 @@ impl EksFixture {
     /// The associations the fixture holds.
     pub fn associations(&self) -> Vec<Value> {
         lock(&self.shared).associations.clone()
+    }
+
+    /// The access entries the fixture holds.
+    pub fn access_entries(&self) -> Vec<Value> {
+        lock(&self.shared).access_entries.clone()
+    }
+
+    /// Set the cluster's authentication mode (API, API_AND_CONFIG_MAP, CONFIG_MAP).
+    pub fn set_authentication_mode(&self, mode: &str) {
+        lock(&self.shared).authentication_mode = mode.to_owned();
+    }
+
+    /// An access entry someone else made (not tagged ours), as AMP makes one for its scrapers.
+    pub fn add_foreign_access_entry(&self, principal_arn: &str, username: &str) {
+        let mut fixture = lock(&self.shared);
+        let entry = access_entry(&mut fixture, principal_arn, Some(username), &json!({}), 1.0);
+        fixture.access_entries.push(entry);
     }
 
     /// Point an association at another role, as someone else would.
@@ -210,6 +237,101 @@ fn association_not_found(id: &str, cluster: &str) -> Response {
     )
 }
 
+fn access_entry_not_found(principal: &str, cluster: &str) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "ResourceNotFoundException",
+        format!("The specified access entry resource is not found: {principal}"),
+        Some(cluster),
+    )
+}
+
+/// What EKS answers an access-entry call on a cluster whose authentication mode is
+/// CONFIG_MAP (it has no access entries until the mode includes the API).
+fn config_map_only(cluster: &str) -> Response {
+    error(
+        StatusCode::BAD_REQUEST,
+        "InvalidRequestException",
+        "The cluster's authentication mode must be set to one of [API, API_AND_CONFIG_MAP] to perform this operation.".to_owned(),
+        Some(cluster),
+    )
+}
+
+/// The account and name of an IAM role or user ARN, whatever its path (`role` or `user`).
+fn principal_parts(arn: &str) -> Option<(&str, &str, &str)> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let ["arn", partition, "iam", "", account, resource] = parts.as_slice() else {
+        return None;
+    };
+    if !partition.starts_with("aws") || account.len() != 12 {
+        return None;
+    }
+    let (kind, path_and_name) = resource.split_once('/')?;
+    let name = path_and_name.rsplit('/').next()?;
+    (matches!(kind, "role" | "user") && !name.is_empty()).then_some((kind, account, name))
+}
+
+/// An access entry in the documented `AccessEntry` shape. Without a username EKS uses the
+/// role's assumed-role ARN with the session name (EKS User Guide, "Create access entries").
+fn access_entry(
+    fixture: &mut Fixture,
+    principal: &str,
+    username: Option<&str>,
+    tags: &Value,
+    now: f64,
+) -> Value {
+    let (kind, account, name) = principal_parts(principal).unwrap_or(("role", ACCOUNT, "?"));
+    fixture.next_id += 1;
+    let uuid = format!(
+        "{:08x}-fe11-4e5e-a1c0-{:012x}",
+        fixture.next_id >> 20,
+        fixture.next_id
+    );
+    let username = username.map_or_else(
+        || format!("arn:aws:sts::{account}:assumed-role/{name}/{{{{SessionName}}}}"),
+        str::to_owned,
+    );
+    json!({
+        "clusterName": fixture.cluster,
+        "principalArn": principal,
+        "kubernetesGroups": [],
+        "accessEntryArn": format!(
+            "arn:aws:eks:{}:{ACCOUNT}:access-entry/{}/{kind}/{account}/{name}/{uuid}",
+            fixture.region, fixture.cluster),
+        "createdAt": now,
+        "modifiedAt": now,
+        "tags": tags,
+        "username": username,
+        "type": "STANDARD",
+    })
+}
+
+/// Whether the entry `entry` is for the same IAM principal as `principal`: EKS keeps the
+/// principal's id, so a role named with or without its path is the same one.
+fn same_principal(entry: &Value, principal: &str) -> bool {
+    let held = entry["principalArn"].as_str().unwrap_or_default();
+    held == principal
+        || principal_parts(held).is_some_and(|p| principal_parts(principal) == Some(p))
+}
+
+/// A path segment as the SDK label-encodes it (`:` and `/` of an ARN percent-encoded).
+fn percent_decoded(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = segment.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 fn ok(body: Value) -> Response {
     (
         StatusCode::OK,
@@ -238,6 +360,10 @@ fn operation(method: &Method, segments: &[&str]) -> Option<&'static str> {
         ("DELETE", ["clusters", _, "pod-identity-associations", _]) => {
             Some("DeletePodIdentityAssociation")
         }
+        ("GET", ["clusters", _, "access-entries"]) => Some("ListAccessEntries"),
+        ("POST", ["clusters", _, "access-entries"]) => Some("CreateAccessEntry"),
+        ("GET", ["clusters", _, "access-entries", _]) => Some("DescribeAccessEntry"),
+        ("DELETE", ["clusters", _, "access-entries", _]) => Some("DeleteAccessEntry"),
         _ => None,
     }
 }
@@ -357,10 +483,12 @@ async fn handle(
     if method == Method::GET && !body.is_empty() {
         return reject(&mut fixture, "a GET with a body".to_owned());
     }
-    let allowed_query: &[&str] = if op == "ListPodIdentityAssociations" {
-        &["namespace", "serviceAccount", "maxResults", "nextToken"]
-    } else {
-        &[]
+    let allowed_query: &[&str] = match op {
+        "ListPodIdentityAssociations" => {
+            &["namespace", "serviceAccount", "maxResults", "nextToken"]
+        }
+        "ListAccessEntries" => &["associatedPolicyArn", "maxResults", "nextToken"],
+        _ => &[],
     };
     if let Some((key, _)) = query
         .iter()
@@ -397,9 +525,114 @@ async fn handle(
                 "version": "1.33",
                 "status": "ACTIVE",
                 "roleArn": format!("arn:aws:iam::{ACCOUNT}:role/eks-cluster"),
+                "resourcesVpcConfig": {
+                    "subnetIds": ["subnet-0fa1", "subnet-0fa2"],
+                    "securityGroupIds": [],
+                    "clusterSecurityGroupId": "sg-0fa1",
+                    "vpcId": "vpc-0fa1",
+                    "endpointPublicAccess": true,
+                    "endpointPrivateAccess": true,
+                },
                 "identity": {"oidc": {"issuer": format!(
                     "https://oidc.eks.{}.amazonaws.com/id/FIXTURE", fixture.region)}},
+                "accessConfig": {
+                    "authenticationMode": fixture.authentication_mode,
+                    "bootstrapClusterCreatorAdminPermissions": true,
+                },
             }}))
+        }
+        "ListAccessEntries" => {
+            fixture.calls.push(Call {
+                operation: op,
+                body: Value::Null,
+            });
+            if fixture.authentication_mode == "CONFIG_MAP" {
+                return config_map_only(cluster);
+            }
+            let principals: Vec<Value> = fixture
+                .access_entries
+                .iter()
+                .map(|e| e["principalArn"].clone())
+                .collect();
+            ok(json!({"accessEntries": principals}))
+        }
+        "CreateAccessEntry" => {
+            let allowed = [
+                "clientRequestToken",
+                "kubernetesGroups",
+                "principalArn",
+                "tags",
+                "type",
+                "username",
+            ];
+            let request = match object_body(&headers, &body, &allowed, &["principalArn"]) {
+                Ok(request) => request,
+                Err(why) => return reject(&mut fixture, why),
+            };
+            if let Some(name) = ["username", "type"]
+                .into_iter()
+                .find(|k| request.get(*k).is_some_and(|v| !v.is_string()))
+            {
+                let why = format!("body member `{name}` is not a string");
+                return reject(&mut fixture, why);
+            }
+            let principal = request["principalArn"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            if principal_parts(&principal).is_none() {
+                let why = format!("principalArn `{principal}` is not an IAM role or user ARN");
+                return reject(&mut fixture, why);
+            }
+            fixture.calls.push(Call {
+                operation: op,
+                body: Value::Object(request.clone()),
+            });
+            if fixture.authentication_mode == "CONFIG_MAP" {
+                return config_map_only(cluster);
+            }
+            if fixture
+                .access_entries
+                .iter()
+                .any(|e| same_principal(e, &principal))
+            {
+                return error(
+                    StatusCode::CONFLICT,
+                    "ResourceInUseException",
+                    format!(
+                        "The specified access entry resource is already in use on this cluster: {principal}"
+                    ),
+                    Some(cluster),
+                );
+            }
+            let tags = request.get("tags").cloned().unwrap_or_else(|| json!({}));
+            let username = request.get("username").and_then(Value::as_str);
+            let entry = access_entry(&mut fixture, &principal, username, &tags, now);
+            fixture.access_entries.push(entry.clone());
+            ok(json!({"accessEntry": entry}))
+        }
+        "DescribeAccessEntry" | "DeleteAccessEntry" => {
+            let Some(principal) = percent_decoded(segments[3]) else {
+                let why = format!("the principal segment `{}` does not decode", segments[3]);
+                return reject(&mut fixture, why);
+            };
+            fixture.calls.push(Call {
+                operation: op,
+                body: json!({"principalArn": principal}),
+            });
+            let Some(at) = fixture
+                .access_entries
+                .iter()
+                .position(|e| e["principalArn"] == principal.as_str())
+            else {
+                return access_entry_not_found(&principal, cluster);
+            };
+            if op == "DescribeAccessEntry" {
+                ok(json!({"accessEntry": fixture.access_entries[at]}))
+            } else {
+                fixture.access_entries.remove(at);
+                ok(json!({}))
+            }
         }
         "ListPodIdentityAssociations" => {
             let wanted = |key: &str| query.iter().find(|(k, _)| k == key).map(|(_, v)| v);
@@ -517,10 +750,10 @@ async fn handle(
             let association = fixture.associations.remove(at);
             ok(json!({"association": association}))
         }
-        // Known to EKS, but no step of irsa-role or teardown calls it.
+        // Known to EKS, but no step of irsa-role, amp-workspace or teardown calls it.
         _ => reject(
             &mut fixture,
-            "an operation neither irsa-role nor teardown calls".to_owned(),
+            "an operation no step of irsa-role, amp-workspace or teardown calls".to_owned(),
         ),
     }
 }

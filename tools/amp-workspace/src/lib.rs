@@ -312,6 +312,13 @@ impl Preflight for Cli {
                     &args.cluster,
                     step,
                 ));
+                if !args.no_access_entry {
+                    needs.extend(ampkit::eks::needs_for_access_entry(
+                        scope,
+                        &args.cluster,
+                        step,
+                    ));
+                }
                 needs
             }
         })
@@ -440,7 +447,24 @@ mod tests {
                 "aps:ListScrapers",
                 "aps:CreateScraper",
                 "aps:DescribeScraper",
+                "eks:ListAccessEntries arn:aws:eks:eu-west-1:123456789012:cluster/c",
+                "eks:CreateAccessEntry arn:aws:eks:eu-west-1:123456789012:cluster/c",
+                "eks:DescribeAccessEntry arn:aws:eks:eu-west-1:123456789012:access-entry/c/*",
             ],
+        );
+        let opted_out = actions_of(
+            &[
+                "amp-workspace",
+                "scraper",
+                "--cluster",
+                "c",
+                "--no-access-entry",
+            ],
+            "{}",
+        );
+        assert!(
+            !opted_out.iter().any(|a| a.contains("AccessEntry")),
+            "{opted_out:?}"
         );
         assert_eq!(
             actions_of(&["amp-workspace", "list"], "{}"),

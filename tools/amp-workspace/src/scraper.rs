@@ -3,18 +3,29 @@
 //! and deleted like a workspace, and the workspace it writes to is this tool's section.
 //!
 //! Everything is read and checked before anything is made: the workspace (its ARN), the
-//! cluster (its ARN, subnets and security groups, from DescribeCluster unless given) and the
-//! scrape configuration (render-agent-config's `managed-scraper` file). A scraper of ours
-//! with the same alias, cluster and workspace is found rather than made again; only one this
-//! run made goes into the ledger.
+//! cluster (its ARN, subnets and security groups, from DescribeCluster unless given; that it
+//! can take access entries), and the scrape configuration (render-agent-config's
+//! `managed-scraper` file). A scraper of ours with the same alias, cluster and workspace is
+//! found rather than made again; only one this run made goes into the ledger.
+//!
+//! Once the scraper is ACTIVE, its role (DescribeScraper's `roleArn`) is mapped to the
+//! Kubernetes user `aps-collector-user` with an EKS access entry, the user the RBAC that
+//! render-agent-config renders binds: AWS's AMP guide, "Configuring your Amazon EKS cluster"
+//! (https://docs.aws.amazon.com/prometheus/latest/userguide/AMP-collector-how-to.html), and the
+//! EKS User Guide, "Create access entries"
+//! (https://docs.aws.amazon.com/eks/latest/userguide/creating-access-entries.html). An entry
+//! that exists for that role already (AMP makes one itself on a cluster whose authentication
+//! mode includes the API) is found and left alone; one this run made is ledgered, and
+//! teardown deletes it. `--no-access-entry` leaves the mapping to the user (aws-auth).
 
 use std::path::PathBuf;
 
 use ampkit::amp::scraper::{self, ScraperDetails, ScraperSpec, Scrapers};
 use ampkit::amp::{self, WorkspaceSection};
 use ampkit::doc::{Resource, ResourceKind, StateDoc};
-use ampkit::eks::Eks;
+use ampkit::eks::{self, AccessEntryDetails, COLLECTOR_USER, Eks};
 use ampkit::error::{Error, Result};
+use serde_json::json;
 
 use crate::{NAME, Run};
 
@@ -43,6 +54,10 @@ pub struct ScraperArgs {
     /// Return once AMP took the request instead of waiting until ACTIVE
     #[arg(long)]
     pub no_wait: bool,
+    /// Do not map the scraper's role to the Kubernetes user aps-collector-user with an EKS
+    /// access entry (map it yourself, e.g. in the aws-auth ConfigMap)
+    #[arg(long)]
+    pub no_access_entry: bool,
 }
 
 /// `amp-workspace scraper`.
@@ -58,13 +73,38 @@ pub async fn ensure(
     let configuration = configuration(args, doc)?;
     let workspace_arn = workspace_arn(args, doc)?;
     let region = ampkit::aws::region_of(config);
-    let cluster = Eks::new(config).cluster(&args.cluster, &region).await?;
+    let eks = Eks::new(config);
+    let cluster = eks.cluster(&args.cluster, &region).await?;
     let cluster_arn = cluster.arn.clone().ok_or_else(|| {
         Error::remote(format!(
             "EKS describes cluster {} without an ARN",
             args.cluster
         ))
     })?;
+    if !args.no_access_entry {
+        // Whether the access entry can be made is asked before the scraper is: a scraper that
+        // cannot read the cluster is no use, and nothing should be left to tear down.
+        cluster
+            .check_takes_access_entries(&args.cluster)
+            .map_err(|e| {
+                e.with_hint(format!(
+                    "switch it with `aws eks update-cluster-config --name {} --access-config \
+                     authenticationMode=API_AND_CONFIG_MAP`, or pass --no-access-entry and map \
+                     the scraper's role to {COLLECTOR_USER} in the aws-auth ConfigMap",
+                    args.cluster
+                ))
+            })?;
+        eks.access_entries(&args.cluster).await.map_err(|e| {
+            if e.kind == ampkit::error::ErrorKind::Usage {
+                e.with_hint(format!(
+                    "pass --no-access-entry and map the scraper's role to {COLLECTOR_USER} \
+                     another way (the aws-auth ConfigMap); nothing was made"
+                ))
+            } else {
+                e
+            }
+        })?;
+    }
     let subnet_ids = given_or(&args.subnet_ids, cluster.subnet_ids);
     if subnet_ids.is_empty() {
         return Err(Error::input(format!(
@@ -89,7 +129,7 @@ pub async fn ensure(
         None => {
             let spec = ScraperSpec {
                 alias: Some(alias.clone()),
-                cluster_arn,
+                cluster_arn: cluster_arn.clone(),
                 subnet_ids,
                 security_group_ids: given_or(&args.security_group_ids, cluster.security_group_ids),
                 workspace_arn: workspace_arn.clone(),
@@ -118,7 +158,57 @@ pub async fn ensure(
             .wait_until_active(&id, run.timeout, &run.progress)
             .await?
     };
-    doc.set_section(scraper::SECTION, scrapers.section(&described))
+    let section = scrapers.section(&described);
+    // The section first: should the access entry fail, the document still says which
+    // scraper was made.
+    doc.set_section(scraper::SECTION, &section)?;
+    if args.no_access_entry {
+        return Ok(());
+    }
+    if section.role_arn.is_empty() {
+        return Err(Error::remote(format!(
+            "AMP describes scraper {id} without its roleArn, so its access entry cannot be made yet"
+        ))
+        .with_hint("run `amp-workspace scraper` again once the scraper is ACTIVE"));
+    }
+    let principal = eks::principal_for_role(&section.role_arn);
+    let (entry, created) = eks
+        .ensure_access_entry(&args.cluster, &principal, COLLECTOR_USER)
+        .await?;
+    if created {
+        let mut resource = Resource::new(ResourceKind::EksAccessEntry, &principal, NAME)
+            .region(&region)
+            .with_details(&AccessEntryDetails {
+                cluster_name: args.cluster.clone(),
+                cluster_arn: Some(cluster_arn),
+            });
+        if let Some(arn) = &entry.arn {
+            resource = resource.arn(arn);
+        }
+        doc.push_resource(resource);
+        tracing::info!(
+            "mapped {principal} to Kubernetes user {COLLECTOR_USER} in cluster {}",
+            args.cluster
+        );
+    } else if entry.username.as_deref() == Some(COLLECTOR_USER) {
+        tracing::info!("found the access entry for {}", entry.principal_arn);
+    } else {
+        // AMP's own entry carries an access policy instead; someone else's may not.
+        tracing::warn!(
+            "found the access entry for {} mapping it to {}, not {COLLECTOR_USER}: left as \
+             it is, so the rendered ClusterRoleBinding does not apply to it",
+            entry.principal_arn,
+            entry.username.as_deref().unwrap_or("EKS's default user")
+        );
+    }
+    let mut value = serde_json::to_value(&section)
+        .map_err(|e| Error::internal(format!("the scraper section: {e}")))?;
+    value["accessEntry"] = json!({
+        "principalArn": entry.principal_arn,
+        "username": entry.username,
+        "arn": entry.arn,
+    });
+    doc.set_section(scraper::SECTION, value)
 }
 
 fn given_or(given: &[String], discovered: Vec<String>) -> Vec<String> {

@@ -82,9 +82,9 @@ pub fn cluster_role_binding(name: &str, placement: &Placement) -> ClusterRoleBin
     }
 }
 
-/// The Kubernetes user EKS maps a managed collector's role to (its access entry's username),
-/// and the names AWS's setup for it uses.
-pub const SCRAPER_USER: &str = "aps-collector-user";
+/// The Kubernetes user EKS maps a managed collector's role to (the access entry amp-workspace
+/// makes names it: one constant for both sides), and the names AWS's setup for it uses.
+pub const SCRAPER_USER: &str = ampkit::eks::COLLECTOR_USER;
 pub const SCRAPER_ROLE: &str = "aps-collector-role";
 pub const SCRAPER_BINDING: &str = "aps-collector-user-role-binding";
 

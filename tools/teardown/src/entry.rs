@@ -56,6 +56,7 @@ async fn take_down(ctx: &mut Context, r: &Resource) -> Result<Verdict> {
         ResourceKind::IamRolePolicy => iam::take_down_role_policy(ctx, r).await,
         ResourceKind::IamOidcProvider => iam::take_down_oidc_provider(ctx, r).await,
         ResourceKind::EksPodIdentityAssociation => eks::take_down_association(ctx, r).await,
+        ResourceKind::EksAccessEntry => eks::take_down_access_entry(ctx, r).await,
         ResourceKind::K8sNamespace => service_account::take_down_namespace(ctx, r).await,
         ResourceKind::K8sServiceAccount => service_account::take_down_service_account(ctx, r).await,
         ResourceKind::SnsTopic => sns::take_down_topic(ctx, r).await,
@@ -93,7 +94,9 @@ pub fn needs(scope: &Scope, r: &Resource) -> Vec<Need> {
         ResourceKind::IamRole | ResourceKind::IamRolePolicy | ResourceKind::IamOidcProvider => {
             iam::needs_to_take_down(scope, r)
         }
-        ResourceKind::EksPodIdentityAssociation => eks::needs_to_take_down(scope, r),
+        ResourceKind::EksPodIdentityAssociation | ResourceKind::EksAccessEntry => {
+            eks::needs_to_take_down(scope, r)
+        }
         ResourceKind::SnsTopic
         | ResourceKind::SnsSubscription
         | ResourceKind::SnsTopicPolicyStatement => sns::needs_to_take_down(scope, r),
