@@ -392,6 +392,27 @@ fn workspaces_in_the_ledger_go_untagged_and_foreign_ones_stay() {
     }
 }
 
+/// A shell with no region (AWS_REGION gone after the recipe's run, no profile naming one):
+/// every entry records its region, so teardown deletes there instead of stopping at "no AWS
+/// region is configured".
+#[test]
+fn a_run_without_a_region_deletes_in_each_entrys_own_region() {
+    let doc = ensured(&unique_name("td-noregion"));
+    let id = doc["workspace"]["workspaceId"].as_str().unwrap().to_owned();
+    assert_eq!(doc["resources"][0]["region"], stack().region.as_str());
+    let home = tempfile::tempdir().unwrap();
+    let torn = tool("teardown")
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_CONFIG_FILE", home.path().join("config"))
+        .stdin_doc(&doc)
+        .run();
+    torn.expect_code(0);
+    assert_eq!(outcome_of(&torn.doc(), &id), "deleted", "{}", torn.stderr);
+    assert!(describe(&id).is_none(), "the workspace is gone");
+}
+
 #[test]
 fn a_teardown_killed_half_way_leaves_a_state_a_second_run_finishes() {
     let alias = unique_name("td-kill");

@@ -224,6 +224,15 @@ impl ledger::Run for Context {
     /// The AWS configuration for `region` (the configured one when `None`): an entry is always
     /// deleted in the region it was created in, whatever the environment's region is now.
     async fn config(&mut self, region: Option<&str>) -> Result<aws_config::SdkConfig> {
+        // Every entry records its region: a run given none (a shell without AWS_REGION, after
+        // a recipe that had one) deletes in the entries' own regions rather than stopping at
+        // "no AWS region is configured".
+        if self.base.is_none()
+            && let Some(region) = region
+            && aws::resolve_region(&self.aws_args).await.is_none()
+        {
+            self.aws_args.region = Some(region.to_owned());
+        }
         let base = self.base_config().await?;
         let Some(region) = region.filter(|r| *r != aws::region_of(&base)) else {
             return Ok(base);
