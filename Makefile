@@ -57,7 +57,7 @@ local-status:
 	scripts/local-stack status
 
 ## Run the whole recipe on the local stack, raise the alert, tear everything down, summarize;
-## `make demo MESH=envoy-gateway` (or consul) runs the stack's Envoys, and the recipe, in that
+## `make demo MESH=envoy-gateway` (or consul, or istio) runs the stack's Envoys, and the recipe, in that
 ## mesh's shape (default appmesh)
 demo:
 	$(if $(MESH),AMPKIT_MESH=$(MESH) ,)scripts/demo

@@ -260,6 +260,7 @@ fn sns_subjects(stack: &ampkit_e2e::Stack, topic_arn: &str) -> Vec<String> {
 /// once jazz is slowed. Short alert timings, as in the sns-alert tests: threshold 100 ms
 /// (on two shared CPUs Envoy's own p99 is sometimes above the recipe's 5 ms), `for` 4 s.
 fn the_recipes_chain_on_a_stack_in_the_shape_of(mesh: &str, offset: u16, entry: &str) {
+    let istio = mesh == "istio";
     let started = std::time::Instant::now();
     let shaped = ampkit_e2e::ShapedStack::start(mesh, offset);
     eprintln!(
@@ -283,11 +284,25 @@ fn the_recipes_chain_on_a_stack_in_the_shape_of(mesh: &str, offset: u16, entry: 
             .await
             .unwrap()
     });
-    assert!(
-        metrics.contains(&format!("envoy_http_conn_manager_prefix=\"{entry}\"")),
-        "{mesh}: dj's listener {entry} at {}",
-        stack.envoy_metrics_urls[0]
-    );
+    if istio {
+        // Istio's merged endpoint: of Envoy's own families only those Istio keeps by
+        // default (its standard metrics appear with the first request).
+        assert!(
+            metrics.contains("# TYPE envoy_server_live"),
+            "{mesh}: Istio's endpoint at {}: {metrics}",
+            stack.envoy_metrics_urls[0]
+        );
+        assert!(
+            !metrics.contains("envoy_http_downstream_rq_total"),
+            "{mesh}: Istio keeps only a few of Envoy's families"
+        );
+    } else {
+        assert!(
+            metrics.contains(&format!("envoy_http_conn_manager_prefix=\"{entry}\"")),
+            "{mesh}: dj's listener {entry} at {}",
+            stack.envoy_metrics_urls[0]
+        );
+    }
 
     let name = ampkit_e2e::unique_name(&format!("shape-{mesh}"));
     runtime()
@@ -305,7 +320,15 @@ fn the_recipes_chain_on_a_stack_in_the_shape_of(mesh: &str, offset: u16, entry: 
         .env("AMPKIT_TOPIC", format!("grafana-{name}"))
         .env("AMPKIT_REQUESTS", "60")
         .env("AMPKIT_WAIT", "60s")
-        .env("AMPKIT_DASHBOARDS", "builtin:envoy-global")
+        // The profile's own dashboard: raw Envoy's, or Istio's standard metrics'.
+        .env(
+            "AMPKIT_DASHBOARDS",
+            if istio {
+                "builtin:mesh"
+            } else {
+                "builtin:envoy-global"
+            },
+        )
         .env(
             "AMPKIT_SNS_ALERT_ARGS",
             "--threshold-ms 100 --for 4s --interval 2s --rate-window 10s --group-wait 1s \
@@ -339,13 +362,16 @@ fn the_recipes_chain_on_a_stack_in_the_shape_of(mesh: &str, offset: u16, entry: 
 
     // The scraper's relabelling of the mesh's pods gives the same service and namespace as
     // in App Mesh's shape.
+    let requests = if istio {
+        "istio_requests_total{reporter=\"destination\"}".to_owned()
+    } else {
+        format!("envoy_http_downstream_rq_total{{envoy_http_conn_manager_prefix=\"{entry}\"}}")
+    };
     let labelled = tool("promql")
         .on(&stack)
         .args([
             "query",
-            &format!(
-                "count by (service, namespace) (envoy_http_downstream_rq_total{{envoy_http_conn_manager_prefix=\"{entry}\"}})"
-            ),
+            &format!("count by (service, namespace) ({requests})"),
         ])
         .stdin_doc(&doc)
         .run();
@@ -367,7 +393,12 @@ fn the_recipes_chain_on_a_stack_in_the_shape_of(mesh: &str, offset: u16, entry: 
 
     // Every panel of the built-in dashboard has data.
     let dashboard = &doc["grafana"]["dashboards"][0];
-    assert_eq!(dashboard["source"], "builtin:envoy-global", "{dashboard}");
+    let (source, at_least) = if istio {
+        ("builtin:istio", 9)
+    } else {
+        ("builtin:envoy-global", 12)
+    };
+    assert_eq!(dashboard["source"], source, "{dashboard}");
     let panels: Vec<(String, String, u64)> = dashboard["verify"]["panels"]
         .as_array()
         .unwrap()
@@ -381,7 +412,7 @@ fn the_recipes_chain_on_a_stack_in_the_shape_of(mesh: &str, offset: u16, entry: 
             )
         })
         .collect();
-    assert!(panels.len() >= 12, "{mesh}: {panels:?}");
+    assert!(panels.len() >= at_least, "{mesh}: {panels:?}");
     for (title, status, series) in &panels {
         assert_eq!(status, "ok", "{mesh}: `{title}`: {panels:?}");
         assert!(*series > 0, "{mesh}: `{title}`");
@@ -435,8 +466,16 @@ fn the_recipes_chain_on_a_stack_in_the_shape_of(mesh: &str, offset: u16, entry: 
         alert_started.elapsed().as_secs_f64()
     );
     assert!(firing.contains("DownstreamLatencyP99High"), "{firing}");
+    // Istio's alert names the service by its FQDN (destination_service).
     assert!(
-        firing.ends_with(" jazz") || firing.ends_with(" dj"),
+        [
+            "jazz",
+            "dj",
+            "jazz.prod.svc.cluster.local",
+            "dj.prod.svc.cluster.local"
+        ]
+        .iter()
+        .any(|s| firing.ends_with(&format!(" {s}"))),
         "{mesh}: the subject names the slowed service: {firing}"
     );
 }
@@ -449,6 +488,14 @@ fn envoy_gateway_shape_runs_the_recipes_chain_from_collector_to_every_panel_and_
 #[test]
 fn consul_shape_runs_the_recipes_chain_from_collector_to_every_panel_and_the_alert_in_sns() {
     the_recipes_chain_on_a_stack_in_the_shape_of("consul", 25, "public_listener");
+}
+
+/// Istio's sidecar layout on real Envoy, its standard metrics computed by amp-local's
+/// `--istio-proxy` from each Envoy's own statistics: the collector scrapes them where
+/// pilot-agent serves them, and `builtin:istio`'s panels and the Istio alert run on them.
+#[test]
+fn istio_shape_runs_the_recipes_chain_from_collector_to_every_panel_and_the_alert_in_sns() {
+    the_recipes_chain_on_a_stack_in_the_shape_of("istio", 50, "inbound_0.0.0.0_8080;");
 }
 
 /// Every downstream panel of the built-in raw-Envoy dashboard leaves out the proxies' own

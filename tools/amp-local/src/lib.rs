@@ -33,6 +33,7 @@ pub mod discovery;
 pub mod iam_eval;
 pub mod identity;
 pub mod isolation;
+pub mod istio_proxy;
 pub mod quotas;
 pub mod scrapers;
 pub mod sigv4_verify;
@@ -87,6 +88,8 @@ pub struct Options {
     pub prometheus_bin: PathBuf,
     /// The pods scrapers' Kubernetes discovery finds.
     pub scraper_pods: Vec<discovery::Pod>,
+    /// The Istio sidecars whose merged metrics endpoint is served ([`istio_proxy`]).
+    pub istio_proxies: Vec<istio_proxy::Proxy>,
     /// AMP's quotas ([`quotas`]).
     pub limits: quotas::Limits,
     /// moto's URL: other access keys than the fixed ones are looked up there and their IAM
@@ -162,6 +165,12 @@ pub struct Cli {
     /// prometheus.io/port annotation defaults to PORT, the namespace to `default`
     #[arg(long = "scraper-pod", value_name = "POD", value_parser = discovery::parse_pod)]
     pub scraper_pods: Vec<discovery::Pod>,
+    /// Serve an Istio sidecar's merged metrics endpoint (`/stats/prometheus`, Istio's port
+    /// 15020) for a local Envoy in Istio's shape (repeatable): Istio's standard metrics
+    /// computed from the Envoy's own statistics at each scrape, since istio-proxy cannot run
+    /// here. ADDR:PORT,admin=HOST:PORT,workload=NAME[,namespace=NS][,caller=WORKLOAD]
+    #[arg(long = "istio-proxy", value_name = "PROXY", value_parser = istio_proxy::parse_proxy)]
+    pub istio_proxies: Vec<istio_proxy::Proxy>,
     #[command(flatten, next_help_heading = "AMP's quotas (defaults: AMP's)")]
     pub limits: quotas::Limits,
     /// moto's URL: enforce IAM. Access keys other than the --credentials ones are looked up in
@@ -209,6 +218,7 @@ impl Options {
         Ok(Options {
             prometheus_bin,
             scraper_pods: cli.scraper_pods,
+            istio_proxies: cli.istio_proxies,
             limits: cli.limits,
             iam_from: cli.iam_from,
             listen: cli.listen,
@@ -936,6 +946,7 @@ pub async fn serve(opts: Options) -> Result<()> {
     let known: Vec<String> = app.state().scrapers.keys().cloned().collect();
     app.agents.reap_stale(&known).await;
     scrapers::supervise(&app);
+    istio_proxy::start(&app.opts.istio_proxies, app.http.clone()).await?;
     // Answers are streamed in several writes; Nagle's algorithm would hold the later ones back.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);

@@ -132,9 +132,12 @@ fn parse_counter_name(name: &str) -> Option<(Subject, Option<usize>)> {
     match dir {
         "downstream" => {
             let prefix = head.strip_prefix("http.")?;
+            // Istio ends its stat prefixes with `;` (inbound_0.0.0.0_8080;), so that the dots
+            // before it are the prefix's own; other dots are sub-scopes of another stat.
+            let sub_scoped = prefix.contains('.') && !prefix.ends_with(';');
             // The proxy's own listeners (admin; the metrics listeners every scrape of Envoy
             // Gateway's and Consul's proxies passes through) count requests that are not ours.
-            if prefix.contains('.') || ampkit::mesh::OWN_LISTENERS.contains(&prefix) {
+            if sub_scoped || ampkit::mesh::OWN_LISTENERS.contains(&prefix) {
                 return None;
             }
             Some((Subject::Listener(prefix.to_owned()), class))
@@ -191,11 +194,19 @@ pub struct Topology {
     pub listeners: Vec<Listener>,
     /// Cluster name -> endpoint ports.
     pub clusters: BTreeMap<String, Vec<u16>>,
+    /// Cluster name -> the name its statistics are kept under, where the cluster sets one
+    /// (`alt_stat_name`: Istio names every cluster's stats `<name>;`).
+    pub stat_names: BTreeMap<String, String>,
 }
 
 impl Topology {
     fn listener_on(&self, port: u16) -> Option<&Listener> {
         self.listeners.iter().find(|l| l.port == port)
+    }
+
+    /// The name `cluster`'s statistics carry.
+    fn stat_name<'a>(&'a self, cluster: &'a str) -> &'a str {
+        self.stat_names.get(cluster).map_or(cluster, String::as_str)
     }
 }
 
@@ -349,6 +360,11 @@ pub fn parse_topology(dump: &Value) -> Topology {
                 .filter_map(|e| e.pointer("/endpoint/address").and_then(port_of))
                 .collect();
             topo.clusters.insert(name.to_owned(), ports);
+            if let Some(alt) = cluster.get("alt_stat_name").and_then(Value::as_str)
+                && !alt.is_empty()
+            {
+                topo.stat_names.insert(name.to_owned(), alt.to_owned());
+            }
         }
     }
     topo
@@ -390,7 +406,10 @@ pub fn expected(
             else {
                 break;
             };
-            out.entry((admin, Subject::Cluster(cluster.clone())))
+            let stat_name = topologies[admin]
+                .as_ref()
+                .map_or(cluster.as_str(), |t| t.stat_name(cluster));
+            out.entry((admin, Subject::Cluster(stat_name.to_owned())))
                 .or_insert_with(Counts::default)
                 .add_flow(flow);
             // Several endpoints share the load in a way we cannot predict: stop there.
@@ -680,6 +699,7 @@ mod tests {
                 ],
             )],
             clusters: [("egress_jazz".to_owned(), vec![12])].into(),
+            ..Default::default()
         };
         let jazz = Topology {
             listeners: vec![listener(
@@ -687,9 +707,48 @@ mod tests {
                 "ingress_jazz",
                 vec![route("/", Action::Local)],
             )],
-            clusters: Default::default(),
+            ..Default::default()
         };
         vec![Some(dj), Some(jazz)]
+    }
+
+    /// Istio's names: stat prefixes and cluster stat names end with `;` (its
+    /// DelimitedStatsPrefix), and a cluster's stats go by its alt_stat_name.
+    #[test]
+    fn istios_delimited_stat_names_are_followed_and_counted() {
+        let stats = json!({"stats": [
+            {"name": "http.inbound_0.0.0.0_8080;.downstream_rq_total", "value": 5},
+            {"name": "cluster.outbound|80||jazz.prod.svc.cluster.local;.upstream_rq_total", "value": 5},
+            {"name": "http.inbound_0.0.0.0_8080.sub.downstream_rq_total", "value": 9},
+        ]});
+        let snap = parse_stats(&stats);
+        assert_eq!(
+            snap[&Subject::Listener("inbound_0.0.0.0_8080;".into())].total,
+            5
+        );
+        assert_eq!(snap.len(), 2, "{snap:?}");
+        let dump = json!({"configs": [{
+            "@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump",
+            "static_clusters": [{"cluster": {
+                "name": "outbound|80||jazz.prod.svc.cluster.local",
+                "alt_stat_name": "outbound|80||jazz.prod.svc.cluster.local;",
+                "load_assignment": {"endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
+                    "socket_address": {"address": "127.0.0.1", "port_value": 12}}}}]}]}}}]
+        }, {
+            "@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump",
+            "static_listeners": [{"listener": {
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": 10}},
+                "filter_chains": [{"filters": [{"typed_config": {
+                    "stat_prefix": "inbound_0.0.0.0_8080;",
+                    "route_config": {"virtual_hosts": [{"routes": [{
+                        "match": {"prefix": "/"},
+                        "route": {"cluster": "outbound|80||jazz.prod.svc.cluster.local"}}]}]}}}]}]}}]
+        }]});
+        let topo = parse_topology(&dump);
+        let e = expected(&[Some(topo)], 10, &[("/".to_owned(), flow(5, 2))]).unwrap();
+        let jazz = Subject::Cluster("outbound|80||jazz.prod.svc.cluster.local;".into());
+        assert_eq!(e[&(0, jazz.clone())].total, 5, "{e:?}");
+        assert_eq!(e[&(0, jazz.clone())].total, snap[&jazz].total);
     }
 
     fn flow(completed: u64, class: usize) -> PathCounts {
