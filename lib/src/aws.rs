@@ -64,10 +64,16 @@ pub async fn resolve_region(args: &AwsArgs) -> Option<Region> {
 
 /// Load the SDK configuration; fails fast (exit 2) when no region is configured.
 pub async fn load(args: &AwsArgs) -> Result<SdkConfig> {
-    let region = resolve_region(args).await.ok_or_else(|| {
-        Error::usage("no AWS region is configured")
-            .with_hint("pass --region, set AWS_REGION, or set `region` in your AWS profile")
-    })?;
+    let Some(region) = resolve_region(args).await else {
+        // A profile that does not exist has no region either: that is the cause to name.
+        if let Some(profile) = named_profile(args)
+            && !profile_exists(&profile).await
+        {
+            return Err(missing_profile(&profile));
+        }
+        return Err(Error::usage("no AWS region is configured")
+            .with_hint("pass --region, set AWS_REGION, or set `region` in your AWS profile"));
+    };
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(region)
         // A dead endpoint must fail in seconds, not hang a pipeline.
@@ -102,10 +108,7 @@ const CREDENTIAL_SOURCES: &str = "the environment (AWS_ACCESS_KEY_ID), the profi
 /// configuration to change), the SDK's error kept as the source.
 async fn credentials_error(e: CredentialsError, args: &AwsArgs) -> Error {
     let text = DisplayErrorContext(&e).to_string();
-    let named = args
-        .profile
-        .clone()
-        .or_else(|| std::env::var("AWS_PROFILE").ok().filter(|p| !p.is_empty()));
+    let named = named_profile(args);
     let profile = named.clone().unwrap_or_else(|| "default".to_owned());
     let error = if let Some(failed) = failed_assume_role(&e) {
         assume_role_error(failed, &profile).await
@@ -114,12 +117,7 @@ async fn credentials_error(e: CredentialsError, args: &AwsArgs) -> Error {
             || text.contains("ProfileNotDefined")
             || text.contains("No profiles were defined"))
     {
-        Error::usage(format!(
-            "profile `{profile}` is not in ~/.aws/config or ~/.aws/credentials"
-        ))
-        .with_hint(format!(
-            "list the profiles with `aws configure list-profiles`, or create it with `aws configure --profile {profile}`"
-        ))
+        missing_profile(&profile)
     } else if text.to_ascii_lowercase().contains("sso")
         && (text.contains("expired") || text.contains("refresh"))
     {
@@ -178,6 +176,34 @@ fn failed_assume_role(
 /// A setting of a profile in the AWS config and credentials files, read as the SDK reads them
 /// (`AWS_CONFIG_FILE`, `AWS_SHARED_CREDENTIALS_FILE`, `~/.aws`): the SDK's error does not say
 /// which role it was assuming.
+/// The profile the run names: `--profile`, else AWS_PROFILE.
+fn named_profile(args: &AwsArgs) -> Option<String> {
+    args.profile
+        .clone()
+        .or_else(|| std::env::var("AWS_PROFILE").ok().filter(|p| !p.is_empty()))
+}
+
+fn missing_profile(profile: &str) -> Error {
+    Error::usage(format!(
+        "profile `{profile}` is not in ~/.aws/config or ~/.aws/credentials"
+    ))
+    .with_hint(format!(
+        "list the profiles with `aws configure list-profiles`, or create it with `aws configure --profile {profile}`"
+    ))
+}
+
+/// Whether the profile files (as the SDK finds them) define `profile`.
+async fn profile_exists(profile: &str) -> bool {
+    aws_config::profile::load(
+        &Default::default(),
+        &Default::default(),
+        &Default::default(),
+        None,
+    )
+    .await
+    .is_ok_and(|profiles| profiles.get_profile(profile).is_some())
+}
+
 async fn profile_setting(profile: &str, key: &str) -> Option<String> {
     // The defaults are the real file system, the process's environment and the two files.
     let profiles = aws_config::profile::load(

@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing::level_filters::LevelFilter;
+use tracing_subscriber::filter::Targets;
 
 use crate::doc::StateDoc;
 use crate::error::{self, Error, Result};
@@ -113,13 +114,40 @@ fn install_panic_hook() {
     }));
 }
 
+/// The AWS SDK's crates, whose warnings (a credential source tried and skipped, a config
+/// file named but missing) repeat with Debug text what the tool's one error line says.
+const SDK_TARGETS: &[&str] = &[
+    "aws_config",
+    "aws_runtime",
+    "aws_smithy_runtime",
+    "aws_smithy_runtime_api",
+    "aws_sdk_sts",
+    "aws_sdk_sso",
+    "aws_sdk_ssooidc",
+];
+
 fn init_logging(args: &LogArgs) {
-    let _ = tracing_subscriber::fmt()
+    use tracing_subscriber::layer::SubscriberExt;
+    let level = args.level();
+    // The SDK speaks from -v on; before that only the tool's own lines reach stderr.
+    let sdk_level = if args.verbose == 0 {
+        LevelFilter::ERROR
+    } else {
+        level
+    };
+    let targets = SDK_TARGETS
+        .iter()
+        .fold(Targets::new().with_default(level), |t, target| {
+            t.with_target(*target, sdk_level)
+        });
+    let subscriber = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_max_level(args.level())
+        .with_max_level(level)
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+        .finish()
+        .with(targets);
+    let _ = tracing::subscriber::set_global_default(subscriber);
 }
 
 fn build_runtime(runtime: Runtime) -> std::io::Result<tokio::runtime::Runtime> {

@@ -62,6 +62,20 @@ fn no_credentials_is_one_line_naming_where_it_looked_and_the_fix() {
         "no SDK Debug text: {}",
         run.stderr
     );
+    // Only the error (its JSON line and its human line): the SDK's own warnings (here: the
+    // config file AWS_CONFIG_FILE names is missing) are for -v.
+    assert_eq!(run.stderr.lines().count(), 2, "{}", run.stderr);
+    let verbose = without_credentials(home.path())
+        .args(["ensure", "--alias", "first-contact", "-v"])
+        .run();
+    verbose.expect_code(2);
+    assert!(
+        verbose
+            .stderr
+            .contains("config file overridden via environment variable not found"),
+        "-v shows the SDK's warnings: {}",
+        verbose.stderr
+    );
 }
 
 #[test]
@@ -72,9 +86,20 @@ fn a_profile_that_does_not_exist_is_named() {
         "[profile team]\nregion = eu-west-1\n",
     )
     .unwrap();
-    for how in [["--profile", "nope"], ["--region", "eu-west-1"]] {
-        let run = without_credentials(home.path())
-            .env("AWS_PROFILE", "nope")
+    // Named by flag or variable, with a region or without one (a missing profile has no
+    // region either: the profile, not the region, is what to fix).
+    for (how, region) in [
+        (["--profile", "nope"], true),
+        (["--region", "eu-west-1"], true),
+        (["--profile", "nope"], false),
+    ] {
+        let mut invocation = without_credentials(home.path()).env("AWS_PROFILE", "nope");
+        if !region {
+            invocation = invocation
+                .env_remove("AWS_REGION")
+                .env_remove("AWS_DEFAULT_REGION");
+        }
+        let run = invocation
             .args(["ensure", "--alias", "first-contact"])
             .args(how)
             .run();
