@@ -37,16 +37,20 @@ use crate::isolation::WriteScan;
 #[derive(clap::Args, Debug, Clone)]
 pub struct Limits {
     /// Samples (and metadata) per second a workspace takes, as a token bucket refilled at this
-    /// rate (AMP_quotas: ingestion rate per workspace); more is refused with 429
-    #[arg(long, default_value = "140000", value_parser = positive_rate, value_name = "PER_SECOND")]
+    /// rate; more is refused with 429. AMP_quotas (2026): ingestion rate per workspace
+    /// 1,666,666 samples/s, which AMP adjusts to 1/30 of the workspace's active series limit
+    /// (earlier pages: 70,000-140,000)
+    #[arg(long, default_value = "1666666", value_parser = positive_rate, value_name = "PER_SECOND")]
     pub ingestion_rate: f64,
-    /// Samples a workspace takes at once: the bucket's size (AMP_quotas: ingestion burst size
-    /// per workspace); a single request larger than this is always refused
+    /// Samples a workspace takes at once: the bucket's size; a single request larger than this
+    /// is always refused. AMP_quotas no longer names a burst size since the 2026 limits; this
+    /// is the last one it gave (ingestion burst size per workspace, 1,000,000)
     #[arg(long, default_value = "1000000", value_parser = clap::value_parser!(u64).range(1..), value_name = "SAMPLES")]
     pub ingestion_burst: u64,
-    /// Active series per workspace (AMP_quotas: 10,000,000 per 2 hours); a new series past it
-    /// is refused with 429 `per-user series limit (...) exceeded`
-    #[arg(long, default_value = "10000000", value_parser = clap::value_parser!(u64).range(1..), value_name = "SERIES")]
+    /// Active series per workspace; a new series past it is refused with 429 `per-user series
+    /// limit (...) exceeded`. AMP_quotas (2026): 50,000,000 by default, capacity adjusted
+    /// from 2 M with use (earlier pages: 10,000,000 per 2 hours)
+    #[arg(long, default_value = "50000000", value_parser = clap::value_parser!(u64).range(1..), value_name = "SERIES")]
     pub max_active_series: u64,
     /// How long a series counts as active after its last sample (AMP_quotas: "per 2 hours")
     #[arg(long, default_value = "2h", value_parser = positive_duration, value_name = "DURATION")]
