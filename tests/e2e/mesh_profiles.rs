@@ -259,6 +259,10 @@ fn sns_subjects(stack: &ampkit_e2e::Stack, topic_arn: &str) -> Vec<String> {
 /// `builtin:envoy-global` verified against the workspace, then the alert reaching SNS in moto
 /// once jazz is slowed. Short alert timings, as in the sns-alert tests: threshold 100 ms
 /// (on two shared CPUs Envoy's own p99 is sometimes above the recipe's 5 ms), `for` 4 s.
+/// The rate window is 30 s: the collector's samples reach the workspace up to its remote
+/// write's 5 s batch deadline late (a scrape of Istio's few series fills no batch), so a 10 s
+/// window at a 5 s scrape interval often holds one sample, the rate is absent, and a `for`
+/// never completes: the alert was seen to stay pending for a minute that way.
 fn the_recipes_chain_on_a_stack_in_the_shape_of(mesh: &str, offset: u16, entry: &str) {
     let istio = mesh == "istio";
     let started = std::time::Instant::now();
@@ -331,7 +335,7 @@ fn the_recipes_chain_on_a_stack_in_the_shape_of(mesh: &str, offset: u16, entry: 
         )
         .env(
             "AMPKIT_SNS_ALERT_ARGS",
-            "--threshold-ms 100 --for 4s --interval 2s --rate-window 10s --group-wait 1s \
+            "--threshold-ms 100 --for 4s --interval 2s --rate-window 30s --group-wait 1s \
              --group-interval 2s --repeat-interval 1h",
         )
         .stdin(std::process::Stdio::null())
