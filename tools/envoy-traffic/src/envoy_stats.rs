@@ -170,6 +170,9 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathMatch {
     Prefix(String),
+    /// Envoy's `path_separated_prefix` (what Envoy Gateway writes for a PathPrefix match):
+    /// the path itself, or it followed by `/`.
+    SeparatedPrefix(String),
     Path(String),
     /// A matcher this module does not evaluate (regex, headers): stops the walk.
     Unknown,
@@ -215,6 +218,9 @@ impl Listener {
         let path = path.split(['?', '#']).next().unwrap_or(path);
         self.routes.iter().find(|r| match &r.matcher {
             PathMatch::Prefix(p) => path.starts_with(p.as_str()),
+            PathMatch::SeparatedPrefix(p) => path
+                .strip_prefix(p.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/')),
             PathMatch::Path(p) => path == p,
             PathMatch::Unknown => true,
         })
@@ -242,8 +248,11 @@ fn parse_routes(route_config: &Value) -> Vec<Route> {
         .flatten()
         .map(|r| {
             let m = r.get("match");
-            let matcher = if let Some(p) = m.and_then(|m| m.get("prefix")).and_then(Value::as_str) {
+            let text = |key: &str| m.and_then(|m| m.get(key)).and_then(Value::as_str);
+            let matcher = if let Some(p) = text("prefix") {
                 PathMatch::Prefix(p.to_owned())
+            } else if let Some(p) = text("path_separated_prefix") {
+                PathMatch::SeparatedPrefix(p.to_owned())
             } else if let Some(p) = m.and_then(|m| m.get("path")).and_then(Value::as_str) {
                 PathMatch::Path(p.to_owned())
             } else {
@@ -710,6 +719,23 @@ mod tests {
             ..Default::default()
         };
         vec![Some(dj), Some(jazz)]
+    }
+
+    #[test]
+    fn a_path_separated_prefix_matches_the_path_and_what_follows_a_slash() {
+        let listener = Listener {
+            port: 1,
+            prefix: "http-10080".into(),
+            routes: parse_routes(&json!({"virtual_hosts": [{"routes": [
+                {"match": {"path_separated_prefix": "/jazz"}, "route": {"cluster": "jazz"}},
+                {"match": {"prefix": "/"}, "direct_response": {"status": 200}}]}]})),
+        };
+        let to = |path: &str| listener.route(path).map(|r| r.action.clone());
+        let jazz = Some(Action::Cluster("jazz".into()));
+        assert_eq!(to("/jazz"), jazz);
+        assert_eq!(to("/jazz/x?y=1"), jazz);
+        assert_eq!(to("/jazz?y=1"), jazz);
+        assert_eq!(to("/jazzy"), Some(Action::Local));
     }
 
     /// Istio's names: stat prefixes and cluster stat names end with `;` (its
