@@ -217,6 +217,33 @@ async fn the_ingestion_rate_refuses_a_request_past_the_bucket_with_429_and_write
     );
 }
 
+/// Without --ingestion-rate the rate is AMP's: 1/30 of the active series limit (3,000 series:
+/// 100 samples per second), named in the refusal as AMP names it.
+#[tokio::test]
+async fn without_a_rate_the_workspace_takes_a_thirtieth_of_its_series_limit_per_second() {
+    let amp = OwnAmp::start(&["--max-active-series", "3000", "--ingestion-burst", "200"]).await;
+    let ws = amp.workspace().await;
+    let metric = "quota_derived_rate_total";
+    let first = amp
+        .write(
+            &ws,
+            vec![series(&[("__name__", metric), ("run", "1")], &samples(150))],
+        )
+        .await;
+    assert_eq!(first.0, 204, "within the burst: {}", first.1);
+    let second = amp
+        .write(
+            &ws,
+            vec![series(&[("__name__", metric), ("run", "2")], &samples(150))],
+        )
+        .await;
+    assert_eq!(second.0, 429, "{}", second.1);
+    assert_eq!(
+        second.1.trim(),
+        "ingestion rate limit (100) exceeded while adding 150 samples and 0 metadata"
+    );
+}
+
 #[tokio::test]
 async fn new_series_past_the_active_series_limit_get_429_and_the_others_are_written() {
     let amp = OwnAmp::start(&["--max-active-series", "3"]).await;

@@ -37,11 +37,11 @@ use crate::isolation::WriteScan;
 #[derive(clap::Args, Debug, Clone)]
 pub struct Limits {
     /// Samples (and metadata) per second a workspace takes, as a token bucket refilled at this
-    /// rate; more is refused with 429. AMP_quotas (2026): ingestion rate per workspace
-    /// 1,666,666 samples/s, which AMP adjusts to 1/30 of the workspace's active series limit
-    /// (earlier pages: 70,000-140,000)
-    #[arg(long, default_value = "1666666", value_parser = positive_rate, value_name = "PER_SECOND")]
-    pub ingestion_rate: f64,
+    /// rate; more is refused with 429 [default: 1/30 of --max-active-series, as AMP sets it:
+    /// AMP_quotas (2026) gives 1,666,666 samples/s for the default 50,000,000 series, and
+    /// AMP-troubleshooting's example refusal names a rate of 6666.666666666667, 200,000 / 30]
+    #[arg(long, value_parser = positive_rate, value_name = "PER_SECOND")]
+    pub ingestion_rate: Option<f64>,
     /// Samples a workspace takes at once: the bucket's size; a single request larger than this
     /// is always refused. AMP_quotas no longer names a burst size since the 2026 limits; this
     /// is the last one it gave (ingestion burst size per workspace, 1,000,000)
@@ -139,6 +139,14 @@ fn positive_duration(text: &str) -> Result<Duration, String> {
     match parse_duration(text)? {
         d if d.is_zero() => Err("a zero duration would refuse everything".to_owned()),
         d => Ok(d),
+    }
+}
+
+impl Limits {
+    /// The ingestion rate in force: the flag's, else AMP's 1/30 of the active series limit.
+    pub fn ingestion_rate(&self) -> f64 {
+        self.ingestion_rate
+            .unwrap_or(self.max_active_series as f64 / 30.0)
     }
 }
 
@@ -318,7 +326,7 @@ impl Ingest {
         // The bucket refills continuously, up to the burst (golang.org/x/time/rate, which
         // Cortex's limiter is).
         let elapsed = now.saturating_duration_since(usage.refilled).as_secs_f64();
-        usage.tokens = (usage.tokens + elapsed * limits.ingestion_rate).min(burst);
+        usage.tokens = (usage.tokens + elapsed * limits.ingestion_rate()).min(burst);
         usage.refilled = now;
         let wanted = (samples + scan.metadata) as f64;
         if wanted > usage.tokens {
@@ -326,7 +334,8 @@ impl Ingest {
                 StatusCode::TOO_MANY_REQUESTS,
                 format!(
                     "ingestion rate limit ({}) exceeded while adding {samples} samples and {} metadata",
-                    limits.ingestion_rate, scan.metadata
+                    limits.ingestion_rate(),
+                    scan.metadata
                 ),
             ));
         }
@@ -827,9 +836,27 @@ mod tests {
     const UP_B: &[(&[u8], &[u8])] = &[(b"__name__", b"up"), (b"job", b"b")];
 
     #[test]
+    fn without_a_rate_it_is_a_thirtieth_of_the_series_limit_as_amp_sets_it() {
+        let limits = Limits::default();
+        assert_eq!(limits.max_active_series, 50_000_000);
+        assert!((limits.ingestion_rate() - 1_666_666.666).abs() < 1.0);
+        let small = Limits {
+            max_active_series: 200_000,
+            ..Limits::default()
+        };
+        // AMP-troubleshooting's example refusal: "ingestion rate limit (6666.666666666667)".
+        assert_eq!(small.ingestion_rate().to_string(), "6666.666666666667");
+        let given = Limits {
+            ingestion_rate: Some(5.0),
+            ..small
+        };
+        assert_eq!(given.ingestion_rate(), 5.0);
+    }
+
+    #[test]
     fn the_bucket_refuses_past_its_burst_and_refills_at_the_rate() {
         let limits = Limits {
-            ingestion_rate: 10.0,
+            ingestion_rate: Some(10.0),
             ingestion_burst: 20,
             ..Limits::default()
         };
