@@ -192,8 +192,9 @@ fn missing_profile(profile: &str) -> Error {
     ))
 }
 
-/// Whether the profile files (as the SDK finds them) define `profile`.
-async fn profile_exists(profile: &str) -> bool {
+/// The profile files as the SDK finds them: the real file system, the process's environment
+/// and the two files (`None` when they cannot be read).
+async fn profile_files() -> Option<aws_config::profile::ProfileSet> {
     aws_config::profile::load(
         &Default::default(),
         &Default::default(),
@@ -201,20 +202,19 @@ async fn profile_exists(profile: &str) -> bool {
         None,
     )
     .await
-    .is_ok_and(|profiles| profiles.get_profile(profile).is_some())
+    .ok()
+}
+
+/// Whether the profile files define `profile`.
+async fn profile_exists(profile: &str) -> bool {
+    profile_files()
+        .await
+        .is_some_and(|profiles| profiles.get_profile(profile).is_some())
 }
 
 async fn profile_setting(profile: &str, key: &str) -> Option<String> {
-    // The defaults are the real file system, the process's environment and the two files.
-    let profiles = aws_config::profile::load(
-        &Default::default(),
-        &Default::default(),
-        &Default::default(),
-        None,
-    )
-    .await
-    .ok()?;
-    profiles
+    profile_files()
+        .await?
         .get_profile(profile)?
         .get(key)
         .map(str::to_owned)

@@ -174,21 +174,19 @@ fn samples(n: i64) -> Vec<(f64, i64)> {
 
 // ---- ingestion ---------------------------------------------------------------------------
 
-#[tokio::test]
-async fn the_ingestion_rate_refuses_a_request_past_the_bucket_with_429_and_writes_none_of_it() {
-    let amp = OwnAmp::start(&["--ingestion-rate", "100", "--ingestion-burst", "200"]).await;
-    let ws = amp.workspace().await;
-    let metric = "quota_rate_total";
+/// Into a workspace whose bucket holds 200 samples and refills at 100 per second: 150 samples
+/// (`run="1"`) fit, 150 more at once (`run="2"`) are refused with 429 naming the rate.
+async fn two_requests_past_a_bucket_of_200_at_100_per_second(amp: &OwnAmp, ws: &str, metric: &str) {
     let first = amp
         .write(
-            &ws,
+            ws,
             vec![series(&[("__name__", metric), ("run", "1")], &samples(150))],
         )
         .await;
     assert_eq!(first.0, 204, "within the burst: {}", first.1);
     let second = amp
         .write(
-            &ws,
+            ws,
             vec![series(&[("__name__", metric), ("run", "2")], &samples(150))],
         )
         .await;
@@ -197,6 +195,14 @@ async fn the_ingestion_rate_refuses_a_request_past_the_bucket_with_429_and_write
         second.1.trim(),
         "ingestion rate limit (100) exceeded while adding 150 samples and 0 metadata"
     );
+}
+
+#[tokio::test]
+async fn the_ingestion_rate_refuses_a_request_past_the_bucket_with_429_and_writes_none_of_it() {
+    let amp = OwnAmp::start(&["--ingestion-rate", "100", "--ingestion-burst", "200"]).await;
+    let ws = amp.workspace().await;
+    let metric = "quota_rate_total";
+    two_requests_past_a_bucket_of_200_at_100_per_second(&amp, &ws, metric).await;
     assert_eq!(
         stored_samples(&amp.stack, &ws, &format!("{metric}{{run=\"2\"}}")).await,
         0,
@@ -224,24 +230,7 @@ async fn without_a_rate_the_workspace_takes_a_thirtieth_of_its_series_limit_per_
     let amp = OwnAmp::start(&["--max-active-series", "3000", "--ingestion-burst", "200"]).await;
     let ws = amp.workspace().await;
     let metric = "quota_derived_rate_total";
-    let first = amp
-        .write(
-            &ws,
-            vec![series(&[("__name__", metric), ("run", "1")], &samples(150))],
-        )
-        .await;
-    assert_eq!(first.0, 204, "within the burst: {}", first.1);
-    let second = amp
-        .write(
-            &ws,
-            vec![series(&[("__name__", metric), ("run", "2")], &samples(150))],
-        )
-        .await;
-    assert_eq!(second.0, 429, "{}", second.1);
-    assert_eq!(
-        second.1.trim(),
-        "ingestion rate limit (100) exceeded while adding 150 samples and 0 metadata"
-    );
+    two_requests_past_a_bucket_of_200_at_100_per_second(&amp, &ws, metric).await;
 }
 
 #[tokio::test]

@@ -309,37 +309,56 @@ impl Agent {
         external: (&str, &str),
         jobs: impl FnOnce(u16) -> String,
     ) -> Agent {
+        let keys = format!(
+            "      access_key: {}\n      secret_key: {}\n",
+            stack.access_key_id, stack.secret_access_key
+        );
+        Agent::launch(stack, ws, external, jobs, &keys, None)
+    }
+
+    /// A Prometheus agent on a config of `jobs` writing into `ws`, its sigv4 section ending in
+    /// `sigv4_keys`; with `credentials`, the AWS variables of its environment are those only.
+    fn launch(
+        stack: &Stack,
+        ws: &str,
+        external: (&str, &str),
+        jobs: impl FnOnce(u16) -> String,
+        sigv4_keys: &str,
+        credentials: Option<&[(&str, &str)]>,
+    ) -> Agent {
         let port = free_port();
         let dir = tempfile::tempdir().expect("a temp dir");
         let config = format!(
             "global:\n  scrape_interval: 1s\n  external_labels:\n    {label}: {value}\n\
              scrape_configs:\n{jobs}\
-             remote_write:\n  - url: {amp}/workspaces/{ws}/api/v1/remote_write\n    sigv4:\n      region: {region}\n      access_key: {ak}\n      secret_key: {sk}\n    queue_config:\n      batch_send_deadline: 1s\n",
+             remote_write:\n  - url: {amp}/workspaces/{ws}/api/v1/remote_write\n    sigv4:\n      region: {region}\n{sigv4_keys}    queue_config:\n      batch_send_deadline: 1s\n",
             label = external.0,
             value = external.1,
             jobs = jobs(port),
             amp = stack.amp_url,
             region = stack.region,
-            ak = stack.access_key_id,
-            sk = stack.secret_access_key,
         );
         let config_path = dir.path().join("agent.yml");
         std::fs::write(&config_path, config).expect("agent config written");
         let log = std::fs::File::create(dir.path().join("agent.log")).expect("log file");
-        let process = Process(
-            Command::new(local_bin("prometheus"))
-                .arg("--enable-feature=agent")
-                .arg(format!("--config.file={}", config_path.display()))
-                .arg(format!(
-                    "--storage.agent.path={}",
-                    dir.path().join("data").display()
-                ))
-                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("the Prometheus agent starts"),
-        );
+        let mut command = Command::new(local_bin("prometheus"));
+        command
+            .arg("--enable-feature=agent")
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!(
+                "--storage.agent.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(log);
+        if let Some(credentials) = credentials {
+            command.env_remove("AWS_PROFILE");
+            for (k, v) in credentials {
+                command.env(k, v);
+            }
+        }
+        let process = Process(command.spawn().expect("the Prometheus agent starts"));
         Agent {
             _process: process,
             _dir: dir,
@@ -417,41 +436,6 @@ impl Agent {
         jobs: impl FnOnce(u16) -> String,
         credentials: &[(&str, &str)],
     ) -> Agent {
-        let port = free_port();
-        let dir = tempfile::tempdir().expect("a temp dir");
-        let config = format!(
-            "global:\n  scrape_interval: 1s\n  external_labels:\n    {label}: {value}\n\
-             scrape_configs:\n{jobs}\
-             remote_write:\n  - url: {amp}/workspaces/{ws}/api/v1/remote_write\n    sigv4:\n      region: {region}\n    queue_config:\n      batch_send_deadline: 1s\n",
-            label = external.0,
-            value = external.1,
-            jobs = jobs(port),
-            amp = stack.amp_url,
-            region = stack.region,
-        );
-        let config_path = dir.path().join("agent.yml");
-        std::fs::write(&config_path, config).expect("agent config written");
-        let log = std::fs::File::create(dir.path().join("agent.log")).expect("log file");
-        let mut command = Command::new(local_bin("prometheus"));
-        command
-            .arg("--enable-feature=agent")
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!(
-                "--storage.agent.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .env_remove("AWS_PROFILE")
-            .stdout(Stdio::null())
-            .stderr(log);
-        for (k, v) in credentials {
-            command.env(k, v);
-        }
-        let process = Process(command.spawn().expect("the Prometheus agent starts"));
-        Agent {
-            _process: process,
-            _dir: dir,
-            port,
-        }
+        Agent::launch(stack, ws, external, jobs, "", Some(credentials))
     }
 }

@@ -289,7 +289,7 @@ fn istio_labels(reporter: &str, source: Option<&Peer>, destination: &Peer) -> St
         ("destination", None) => "none",
         _ => unknown,
     };
-    let pairs: [(&str, &str); 20] = [
+    let pairs: [(&str, &str); 22] = [
         ("reporter", reporter),
         ("source_workload", sw),
         ("source_workload_namespace", sns),
@@ -326,12 +326,11 @@ fn istio_labels(reporter: &str, source: Option<&Peer>, destination: &Peer) -> St
         ("destination_canonical_service", dw),
         ("destination_canonical_revision", "latest"),
         ("destination_cluster", "Kubernetes"),
-    ];
-    let mut out = String::new();
-    for (k, v) in pairs.iter().chain(&[
         ("request_protocol", "http"),
         ("connection_security_policy", security),
-    ]) {
+    ];
+    let mut out = String::new();
+    for (k, v) in pairs {
         if !out.is_empty() {
             out.push(',');
         }
